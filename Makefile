@@ -1,0 +1,37 @@
+# The quick start: `make run` trains the default config, `make test` runs the tests.
+# Each sets itself up first (Debian data packages, virtual environment, packages, datasets).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+WORKDIR ?= workdirs/bible_enes
+CONFIG ?= configs/transformer_bible_enes.py
+DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv
+
+.PHONY: run test setup debian data clean
+
+run: setup data
+	$(BIN)/python scripts/train.py --config=$(CONFIG) --workdir=$(WORKDIR)
+
+test: setup data
+	$(BIN)/python -m pytest -n 2 tests
+
+setup: debian $(VENV)/.installed
+
+debian:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "Please install the Debian packages: sudo apt-get install $$missing"; exit 1; fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+data: setup
+	$(BIN)/python scripts/prepare_data.py --dataset=bible_translation --dataset=kjv_text
+
+clean:
+	rm -rf $(VENV) workdirs

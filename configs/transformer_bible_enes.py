@@ -1,0 +1,50 @@
+"""English -> Spanish translation on the KJV / Reina-Valera 1909 verse pairs (the default of `make run`).
+
+    python scripts/train.py --config=configs/transformer_bible_enes.py --workdir=workdirs/bible_enes
+    python scripts/train.py --config=configs/transformer_bible_enes.py:tiny --workdir=/tmp/tiny
+
+A Transformer sized for a few minutes of training on 2 CPU cores: post-LN as in the paper, shared
+sentencepiece vocabulary and tied embeddings, packed rows, a short warm-up. Variants: `tiny` (seconds,
+for tests), `steps=N`.
+"""
+
+from transformer_lab.config import base_config, parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, tiny=False, steps=0)
+    config = base_config()
+    config.data.name = 'bible_translation'
+    config.data.inputs_feature, config.data.targets_feature = 'en', 'es'
+    config.data.vocab_size = 4000
+    config.data.max_length = 96
+    config.data.batch_size = 32
+
+    config.model.num_encoder_layers = config.model.num_decoder_layers = 2
+    config.model.d_model, config.model.num_heads, config.model.d_ff = 128, 4, 512
+    config.model.max_length = 128
+
+    config.train.num_steps = 2000
+    config.train.warmup_steps = 400
+    config.train.learning_rate = 2.0
+    config.eval.every_steps = 500
+    config.eval.evaluators = ('nll', 'bleu')
+    config.checkpoint.every_steps = 500
+
+    if arg.tiny:
+        config.data.vocab_size = 500
+        config.data.max_length = 32
+        config.data.batch_size = 8
+        config.model.num_encoder_layers = config.model.num_decoder_layers = 1
+        config.model.d_model, config.model.num_heads, config.model.d_ff = 32, 2, 64
+        config.model.max_length = 32
+        config.train.num_steps = 20
+        config.train.warmup_steps = 5
+        config.train.log_every_steps = 5
+        config.eval.every_steps = 10
+        config.eval.batch_size = 8
+        config.eval.max_examples = 16
+        config.checkpoint.every_steps = 10
+    if arg.steps:
+        config.train.num_steps = arg.steps
+    return config

@@ -1,0 +1,51 @@
+"""WMT14 English -> German, the paper's Transformer base and big (Vaswani et al. 2017, Table 3).
+
+    # once, on a connected machine (files listed in transformer_lab/data/builders/wmt14.py):
+    python scripts/prepare_data.py --dataset=wmt14_ende --manual_dir=~/wmt14
+    python scripts/train.py --config=configs/transformer_wmt14_ende.py:base --workdir=workdirs/wmt_base
+    python scripts/train.py --config=configs/transformer_wmt14_ende.py:big --workdir=workdirs/wmt_big
+
+base: N=6, d_model=512, d_ff=2048, h=8, d_k=d_v=64, P_drop=0.1, eps_ls=0.1, 100K steps.
+big:  N=6, d_model=1024, d_ff=4096, h=16, d_k=d_v=64, P_drop=0.3, eps_ls=0.1, 300K steps.
+Both: Adam(0.9, 0.98, 1e-9), lrate = d_model^-0.5 min(step^-0.5, step 4000^-1.5), a shared ~37K
+vocabulary (sentencepiece here, BPE in the paper), tied embeddings, ~25K source + 25K target tokens per
+batch (96 packed rows of 256 tokens). `tiny` runs the same code on TFDS mock data in CI.
+"""
+
+from transformer_lab.config import base_config, parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, base=False, big=False, tiny=False, steps=0)
+    config = base_config()          # the Transformer base of Table 3
+    config.data.name = 'wmt14_ende'
+    config.data.inputs_feature, config.data.targets_feature = 'en', 'de'
+    config.data.vocab_size = 37000
+    config.data.max_length = 256
+    config.data.batch_size = 96
+    config.model.max_length = 256
+    config.eval.evaluators = ('nll', 'bleu')
+    config.eval.every_steps = 5000
+    config.checkpoint.every_steps = 5000
+
+    if arg.big:
+        config.model.d_model, config.model.d_ff, config.model.num_heads = 1024, 4096, 16
+        config.model.dropout_rate = 0.3
+        config.train.num_steps = 300_000
+    if arg.tiny:
+        config.data.vocab_size = 300
+        config.data.max_length = 32
+        config.data.batch_size = 8
+        config.model.num_encoder_layers = config.model.num_decoder_layers = 1
+        config.model.d_model, config.model.num_heads, config.model.d_ff = 32, 2, 64
+        config.model.max_length = 32
+        config.train.num_steps = 10
+        config.train.warmup_steps = 5
+        config.train.log_every_steps = 5
+        config.eval.every_steps = 10
+        config.eval.batch_size = 8
+        config.eval.max_examples = 8
+        config.checkpoint.every_steps = 10
+    if arg.steps:
+        config.train.num_steps = arg.steps
+    return config

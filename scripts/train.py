@@ -1,0 +1,31 @@
+"""Trains a config in a workdir, resuming from the workdir's latest checkpoint.
+
+    python scripts/train.py --config=configs/transformer_bible_enes.py[:variant] --workdir=DIR \
+        [--config.train.num_steps=500 ...]
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from transformer_lab.training.loop import train_and_evaluate
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file, optionally with :variant.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and the resolved config.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    try:
+        metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f'error: {error}')
+    print('final: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,130 @@
+"""The Transformer models: positions, masking, causality, cached decoding, packing."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from transformer_lab.models.layers import shift_right, sinusoidal_position_encoding
+from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
+
+VOCAB = 40
+RNG = np.random.default_rng(1)
+
+
+def tokens(batch, length):
+    return jnp.asarray(RNG.integers(1, VOCAB, size=(batch, length)), jnp.int32)
+
+
+def test_sinusoidal_encoding_matches_paper_formula():
+    d_model = 10
+    encoding = np.asarray(sinusoidal_position_encoding(jnp.arange(50), d_model))
+    for pos in (0, 1, 7, 49):
+        for i in range(d_model // 2):
+            angle = pos / 10000 ** (2 * i / d_model)
+            assert encoding[pos, 2 * i] == pytest.approx(math.sin(angle), abs=1e-5)
+            assert encoding[pos, 2 * i + 1] == pytest.approx(math.cos(angle), abs=1e-5)
+
+
+def test_shift_right_restarts_at_packed_examples():
+    targets = jnp.array([[5, 6, 7, 8, 9]])
+    positions = jnp.array([[0, 1, 0, 1, 2]])
+    np.testing.assert_array_equal(shift_right(targets), [[0, 5, 6, 7, 8]])
+    np.testing.assert_array_equal(shift_right(targets, positions), [[0, 5, 0, 7, 8]])
+
+
+@pytest.mark.parametrize('norm', ['post', 'pre'])
+def test_decoder_only_is_causal(tiny_model_config, norm):
+    tiny_model_config.norm = norm
+    model = DecoderOnly(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    targets = tokens(2, 9)
+    base = model({'targets': targets})
+    for t in range(9):
+        # logits at position t predict targets[t] from targets[:t]: changing targets[t:] must not matter
+        changed = model({'targets': targets.at[:, t:].set((targets[:, t:] % (VOCAB - 1)) + 1)})
+        np.testing.assert_allclose(changed[:, :t + 1], base[:, :t + 1], atol=1e-5)
+        if t + 1 < 9:
+            assert not np.allclose(changed[:, t + 1], base[:, t + 1])
+
+
+def test_encoder_decoder_ignores_what_padding_holds(tiny_model_config):
+    model = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    inputs, targets = tokens(2, 8), tokens(2, 6)
+    # Segment id 0 marks padding whatever token it holds: only the mask may hide it.
+    batch = {'inputs': inputs, 'targets': targets,
+             'inputs_segment_ids': jnp.array([[1] * 5 + [0] * 3, [1] * 8]),
+             'targets_segment_ids': jnp.array([[1] * 6, [1] * 4 + [0] * 2])}
+    base = model(batch)
+    changed = model({**batch, 'inputs': inputs.at[0, 5:].set(7), 'targets': targets.at[1, 4:].set(9)})
+    np.testing.assert_allclose(changed[0], base[0], atol=1e-5)
+    np.testing.assert_allclose(changed[1, :4], base[1, :4], atol=1e-5)
+
+
+def test_encoder_decoder_ignores_extra_zero_padding(tiny_model_config):
+    model = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    batch = {'inputs': tokens(2, 8).at[0, 5:].set(0), 'targets': tokens(2, 6).at[1, 4:].set(0)}
+    base = model(batch)
+    longer = model({'inputs': jnp.pad(batch['inputs'], ((0, 0), (0, 3))),
+                    'targets': jnp.pad(batch['targets'], ((0, 0), (0, 2)))})
+    np.testing.assert_allclose(longer[0, :6], base[0], atol=1e-5)
+    np.testing.assert_allclose(longer[1, :4], base[1, :4], atol=1e-5)
+
+
+def test_encoder_decoder_depends_on_source(tiny_model_config):
+    model = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    inputs, targets = tokens(1, 8), tokens(1, 6)
+    base = model({'inputs': inputs, 'targets': targets})
+    changed = model({'inputs': inputs.at[0, 3].set(inputs[0, 3] % (VOCAB - 1) + 1), 'targets': targets})
+    assert not np.allclose(base, changed)
+
+
+@pytest.mark.parametrize('model_cls', [EncoderDecoder, DecoderOnly])
+@pytest.mark.parametrize('norm,positional', [('post', 'sinusoidal'), ('pre', 'learned')])
+def test_cached_decoding_equals_full_forward(tiny_model_config, model_cls, norm, positional):
+    tiny_model_config.norm, tiny_model_config.positional = norm, positional
+    model = model_cls(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    batch = {'inputs': tokens(2, 7), 'targets': tokens(2, 6)}
+    full = model(batch)
+    state = model.init_decode_state(2, 6, batch['inputs'])
+    previous = jnp.zeros((2,), jnp.int32)
+    for position in range(6):
+        logits, state = model.decode_step(previous, position, state)
+        np.testing.assert_allclose(logits, full[:, position], atol=1e-4)
+        previous = batch['targets'][:, position]
+
+
+def test_packed_row_equals_separate_examples(tiny_model_config):
+    model = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    first = {'inputs': tokens(1, 4), 'targets': tokens(1, 3)}
+    second = {'inputs': tokens(1, 5), 'targets': tokens(1, 4)}
+    packed = {
+        'inputs': jnp.concatenate([first['inputs'], second['inputs']], 1),
+        'targets': jnp.concatenate([first['targets'], second['targets']], 1),
+        'inputs_segment_ids': jnp.array([[1] * 4 + [2] * 5]),
+        'targets_segment_ids': jnp.array([[1] * 3 + [2] * 4]),
+        'inputs_positions': jnp.array([list(range(4)) + list(range(5))]),
+        'targets_positions': jnp.array([list(range(3)) + list(range(4))]),
+    }
+    logits = model(packed)
+    np.testing.assert_allclose(logits[:, :3], model(first), atol=1e-5)
+    np.testing.assert_allclose(logits[:, 3:], model(second), atol=1e-5)
+
+
+def test_parameters_are_float32_under_bfloat16_compute(tiny_model_config):
+    tiny_model_config.dtype = 'bfloat16'
+    model = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    params = nnx.state(model, nnx.Param)
+    assert {leaf.dtype for leaf in __import__('jax').tree.leaves(params)} == {jnp.dtype('float32')}
+    logits = model({'inputs': tokens(2, 5), 'targets': tokens(2, 4)})
+    assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
+
+
+def test_tied_output_shares_the_embedding(tiny_model_config):
+    tied = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    tiny_model_config.tie_output = tiny_model_config.share_embeddings = False
+    untied = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    count = lambda m: sum(x.size for x in __import__('jax').tree.leaves(nnx.state(m, nnx.Param)))
+    d = tiny_model_config.d_model
+    assert count(untied) - count(tied) == VOCAB * d + (d * VOCAB + VOCAB)

@@ -1,0 +1,1 @@
+"""transformer_lab: the Transformer, Image Transformer and Music Transformer in JAX/Flax NNX."""

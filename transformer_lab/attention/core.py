@@ -1,0 +1,143 @@
+"""Scaled dot-product attention, its masks, and multi-head attention (Vaswani et al. 2017, Sec. 3.2).
+
+Every attention variant of the project joins through one interface, the *attention core*: an
+``nnx.Module`` called as ``core(query, key, value, mask)`` on per-head tensors
+
+    query [batch, q_len, heads, head_dim], key/value [batch, k_len, heads, head_dim],
+    mask  bool, broadcastable to [batch, heads, q_len, k_len] (True = may attend),
+
+returning ``[batch, q_len, heads, head_dim]``. ``MultiHeadAttention`` owns the projections and the
+key/value cache and delegates the attention itself to its core, so a model switches variant (local,
+relative, ...) by config without knowing which one it holds. Masks are boolean and combined with
+logical AND; the softmax runs in float32 and masked logits get a finite value, so bfloat16 compute
+never overflows and a fully masked row yields finite (ignored) outputs instead of NaN.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+
+def causal_mask(q_len: int, k_len: int | None = None) -> Array:
+    """Lower-triangular mask [1, 1, q_len, k_len]: position i may attend to j <= i (decoder masking)."""
+    k_len = q_len if k_len is None else k_len
+    return (jnp.arange(q_len)[:, None] >= jnp.arange(k_len)[None, :])[None, None]
+
+
+def padding_mask(query_valid: Array, key_valid: Array) -> Array:
+    """Mask [batch, 1, q_len, k_len] that is True where both the query and the key are real tokens."""
+    return (query_valid[:, :, None] & key_valid[:, None, :])[:, None]
+
+
+def segment_mask(query_segments: Array, key_segments: Array) -> Array:
+    """Mask [batch, 1, q_len, k_len] for packed rows: attend only within the same example.
+
+    Segment ids are 1, 2, ... for the examples packed into a row and 0 for padding, so the mask also
+    removes padding.
+    """
+    same = query_segments[:, :, None] == key_segments[:, None, :]
+    return (same & (key_segments[:, None, :] > 0))[:, None]
+
+
+def combine_masks(*masks: Array | None) -> Array | None:
+    """Logical AND of the masks that are not None (broadcasting their shapes)."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    combined = present[0]
+    for mask in present[1:]:
+        combined = combined & mask
+    return combined
+
+
+def scaled_dot_product_attention(query: Array, key: Array, value: Array,
+                                 mask: Array | None = None, bias: Array | None = None) -> Array:
+    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + bias) V, per head (Vaswani et al., eq. 1).
+
+    query [batch, q_len, heads, d_k], key [batch, k_len, heads, d_k], value [batch, k_len, heads, d_v],
+    mask bool broadcastable to [batch, heads, q_len, k_len], bias (additive logits) likewise.
+    Returns [batch, q_len, heads, d_v]. Delegates to ``jax.nn.dot_product_attention``, whose XLA path
+    computes the softmax in float32 and fills masked logits with a finite value of the compute dtype.
+    """
+    if bias is not None:
+        bias = bias.astype(query.dtype)
+    return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask)
+
+
+class DotProductCore(nnx.Module):
+    """The plain attention core: full scaled dot-product attention under the given mask."""
+
+    def __init__(self, *, num_heads: int, head_dim: int, rngs: nnx.Rngs, **unused_options):
+        del num_heads, head_dim, rngs, unused_options
+
+    def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
+        return scaled_dot_product_attention(query, key, value, mask)
+
+
+def init_kv_cache(batch_size: int, max_length: int, num_heads: int, head_dim: int,
+                  dtype=jnp.float32) -> dict[str, Array]:
+    """An empty self-attention cache: keys and values [batch, max_length, heads, head_dim]."""
+    shape = (batch_size, max_length, num_heads, head_dim)
+    return {'key': jnp.zeros(shape, dtype), 'value': jnp.zeros(shape, dtype)}
+
+
+class MultiHeadAttention(nnx.Module):
+    """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
+
+    Projections have no biases, as in the paper. ``core`` is any attention core (see the module
+    docstring); ``__call__`` serves training and encoding, ``decode_step`` one new position against a
+    key/value cache, and ``project_key_value`` + ``attend`` let encoder-decoder attention project the
+    encoder output once per decoded sequence instead of once per step.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, core: nnx.Module, *,
+                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        if d_model % num_heads:
+            raise ValueError(f'd_model={d_model} is not divisible by num_heads={num_heads}')
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        heads = (num_heads, self.head_dim)
+        linear = dict(use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.query = nnx.LinearGeneral(d_model, heads, **linear)
+        self.key = nnx.LinearGeneral(d_model, heads, **linear)
+        self.value = nnx.LinearGeneral(d_model, heads, **linear)
+        self.output = nnx.LinearGeneral(heads, d_model, axis=(-2, -1), **linear)
+        self.core = core
+
+    def project_key_value(self, inputs_kv: Array) -> dict[str, Array]:
+        """[batch, k_len, d_model] -> keys and values [batch, k_len, heads, head_dim]."""
+        return {'key': self.key(inputs_kv), 'value': self.value(inputs_kv)}
+
+    def attend(self, inputs_q: Array, key_value: dict[str, Array], mask: Array | None) -> Array:
+        """Attention of projected queries over already projected keys and values -> [batch, q_len, d_model]."""
+        heads = self.core(self.query(inputs_q), key_value['key'], key_value['value'], mask)
+        return self.output(heads)
+
+    def __call__(self, inputs_q: Array, inputs_kv: Array | None = None,
+                 mask: Array | None = None) -> Array:
+        """Self-attention when inputs_kv is None, else attention from inputs_q to inputs_kv."""
+        source = inputs_q if inputs_kv is None else inputs_kv
+        return self.attend(inputs_q, self.project_key_value(source), mask)
+
+    def init_cache(self, batch_size: int, max_length: int, dtype=jnp.float32) -> dict[str, Array]:
+        return init_kv_cache(batch_size, max_length, self.num_heads, self.head_dim, dtype)
+
+    def decode_step(self, inputs_q: Array, cache: dict[str, Array], position: Array,
+                    mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
+        """Causal self-attention of one new position against the cache.
+
+        inputs_q [batch, 1, d_model] holds position ``position`` (a scalar, the same for every row);
+        its key and value are written into the cache [batch, max_length, heads, head_dim], and the
+        query attends to cache positions <= position (and to ``mask``, if given, for extra masking).
+        """
+        new = self.project_key_value(inputs_q)
+        cache = {name: jax.lax.dynamic_update_slice_in_dim(cache[name], new[name].astype(cache[name].dtype),
+                                                           position, axis=1)
+                 for name in ('key', 'value')}
+        max_length = cache['key'].shape[1]
+        written = (jnp.arange(max_length) <= position)[None, None, None, :]
+        return self.attend(inputs_q, cache, combine_masks(written, mask)), cache

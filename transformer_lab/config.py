@@ -1,0 +1,164 @@
+"""Config helpers shared by every ``configs/*.py``: variant parsing, the common sections, validation.
+
+A config file's ``get_config(arg)`` receives what follows the colon of ``--config=file.py:arg``
+(big_vision style): ``tiny``, ``big,tiny`` or ``layers=4,tiny``; ``parse_arg`` turns it into typed
+options. ``base_config`` gives every section with its defaults so a config file states only what it
+changes. ``validate`` checks a resolved config before anything touches the disk.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+ConfigDict = ml_collections.ConfigDict
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the field and what would be valid."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f'config.{field}: {message}')
+        self.field = field
+
+
+def parse_arg(arg: str | None, **defaults) -> ConfigDict:
+    """Parses ``'big,tiny'`` / ``'layers=4,tiny'`` into a ConfigDict typed by ``defaults``.
+
+    A bare name sets a boolean option to True; ``key=value`` converts value to the default's type.
+    Unknown names raise a ConfigError listing the valid ones.
+    """
+    options = ConfigDict(defaults)
+    for item in filter(None, (arg or '').split(',')):
+        name, has_value, value = item.partition('=')
+        name = name.strip()
+        if name not in defaults:
+            raise ConfigError(f'arg:{name}', f'unknown config variant {name!r}; valid: {sorted(defaults)}')
+        default = defaults[name]
+        if not has_value:
+            if not isinstance(default, bool):
+                raise ConfigError(f'arg:{name}', f'needs a value, e.g. {name}={default}')
+            options[name] = True
+        elif isinstance(default, bool):
+            options[name] = value.lower() in ('1', 'true', 'yes')
+        else:
+            try:
+                options[name] = type(default)(value)
+            except ValueError as error:
+                raise ConfigError(f'arg:{name}', f'{value!r} is not a {type(default).__name__}') from error
+    return options
+
+
+def base_config() -> ConfigDict:
+    """All config sections with their defaults (the paper's Transformer base where one applies)."""
+    config = ConfigDict()
+    config.seed = 0
+
+    config.model = model = ConfigDict()
+    model.name = 'encoder_decoder'
+    model.num_encoder_layers = 6
+    model.num_decoder_layers = 6
+    model.d_model = 512
+    model.num_heads = 8
+    model.d_ff = 2048
+    model.dropout_rate = 0.1
+    model.positional = 'sinusoidal'     # or 'learned' (Table 3, row E)
+    model.max_length = 256              # longest sequence (learned positions, decoding)
+    model.norm = 'post'                 # 'post' = the paper; 'pre' = LayerNorm inside the residual
+    model.share_embeddings = True       # source and target share one table (shared vocabulary)
+    model.tie_output = True             # output projection = transposed target embedding
+    model.dtype = 'float32'             # compute dtype; parameters are always float32
+    model.attention = ConfigDict({'type': 'dot_product'})
+
+    config.data = data = ConfigDict()
+    data.name = 'bible_translation'
+    data.data_dir = ''                  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    data.inputs_feature = 'en'          # source text feature; '' for a language model
+    data.targets_feature = 'es'
+    data.tokenizer = 'sentencepiece'    # or 'bytes'
+    data.vocab_size = 8000              # sentencepiece only; trained on the training split
+    data.max_length = 128               # tokens per row (longer examples are dropped, see pipeline)
+    data.packing = True                 # pack several examples per row (else pad each to max_length)
+    data.batch_size = 64                # global rows per batch, over all devices and hosts
+    data.train_split = 'train'
+    data.eval_split = 'validation'
+    data.shuffle_buffer_seed = 0        # grain's global shuffle seed (offset by the epoch)
+
+    config.train = train = ConfigDict()
+    train.num_steps = 100_000
+    train.optimizer = 'adam'            # or 'adamw' (uses weight_decay)
+    train.b1 = 0.9
+    train.b2 = 0.98
+    train.eps = 1e-9
+    train.weight_decay = 0.0
+    train.schedule = 'rsqrt'            # d_model^-0.5 * min(step^-0.5, step * warmup^-1.5); or 'constant', 'cosine'
+    train.learning_rate = 1.0           # multiplies the rsqrt schedule; the peak for the others
+    train.warmup_steps = 4000
+    train.grad_clip_norm = 0.0          # 0 = no clipping
+    train.grad_accum_steps = 1          # optax.MultiSteps when > 1
+    train.label_smoothing = 0.1
+    train.log_every_steps = 50
+
+    config.eval = evaluation = ConfigDict()
+    evaluation.every_steps = 1000       # cadence of the evaluators; they also run at the end
+    evaluation.batch_size = 64
+    evaluation.evaluators = ('nll',)
+    evaluation.max_examples = -1        # -1 = the whole split (decoding evaluators)
+    evaluation.num_show = 3             # decoded examples printed by decoding evaluators
+
+    config.parallel = parallel = ConfigDict()
+    parallel.mode = 'jit'               # jit over a NamedSharding mesh (pmap joins later)
+
+    config.checkpoint = checkpoint = ConfigDict()
+    checkpoint.every_steps = 1000
+    checkpoint.max_to_keep = 3
+
+    config.sample = sample = ConfigDict()
+    sample.num_samples = 4
+    sample.max_length = 128
+    sample.temperature = 1.0            # 0 = greedy
+    sample.top_k = 0                    # 0 = the whole vocabulary
+    sample.prompt = ''                  # decoder-only models: text to continue
+    return config
+
+
+def _require(condition: bool, field: str, message: str):
+    if not condition:
+        raise ConfigError(field, message)
+
+
+def validate(config: ConfigDict, *, models, attention_cores, datasets, evaluators,
+             optimizers, schedules) -> None:
+    """Checks names against the registries and shapes against each other; raises ConfigError."""
+    def one_of(field: str, value, valid):
+        _require(value in valid, field, f'{value!r} is not one of {sorted(valid)}')
+
+    model = config.model
+    one_of('model.name', model.name, models)
+    one_of('model.attention.type', model.attention.type, attention_cores)
+    one_of('model.norm', model.norm, ('post', 'pre'))
+    one_of('model.positional', model.positional, ('sinusoidal', 'learned'))
+    one_of('model.dtype', model.dtype, ('float32', 'bfloat16'))
+    for field in ('d_model', 'num_heads', 'd_ff', 'max_length'):
+        _require(model[field] > 0, f'model.{field}', f'must be positive, got {model[field]}')
+    _require(model.d_model % model.num_heads == 0, 'model.d_model',
+             f'{model.d_model} is not divisible by model.num_heads={model.num_heads}; '
+             f'each head gets d_model / num_heads dimensions')
+    _require(0 <= model.dropout_rate < 1, 'model.dropout_rate', f'must be in [0, 1), got {model.dropout_rate}')
+
+    data = config.data
+    one_of('data.name', data.name, datasets)
+    one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes'))
+    _require(data.max_length <= model.max_length, 'data.max_length',
+             f'{data.max_length} exceeds model.max_length={model.max_length}')
+    for field, value in (('data.batch_size', data.batch_size), ('eval.batch_size', config.eval.batch_size)):
+        _require(value > 0, field, f'must be positive, got {value}')
+
+    train = config.train
+    one_of('train.optimizer', train.optimizer, optimizers)
+    one_of('train.schedule', train.schedule, schedules)
+    _require(train.num_steps > 0, 'train.num_steps', f'must be positive, got {train.num_steps}')
+    _require(train.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
+    _require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
+    for name in config.eval.evaluators:
+        one_of('eval.evaluators', name, evaluators)
+    one_of('parallel.mode', config.parallel.mode, ('jit',))

@@ -1,0 +1,174 @@
+"""The grain input pipeline for text: TFDS array_record source -> tokens -> packed or padded batches.
+
+Every batch is a dict of int32 numpy arrays with fixed shapes (so jit compiles once):
+
+    targets [rows, max_length]                       always
+    inputs  [rows, max_length]                       translation only
+    targets_segment_ids, targets_positions, ...      packed rows only (segment 0 = padding)
+
+Translation examples become ``inputs = encode(source) + [EOS]``, ``targets = encode(target) + [EOS]``.
+Language-model text is concatenated (each record followed by a newline) and split into windows of
+``max_length`` tokens, the usual protocol for bits/char; windows carry no segment ids, so attention
+runs across record boundaries. Training examples longer than ``max_length`` are dropped; evaluation
+examples are truncated, so that every example of a split counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Iterator
+
+import grain
+import grain.experimental
+import numpy as np
+import tensorflow_datasets as tfds
+
+from transformer_lab.data.tokenizers import (EOS_ID, ByteTokenizer, SentencePieceTokenizer,
+                                             train_sentencepiece)
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+    """The dataset is not in the data dir; the message names the command that prepares it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TextDataset:
+    """A TFDS text dataset: its builder module (imported to register it) and how to prepare it."""
+    tfds_name: str
+    builder_module: str
+    description: str
+
+    def prepare_command(self, data_dir: str) -> str:
+        return f'python scripts/prepare_data.py --dataset={self.tfds_name} --data_dir={data_dir}'
+
+
+def resolve_data_dir(data_dir: str = '') -> str:
+    """The TFDS data dir: ``data_dir`` (config data.data_dir), else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    return os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets')
+
+
+def text(value) -> str:
+    """TFDS Text features come back as bytes."""
+    return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+class TextPipeline:
+    """Sources, tokenizer and batches of one text dataset as configured by the ``data`` section."""
+
+    def __init__(self, data_config, dataset: TextDataset, *, tokenizer=None):
+        importlib.import_module(dataset.builder_module)
+        self.config = data_config
+        self.dataset = dataset
+        self.data_dir = resolve_data_dir(data_config.data_dir)
+        self.builder = tfds.builder(dataset.tfds_name, data_dir=self.data_dir)
+        if not self.builder.is_prepared():
+            raise DatasetNotPreparedError(
+                f'data.name={dataset.tfds_name!r} is not prepared in {self.data_dir}. '
+                f'Prepare it with: {dataset.prepare_command(self.data_dir)}')
+        self.is_translation = bool(data_config.inputs_feature)
+        self.tokenizer = tokenizer or self._load_or_train_tokenizer()
+
+    # --- sources and tokenizer ---------------------------------------------------------------
+    def source(self, split: str):
+        """The random-access TFDS source of a split (a clear error for unknown splits)."""
+        splits = self.builder.info.splits
+        if split not in splits:
+            raise ValueError(f'split {split!r} of {self.dataset.tfds_name} does not exist; '
+                             f'valid: {sorted(splits)}')
+        return self.builder.as_data_source(split=split)
+
+    def _features(self) -> list[str]:
+        return [f for f in (self.config.inputs_feature, self.config.targets_feature) if f]
+
+    def tokenizer_path(self) -> str:
+        """Sentencepiece models live with the prepared data, one per vocabulary size and features."""
+        return os.path.join(self.data_dir, self.dataset.tfds_name,
+                            f'sentencepiece_{"_".join(self._features())}_{self.config.vocab_size}.model')
+
+    def _load_or_train_tokenizer(self):
+        if self.config.tokenizer == 'bytes':
+            return ByteTokenizer()
+        path = self.tokenizer_path()
+        if os.path.exists(path):
+            return SentencePieceTokenizer(path)
+        train = self.source(self.config.train_split)
+        texts = (text(train[i][feature]) for i in range(len(train)) for feature in self._features())
+        return train_sentencepiece(texts, path, self.config.vocab_size)
+
+    # --- examples --------------------------------------------------------------------------------
+    def tokenize(self, example: dict, truncate: bool) -> dict[str, np.ndarray]:
+        """A raw example -> {'targets'} (+ {'inputs'}) int32 token arrays ending with EOS."""
+        def ids(feature):
+            tokens = self.tokenizer.encode(text(example[feature])) + [EOS_ID]
+            if truncate:
+                tokens = tokens[:self.config.max_length]
+            return np.asarray(tokens, np.int32)
+
+        if not self.is_translation:
+            return {'targets': np.asarray(self.tokenizer.encode(text(example[self.config.targets_feature])
+                                                                + '\n'), np.int32)}
+        return {'inputs': ids(self.config.inputs_feature), 'targets': ids(self.config.targets_feature)}
+
+    def _fits(self, example: dict) -> bool:
+        return all(len(v) <= self.config.max_length for v in example.values())
+
+    def _rows(self, dataset: grain.IterDataset, rows: int, *, pack: bool) -> grain.IterDataset:
+        """Tokenized examples -> batches of ``rows`` rows, packed or padded to max_length."""
+        length = self.config.max_length
+        if not self.is_translation:
+            windows = grain.experimental.ConcatThenSplitIterDataset(dataset, length_struct={'targets': length})
+            dataset = windows.map(lambda w: {'targets': w['targets']})
+        elif pack:
+            dataset = grain.experimental.FirstFitPackIterDataset(
+                dataset, length_struct={'inputs': length, 'targets': length}, num_packing_bins=rows,
+                shuffle_bins=True)
+        return dataset.map(lambda row: {k: _pad_to(v, length) for k, v in row.items()}).batch(
+            rows, drop_remainder=False)
+
+    def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
+                      shard_count: int = 1) -> grain.IterDataset:
+        """An endless, shuffled (reshuffled every epoch) stream of training batches for one host.
+
+        ``rows`` is this host's share of the global batch; host ``shard_index`` reads every
+        ``shard_count``-th example of the shuffled order, so hosts never see the same example.
+        """
+        dataset = (grain.MapDataset.source(self.source(self.config.train_split))
+                   .shuffle(seed=seed).repeat()[shard_index::shard_count]
+                   .map(lambda example: self.tokenize(example, truncate=False)))
+        if self.is_translation:
+            dataset = dataset.filter(self._fits)
+        return self._rows(dataset.to_iter_dataset(), rows, pack=self.config.packing)
+
+    def eval_batches(self, split: str, rows: int, *, max_examples: int = -1) -> Iterator[dict]:
+        """Every example of ``split`` once, in order, unpacked; the last batch is padded with empty rows."""
+        dataset = grain.MapDataset.source(self.source(split))
+        if max_examples > 0:
+            dataset = dataset[:max_examples]
+        dataset = dataset.map(lambda example: self.tokenize(example, truncate=True))
+        for batch in self._rows(dataset.to_iter_dataset(), rows, pack=False):
+            yield {k: _pad_to(v, rows, axis=0) for k, v in batch.items()}
+
+
+    def translation_pairs(self, split: str, max_examples: int = -1) -> list[tuple[str, str]]:
+        """(source, reference) texts of a translation split, in order: what BLEU is computed on."""
+        source = self.source(split)
+        count = len(source) if max_examples < 0 else min(max_examples, len(source))
+        return [(text(source[i][self.config.inputs_feature]), text(source[i][self.config.targets_feature]))
+                for i in range(count)]
+
+    def encode_sources(self, sources: list[str], rows: int) -> np.ndarray:
+        """Source texts -> padded int32 [rows, max_length] (truncated, EOS-terminated) decoder inputs."""
+        batch = np.zeros((rows, self.config.max_length), np.int32)
+        for row, source in enumerate(sources):
+            tokens = (self.tokenizer.encode(source) + [EOS_ID])[:self.config.max_length]
+            batch[row, :len(tokens)] = tokens
+        return batch
+
+
+def _pad_to(array: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
+    """Zero-pads ``axis`` to ``size`` (0 = padding for tokens, segment ids and weights alike)."""
+    widths = [(0, 0)] * array.ndim
+    widths[axis] = (0, size - array.shape[axis])
+    return np.pad(np.asarray(array, np.int32), widths)

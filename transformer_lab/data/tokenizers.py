@@ -1,0 +1,67 @@
+"""Tokenizers with one face: ``encode(text) -> ids``, ``decode(ids) -> text``, ``vocab_size``.
+
+Id 0 is padding (and the decoder's start token), id 1 ends a sequence, in every tokenizer, so the
+models and the decoding core never ask which tokenizer they run with.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+
+import numpy as np
+import sentencepiece as spm
+
+PAD_ID = 0
+EOS_ID = 1
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as tokens (character level for ASCII text such as the KJV): byte b -> id b + 2."""
+
+    OFFSET = 2
+    vocab_size = 256 + OFFSET
+
+    def encode(self, text: str) -> list[int]:
+        return [b + self.OFFSET for b in text.encode('utf-8')]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        data = bytes(int(i) - self.OFFSET for i in _until_eos(ids) if int(i) >= self.OFFSET)
+        return data.decode('utf-8', errors='replace')
+
+
+class SentencePieceTokenizer:
+    """A sentencepiece model (Kudo & Richardson 2018) with pad=0, eos=1, unk=2 and no bos."""
+
+    def __init__(self, model_path: str):
+        self.model_path = model_path
+        self.processor = spm.SentencePieceProcessor(model_file=model_path)
+        self.vocab_size = self.processor.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.processor.encode(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.processor.decode([int(i) for i in _until_eos(ids) if int(i) != PAD_ID])
+
+
+def _until_eos(ids: Iterable[int]) -> list[int]:
+    ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+    return ids[:ids.index(EOS_ID)] if EOS_ID in ids else ids
+
+
+def train_sentencepiece(texts: Iterable[str], model_path: str, vocab_size: int,
+                        max_sentences: int = 1_000_000) -> SentencePieceTokenizer:
+    """Trains a unigram sentencepiece model on ``texts`` and writes it atomically to ``model_path``."""
+    directory = os.path.dirname(os.path.abspath(model_path))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        prefix = os.path.join(scratch, 'spm')
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_prefix=prefix, vocab_size=vocab_size,
+            model_type='unigram', character_coverage=1.0, input_sentence_size=max_sentences,
+            shuffle_input_sentence=True, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=2, bos_id=-1,
+            num_threads=os.cpu_count() or 1, minloglevel=2)
+        os.replace(prefix + '.model', model_path)
+    return SentencePieceTokenizer(model_path)

@@ -1,0 +1,67 @@
+"""One decoding core for every model: greedy and temperature / top-k sampling over the model's cache.
+
+Works with any model exposing ``init_decode_state`` and ``decode_step`` (see models/transformer.py).
+Decoding is one jitted ``lax.while_loop`` that stops as soon as every row has produced EOS.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from transformer_lab.data.tokenizers import EOS_ID
+
+
+def choose_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_k: int) -> jax.Array:
+    """logits [batch, vocab] -> tokens [batch]: argmax when temperature == 0, else a sample from
+    softmax(logits / temperature) restricted to the ``top_k`` most likely tokens (0 = all)."""
+    if temperature == 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / temperature
+    if top_k > 0:
+        kth_largest = jax.lax.top_k(logits, top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth_largest, -jnp.inf, logits)
+    return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=('graphdef', 'max_length', 'temperature', 'top_k'))
+def _generate(graphdef, params, inputs, prompt, key, *, max_length, temperature, top_k):
+    model = nnx.merge(graphdef, params)
+    batch_size, prompt_length = prompt.shape
+    state = model.init_decode_state(batch_size, max_length, inputs)
+
+    def unfinished(carry):
+        position, _, _, done, _ = carry
+        return (position < max_length) & ~done.all()
+
+    def step(carry):
+        position, previous, state, done, output = carry
+        logits, state = model.decode_step(previous, position, state)
+        token = choose_tokens(logits, jax.random.fold_in(key, position), temperature, top_k)
+        if prompt_length:
+            forced = prompt[:, jnp.minimum(position, prompt_length - 1)]
+            token = jnp.where(position < prompt_length, forced, token)
+        token = jnp.where(done, 0, token)
+        output = jax.lax.dynamic_update_slice_in_dim(output, token[:, None], position, axis=1)
+        return position + 1, token, state, done | (token == EOS_ID), output
+
+    start = (jnp.int32(0), jnp.zeros((batch_size,), jnp.int32), state,
+             jnp.zeros((batch_size,), bool), jnp.zeros((batch_size, max_length), jnp.int32))
+    return jax.lax.while_loop(unfinished, step, start)[-1]
+
+
+def generate(graphdef: nnx.GraphDef, params, *, batch_size: int, max_length: int,
+             inputs: jax.Array | None = None, prompt: jax.Array | None = None,
+             temperature: float = 0.0, top_k: int = 0, seed: int = 0) -> jax.Array:
+    """Decodes ``max_length`` tokens per row (0 after EOS) -> int32 [batch_size, max_length].
+
+    inputs [batch, source_len]: the source for encoder-decoder models. prompt [batch, prompt_len]:
+    tokens forced at the first positions (the continuation follows them in the output).
+    """
+    prompt = jnp.zeros((batch_size, 0), jnp.int32) if prompt is None else jnp.asarray(prompt, jnp.int32)
+    return _generate(graphdef, params, None if inputs is None else jnp.asarray(inputs), prompt,
+                     jax.random.key(seed), max_length=max_length, temperature=float(temperature),
+                     top_k=int(top_k))

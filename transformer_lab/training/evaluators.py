@@ -1,0 +1,87 @@
+"""Evaluators, chosen by name in ``config.eval.evaluators``; each returns metrics for one split.
+
+An evaluator is ``fn(context, params, split) -> {metric: value}``; the loop prefixes the split name.
+Likelihoods are unsmoothed (label smoothing is a training device only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import numpy as np
+import sacrebleu
+
+from transformer_lab import decoding
+from transformer_lab.training import parallel
+
+
+@dataclasses.dataclass
+class EvalContext:
+    config: object
+    pipeline: object
+    graphdef: object
+    mesh: object
+    eval_step: Callable
+    report: Callable[[str], None] = print
+
+
+def _likelihood_sums(context: EvalContext, params, split: str, count_characters: bool) -> dict:
+    rows = parallel.local_rows(context.config.eval.batch_size, 'eval.batch_size')
+    totals = {'nll_sum': 0.0, 'tokens': 0.0, 'correct': 0.0, 'characters': 0}
+    for batch in context.pipeline.eval_batches(split, rows, max_examples=context.config.eval.max_examples):
+        sums = jax.device_get(context.eval_step(params, parallel.to_global(batch, context.mesh)))
+        for name in ('nll_sum', 'tokens', 'correct'):
+            totals[name] += float(sums[name])
+        if count_characters:
+            totals['characters'] += sum(len(context.pipeline.tokenizer.decode(row)) for row in batch['targets'])
+    return totals
+
+
+def _token_metrics(totals: dict) -> dict[str, float]:
+    nll = totals['nll_sum'] / max(totals['tokens'], 1.0)
+    return {'nll': nll, 'perplexity': math.exp(min(nll, 50.0)), 'bits_per_token': nll / math.log(2),
+            'accuracy': totals['correct'] / max(totals['tokens'], 1.0)}
+
+
+def negative_log_likelihood(context: EvalContext, params, split: str) -> dict[str, float]:
+    """NLL per target token in nats, perplexity, bits per token and next-token accuracy."""
+    return _token_metrics(_likelihood_sums(context, params, split, count_characters=False))
+
+
+def bits_per_character(context: EvalContext, params, split: str) -> dict[str, float]:
+    """Total NLL in bits over the number of characters of the decoded targets (any tokenizer)."""
+    totals = _likelihood_sums(context, params, split, count_characters=True)
+    return {**_token_metrics(totals),
+            'bits_per_char': totals['nll_sum'] / math.log(2) / max(totals['characters'], 1)}
+
+
+def translate(context: EvalContext, params, sources: list[str]) -> list[str]:
+    """Greedy translations of ``sources``, batch by batch (decoding cap: data.max_length tokens)."""
+    rows = context.config.eval.batch_size
+    outputs = []
+    for start in range(0, len(sources), rows):
+        chunk = sources[start:start + rows]
+        tokens = decoding.generate(context.graphdef, params, batch_size=rows,
+                                   max_length=context.config.data.max_length,
+                                   inputs=context.pipeline.encode_sources(chunk, rows))
+        outputs += [context.pipeline.tokenizer.decode(row) for row in np.asarray(tokens)[:len(chunk)]]
+    return outputs
+
+
+def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
+    """sacreBLEU (default 13a tokenisation) of greedy translations against the raw references."""
+    pairs = context.pipeline.translation_pairs(split, context.config.eval.max_examples)
+    hypotheses = translate(context, params, [source for source, _ in pairs])
+    for (source, reference), hypothesis in list(zip(pairs, hypotheses))[:context.config.eval.num_show]:
+        context.report(f'  source:     {source}\n  reference:  {reference}\n  hypothesis: {hypothesis}')
+    return {'bleu': sacrebleu.corpus_bleu(hypotheses, [[reference for _, reference in pairs]]).score}
+
+
+EVALUATORS = {
+    'nll': negative_log_likelihood,
+    'bits_per_char': bits_per_character,
+    'bleu': bleu,
+}

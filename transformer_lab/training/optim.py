@@ -1,0 +1,45 @@
+"""Learning-rate schedules and optimizers (optax)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import optax
+
+
+def rsqrt_schedule(d_model: int, warmup_steps: int, scale: float = 1.0) -> optax.Schedule:
+    """The paper's schedule (Vaswani et al., eq. 3), with step counted from 1:
+
+        lrate = scale * d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)
+
+    linear warm-up for ``warmup_steps``, then decay with the inverse square root of the step.
+    """
+    def schedule(count):
+        step = jnp.asarray(count, jnp.float32) + 1.0
+        return scale * d_model ** -0.5 * jnp.minimum(step ** -0.5, step * warmup_steps ** -1.5)
+    return schedule
+
+
+SCHEDULES = {
+    'rsqrt': lambda train, d_model: rsqrt_schedule(d_model, train.warmup_steps, train.learning_rate),
+    'constant': lambda train, d_model: optax.linear_schedule(
+        0.0, train.learning_rate, max(train.warmup_steps, 1)),
+    'cosine': lambda train, d_model: optax.warmup_cosine_decay_schedule(
+        0.0, train.learning_rate, max(train.warmup_steps, 1), max(train.num_steps, train.warmup_steps + 1)),
+}
+
+OPTIMIZERS = {
+    'adam': lambda train, lr: optax.adam(lr, b1=train.b1, b2=train.b2, eps=train.eps),
+    'adamw': lambda train, lr: optax.adamw(lr, b1=train.b1, b2=train.b2, eps=train.eps,
+                                           weight_decay=train.weight_decay),
+}
+
+
+def make_optimizer(train_config, d_model: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Optimizer with the configured schedule, optional clipping and gradient accumulation."""
+    schedule = SCHEDULES[train_config.schedule](train_config, d_model)
+    optimizer = OPTIMIZERS[train_config.optimizer](train_config, schedule)
+    if train_config.grad_clip_norm > 0:
+        optimizer = optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), optimizer)
+    if train_config.grad_accum_steps > 1:
+        optimizer = optax.MultiSteps(optimizer, every_k_schedule=train_config.grad_accum_steps)
+    return optimizer, schedule
