@@ -9,7 +9,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from transformer_lab.training.loop import train_and_evaluate
+from transformer_lab.config import ConfigError
+from transformer_lab.data.pipeline import DatasetNotPreparedError
+from transformer_lab.training.loop import WorkdirConflictError, train_and_evaluate
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, optionally with :variant.', lock_config=True)
@@ -22,7 +24,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     try:
         metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (ValueError, FileNotFoundError) as error:
+    except (ConfigError, DatasetNotPreparedError, WorkdirConflictError) as error:
         sys.exit(f'error: {error}')
     print('final: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
 

@@ -34,3 +34,48 @@ def tiny_model_config():
     config.num_encoder_layers = config.num_decoder_layers = 2
     config.max_length = 32
     return config
+
+
+def load_config(path_and_arg: str):
+    """``'configs/x.py:tiny'`` -> the ConfigDict, as ``--config`` would load it."""
+    import importlib.util
+    import pathlib
+    path, _, arg = path_and_arg.partition(':')
+    spec = importlib.util.spec_from_file_location('config_module', pathlib.Path(__file__).parents[1] / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+WORDS = 'the a house cat dog runs sleeps sees big small red green river tree stone light'.split()
+
+
+@pytest.fixture(scope='session')
+def fake_wmt14_data_dir(tmp_path_factory):
+    """wmt14_ende prepared from small generated files in the standard manual layout."""
+    import tensorflow_datasets as tfds
+
+    import transformer_lab.data.builders.wmt14 as wmt14
+
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp('wmt14')
+
+    def pairs(count):
+        english = [' '.join(rng.choice(WORDS, size=rng.integers(3, 9))) for _ in range(count)]
+        return english, [sentence.upper() for sentence in english]  # "German": the same, upper-cased
+
+    files = {}
+    for name, count in (('europarl-v7.de-en', 120), ('commoncrawl.de-en', 40), ('news-commentary-v9.de-en', 40),
+                        ('newstest2013', 20)):
+        en, de = pairs(count)
+        files[f'{name}.en'], files[f'{name}.de'] = '\n'.join(en) + '\n', '\n'.join(de) + '\n'
+    en, de = pairs(20)
+    for side, lines in (('src.en', en), ('ref.de', de)):
+        segments = ''.join(f'<seg id="{i}">{line}</seg>\n' for i, line in enumerate(lines, start=1))
+        files[f'newstest2014-deen-{side}.sgm'] = f'<srcset>\n<doc docid="d">\n{segments}</doc>\n</srcset>\n'
+    for name, content in files.items():
+        (root / 'manual' / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / 'manual' / name).write_text(content)
+    wmt14.Wmt14Ende(data_dir=root / 'data').download_and_prepare(
+        file_format='array_record', download_config=tfds.download.DownloadConfig(manual_dir=root / 'manual'))
+    return str(root / 'data')

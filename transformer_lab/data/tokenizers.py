@@ -53,7 +53,10 @@ def _until_eos(ids: Iterable[int]) -> list[int]:
 
 def train_sentencepiece(texts: Iterable[str], model_path: str, vocab_size: int,
                         max_sentences: int = 1_000_000) -> SentencePieceTokenizer:
-    """Trains a unigram sentencepiece model on ``texts`` and writes it atomically to ``model_path``."""
+    """Trains a unigram sentencepiece model on ``texts`` and writes it atomically to ``model_path``.
+
+    ``vocab_size`` is an upper bound (a tiny corpus yields fewer pieces instead of failing).
+    """
     directory = os.path.dirname(os.path.abspath(model_path))
     os.makedirs(directory, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
@@ -61,7 +64,7 @@ def train_sentencepiece(texts: Iterable[str], model_path: str, vocab_size: int,
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(texts), model_prefix=prefix, vocab_size=vocab_size,
             model_type='unigram', character_coverage=1.0, input_sentence_size=max_sentences,
-            shuffle_input_sentence=True, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=2, bos_id=-1,
+            shuffle_input_sentence=True, hard_vocab_limit=False, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=2, bos_id=-1,
             num_threads=os.cpu_count() or 1, minloglevel=2)
         os.replace(prefix + '.model', model_path)
     return SentencePieceTokenizer(model_path)

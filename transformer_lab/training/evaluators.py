@@ -15,7 +15,7 @@ import numpy as np
 import sacrebleu
 
 from transformer_lab import decoding
-from transformer_lab.training import parallel
+from transformer_lab.training import parallel, steps
 
 
 @dataclasses.dataclass
@@ -26,6 +26,10 @@ class EvalContext:
     mesh: object
     eval_step: Callable
     report: Callable[[str], None] = print
+
+
+def make_context(config, pipeline, graphdef, mesh, report: Callable[[str], None] = print) -> EvalContext:
+    return EvalContext(config, pipeline, graphdef, mesh, jax.jit(steps.make_eval_step(graphdef)), report)
 
 
 def _likelihood_sums(context: EvalContext, params, split: str, count_characters: bool) -> dict:

@@ -24,6 +24,10 @@ SHAPE_FIELDS = ('model', 'data.tokenizer', 'data.vocab_size', 'data.name', 'data
                 'data.targets_feature')
 
 
+class WorkdirConflictError(ValueError):
+    """The workdir holds a run that this config cannot continue."""
+
+
 def _field(config: dict, path: str):
     for part in path.split('.'):
         config = config.get(part, {}) if isinstance(config, dict) else None
@@ -40,7 +44,7 @@ def check_workdir_compatible(config, workdir: str) -> None:
     new = json.loads(config.to_json_best_effort())
     changed = [p for p in SHAPE_FIELDS if _field(saved, p) != _field(new, p)]
     if changed:
-        raise ValueError(f'--workdir={workdir} holds a run with different {", ".join(changed)} '
+        raise WorkdirConflictError(f'--workdir={workdir} holds a run with different {", ".join(changed)} '
                          f'(see its config.json); resume with the same values or choose a new --workdir')
 
 
@@ -65,6 +69,14 @@ def _write_run_files(config, workdir: str, pipeline) -> None:
         shutil.copyfile(model_path, os.path.join(workdir, 'tokenizer.model'))
 
 
+def initial_state(config, model, mesh):
+    """(graphdef, replicated TrainState at step 0, optimizer, schedule) for ``model``."""
+    graphdef, params = nnx.split(model)
+    optimizer, schedule = optim.make_optimizer(config.train, config.model.d_model)
+    state = steps.TrainState(step=np.int32(0), params=params, opt_state=optimizer.init(params))
+    return graphdef, jax.device_put(state, parallel.replicated(mesh)), optimizer, schedule
+
+
 def evaluate(context: evaluators.EvalContext, params, split: str) -> dict[str, float]:
     """Runs every configured evaluator on ``split``; metric names are ``split/metric``."""
     metrics = {}
@@ -82,10 +94,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     mesh = parallel.make_mesh()
     replicated = parallel.replicated(mesh)
     rows = parallel.local_rows(config.data.batch_size)
-    graphdef, params = nnx.split(model)
-    optimizer, schedule = optim.make_optimizer(config.train, config.model.d_model)
-    state = jax.device_put(steps.TrainState(step=np.int32(0), params=params,
-                                            opt_state=optimizer.init(params)), replicated)
+    graphdef, state, optimizer, schedule = initial_state(config, model, mesh)
 
     store = checkpoints.Checkpoints(workdir, every_steps=config.checkpoint.every_steps,
                                     max_to_keep=config.checkpoint.max_to_keep)
@@ -102,8 +111,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                          out_shardings=(replicated, replicated), donate_argnums=0)
     writer = logging.MetricsWriter(workdir)
     bar = logging.progress_bar(first_step, config.train.num_steps)
-    context = evaluators.EvalContext(config, pipeline, graphdef, mesh,
-                                     jax.jit(steps.make_eval_step(graphdef)), report=bar.write)
+    context = evaluators.make_context(config, pipeline, graphdef, mesh, report=bar.write)
     log_every, eval_every = config.train.log_every_steps, config.eval.every_steps
     pending, window_start, window_tokens = [], time.time(), 0.0
 

@@ -11,6 +11,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from transformer_lab.config import ConfigError
+
 
 def make_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ('data',))
@@ -28,8 +30,8 @@ def local_rows(global_rows: int, field: str = 'data.batch_size') -> int:
     """This host's share of a global batch; the batch must split evenly over all devices."""
     devices = jax.device_count()
     if global_rows % devices:
-        raise ValueError(f'config.{field}={global_rows} is not divisible by the {devices} devices; '
-                         f'use a multiple of {devices}')
+        raise ConfigError(field, f'{global_rows} rows do not split evenly over the {devices} devices; '
+                                 f'use a multiple of {devices}')
     return global_rows // jax.process_count()
 
 

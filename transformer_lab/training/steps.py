@@ -43,19 +43,28 @@ def target_weights(batch: dict) -> jax.Array:
     return (batch['targets'] > 0).astype(jnp.float32)
 
 
-def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                    label_smoothing: float, seed: int):
-    """Returns train_step(state, batch) -> (state, metrics); dropout keys come from (seed, step)."""
-    base_key = jax.random.key(seed)
+def make_loss_fn(graphdef: nnx.GraphDef, label_smoothing: float):
+    """Returns loss_fn(params, batch, dropout_key=None) -> (smoothed loss per token, aux metrics).
 
-    def loss_fn(params, batch, dropout_key):
+    Token means are over the whole (global) batch, so any split of the batch over devices gives the
+    same loss and gradients. No dropout key means no dropout.
+    """
+    def loss_fn(params, batch, dropout_key=None):
         model = nnx.merge(graphdef, params)
-        logits = model(batch, rngs=nnx.Rngs(dropout=dropout_key))
+        logits = model(batch, rngs=None if dropout_key is None else nnx.Rngs(dropout=dropout_key))
         smoothed, nll = token_losses(logits, batch['targets'], label_smoothing)
         weights = target_weights(batch)
         tokens = jnp.maximum(weights.sum(), 1.0)
         return (smoothed * weights).sum() / tokens, {'nll': (nll * weights).sum() / tokens,
                                                      'tokens': weights.sum()}
+    return loss_fn
+
+
+def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
+                    label_smoothing: float, seed: int):
+    """Returns train_step(state, batch) -> (state, metrics); dropout keys come from (seed, step)."""
+    base_key = jax.random.key(seed)
+    loss_fn = make_loss_fn(graphdef, label_smoothing)
 
     def train_step(state: TrainState, batch: dict):
         dropout_key = jax.random.fold_in(base_key, state.step)

@@ -1,0 +1,54 @@
+"""``load(workdir)``: a trained run's model, parameters, config and tokenizer, for notebooks and CLIs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import ml_collections
+from flax import nnx
+
+from transformer_lab import registry
+from transformer_lab.data.tokenizers import ByteTokenizer, SentencePieceTokenizer
+from transformer_lab.training import checkpoints, parallel
+from transformer_lab.training.loop import initial_state
+
+
+@dataclasses.dataclass
+class Run:
+    config: ml_collections.ConfigDict
+    tokenizer: object
+    model: nnx.Module          # holds the restored parameters
+    graphdef: nnx.GraphDef
+    params: object
+    step: int
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, 'config.json')
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'{path} not found: --workdir must be a directory written by scripts/train.py')
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def load_tokenizer(config, workdir: str):
+    if config.data.tokenizer == 'bytes':
+        return ByteTokenizer()
+    return SentencePieceTokenizer(os.path.join(workdir, 'tokenizer.model'))
+
+
+def load(workdir: str, step: int | None = None) -> Run:
+    """Restores the latest (or the given) checkpoint of ``workdir``; needs no prepared dataset."""
+    config = load_config(workdir)
+    tokenizer = load_tokenizer(config, workdir)
+    model = registry.build_model(config.model, tokenizer.vocab_size, seed=config.seed)
+    mesh = parallel.make_mesh()
+    graphdef, state, _, _ = initial_state(config, model, mesh)
+    store = checkpoints.Checkpoints(workdir, every_steps=1, max_to_keep=config.checkpoint.max_to_keep)
+    if store.latest_step() is None:
+        raise FileNotFoundError(f'{store.directory} holds no checkpoint')
+    state, _ = store.restore(checkpoints.abstract_like(state, parallel.replicated(mesh)), step)
+    store.close()
+    return Run(config, tokenizer, nnx.merge(graphdef, state.params), graphdef, state.params, int(state.step))
