@@ -158,14 +158,6 @@ class TextPipeline:
         return [(text(source[i][self.config.inputs_feature]), text(source[i][self.config.targets_feature]))
                 for i in range(count)]
 
-    def encode_sources(self, sources: list[str], rows: int) -> np.ndarray:
-        """Source texts -> padded int32 [rows, max_length] (truncated, EOS-terminated) decoder inputs."""
-        batch = np.zeros((rows, self.config.max_length), np.int32)
-        for row, source in enumerate(sources):
-            tokens = (self.tokenizer.encode(source) + [EOS_ID])[:self.config.max_length]
-            batch[row, :len(tokens)] = tokens
-        return batch
-
 
 def _pad_to(array: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
     """Zero-pads ``axis`` to ``size`` (0 = padding for tokens, segment ids and weights alike)."""

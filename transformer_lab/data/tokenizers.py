@@ -46,6 +46,15 @@ class SentencePieceTokenizer:
         return self.processor.decode([int(i) for i in _until_eos(ids) if int(i) != PAD_ID])
 
 
+def encode_padded(tokenizer, texts: list[str], length: int, rows: int | None = None) -> np.ndarray:
+    """Texts -> int32 [rows, length]: EOS-terminated ids, truncated to ``length``, zero-padded rows."""
+    batch = np.zeros((len(texts) if rows is None else rows, length), np.int32)
+    for row, text in enumerate(texts):
+        ids = (tokenizer.encode(text) + [EOS_ID])[:length]
+        batch[row, :len(ids)] = ids
+    return batch
+
+
 def _until_eos(ids: Iterable[int]) -> list[int]:
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
     return ids[:ids.index(EOS_ID)] if EOS_ID in ids else ids

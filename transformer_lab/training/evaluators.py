@@ -15,6 +15,7 @@ import numpy as np
 import sacrebleu
 
 from transformer_lab import decoding
+from transformer_lab.data.tokenizers import encode_padded
 from transformer_lab.training import parallel, steps
 
 
@@ -62,23 +63,24 @@ def bits_per_character(context: EvalContext, params, split: str) -> dict[str, fl
             'bits_per_char': totals['nll_sum'] / math.log(2) / max(totals['characters'], 1)}
 
 
-def translate(context: EvalContext, params, sources: list[str]) -> list[str]:
-    """Greedy translations of ``sources``, batch by batch (decoding cap: data.max_length tokens)."""
-    rows = context.config.eval.batch_size
+def translate(graphdef, params, tokenizer, sources: list[str], *, rows: int, source_length: int,
+              max_length: int, **sampling) -> list[str]:
+    """Translations of ``sources`` (greedy unless ``sampling`` says otherwise), ``rows`` at a time."""
     outputs = []
     for start in range(0, len(sources), rows):
         chunk = sources[start:start + rows]
-        tokens = decoding.generate(context.graphdef, params, batch_size=rows,
-                                   max_length=context.config.data.max_length,
-                                   inputs=context.pipeline.encode_sources(chunk, rows))
-        outputs += [context.pipeline.tokenizer.decode(row) for row in np.asarray(tokens)[:len(chunk)]]
+        tokens = decoding.generate(graphdef, params, batch_size=rows, max_length=max_length,
+                                   inputs=encode_padded(tokenizer, chunk, source_length, rows), **sampling)
+        outputs += [tokenizer.decode(row) for row in np.asarray(tokens)[:len(chunk)]]
     return outputs
 
 
 def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
     """sacreBLEU (default 13a tokenisation) of greedy translations against the raw references."""
     pairs = context.pipeline.translation_pairs(split, context.config.eval.max_examples)
-    hypotheses = translate(context, params, [source for source, _ in pairs])
+    length = context.config.data.max_length
+    hypotheses = translate(context.graphdef, params, context.pipeline.tokenizer, [source for source, _ in pairs],
+                           rows=context.config.eval.batch_size, source_length=length, max_length=length)
     for (source, reference), hypothesis in list(zip(pairs, hypotheses))[:context.config.eval.num_show]:
         context.report(f'  source:     {source}\n  reference:  {reference}\n  hypothesis: {hypothesis}')
     return {'bleu': sacrebleu.corpus_bleu(hypotheses, [[reference for _, reference in pairs]]).score}

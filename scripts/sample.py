@@ -1,0 +1,77 @@
+"""Samples from a trained run and writes them in the dataset's natural form (text for now).
+
+    python scripts/sample.py --workdir=DIR                     # config.sample settings
+    python scripts/sample.py --workdir=DIR --temperature=0 --prompt='And God said'
+    python scripts/sample.py --workdir=DIR --inputs=sources.txt  # translation: one source per line
+
+Translation runs translate ``--inputs`` (default: the first examples of the eval split); language
+models continue ``--prompt``. Output goes to stdout and to WORKDIR/samples/step_<N>.txt.
+"""
+
+import os
+import sys
+
+import numpy as np
+from absl import app, flags, logging
+
+from transformer_lab import decoding, registry
+from transformer_lab.data.pipeline import DatasetNotPreparedError
+from transformer_lab.runs import load
+from transformer_lab.training.evaluators import translate
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'A run directory written by scripts/train.py.')
+flags.DEFINE_integer('num_samples', None, 'Rows to sample (default: config.sample.num_samples).')
+flags.DEFINE_float('temperature', None, '0 = greedy (default: config.sample.temperature).')
+flags.DEFINE_integer('top_k', None, '0 = whole vocabulary (default: config.sample.top_k).')
+flags.DEFINE_integer('max_length', None, 'Tokens to generate (default: config.sample.max_length).')
+flags.DEFINE_string('prompt', None, 'Language models: text to continue (default: config.sample.prompt).')
+flags.DEFINE_string('inputs', None, 'Translation: a file of source sentences, one per line.')
+flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+flags.mark_flag_as_required('workdir')
+
+
+def pick(flag_value, config_value):
+    return config_value if flag_value is None else flag_value
+
+
+def translation_sources(run, count: int) -> list[str]:
+    if FLAGS.inputs:
+        with open(FLAGS.inputs) as f:
+            return [line.strip() for line in f if line.strip()]
+    pipeline = registry.build_pipeline(run.config.data, tokenizer=run.tokenizer)
+    return [source for source, _ in pipeline.translation_pairs(run.config.data.eval_split, count)]
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    try:
+        run = load(FLAGS.workdir)
+        sample = run.config.sample
+        rows = pick(FLAGS.num_samples, sample.num_samples)
+        max_length = min(pick(FLAGS.max_length, sample.max_length), run.config.model.max_length)
+        options = dict(temperature=pick(FLAGS.temperature, sample.temperature),
+                       top_k=pick(FLAGS.top_k, sample.top_k), seed=FLAGS.seed, max_length=max_length)
+        if run.config.data.inputs_feature:
+            sources = translation_sources(run, rows)
+            translations = translate(run.graphdef, run.params, run.tokenizer, sources, rows=len(sources),
+                                     source_length=run.config.data.max_length, **options)
+            lines = [f'{source}\n  -> {translation}' for source, translation in zip(sources, translations)]
+        else:
+            prompt_text = pick(FLAGS.prompt, sample.prompt)
+            prompt = np.tile(np.asarray(run.tokenizer.encode(prompt_text), np.int32), (rows, 1))
+            tokens = decoding.generate(run.graphdef, run.params, batch_size=rows, prompt=prompt, **options)
+            lines = [run.tokenizer.decode(row) for row in np.asarray(tokens)]
+    except (DatasetNotPreparedError, FileNotFoundError) as error:
+        sys.exit(f'error: {error}')
+    text = '\n\n'.join(lines) + '\n'
+    os.makedirs(os.path.join(FLAGS.workdir, 'samples'), exist_ok=True)
+    path = os.path.join(FLAGS.workdir, 'samples', f'step_{run.step}.txt')
+    with open(path, 'w') as f:
+        f.write(text)
+    print(text + f'(written to {path})')
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,56 @@
+"""Config variants (big_vision style), the shipped configs' paper values, and validation errors."""
+
+import pytest
+
+from conftest import load_config
+from transformer_lab import registry
+from transformer_lab.config import ConfigError, parse_arg
+
+
+def test_parse_arg_flags_values_and_errors():
+    arg = parse_arg('big,layers=4', big=False, tiny=False, layers=6, rate=0.1)
+    assert arg.big and not arg.tiny and arg.layers == 4 and arg.rate == 0.1
+    assert parse_arg('rate=0.3', rate=0.1).rate == 0.3
+    with pytest.raises(ConfigError, match=r"unknown config variant 'huge'; valid: \['big'"):
+        parse_arg('huge', big=False)
+    with pytest.raises(ConfigError, match='is not a int'):
+        parse_arg('layers=four', layers=6)
+
+
+def test_wmt_configs_are_the_papers_table_3_rows():
+    base, big = load_config('configs/transformer_wmt14_ende.py:base'), load_config('configs/transformer_wmt14_ende.py:big')
+    for config in (base, big):
+        assert config.model.num_encoder_layers == config.model.num_decoder_layers == 6
+        assert config.model.d_model // config.model.num_heads == 64      # d_k = d_v = 64
+        assert config.train.label_smoothing == 0.1 and config.train.warmup_steps == 4000
+        assert (config.train.b1, config.train.b2, config.train.eps) == (0.9, 0.98, 1e-9)
+        assert config.model.tie_output and config.model.share_embeddings and config.model.norm == 'post'
+        assert 24_000 <= config.data.batch_size * config.data.max_length <= 26_000  # ~25K tokens per side
+    assert (base.model.d_model, base.model.d_ff, base.model.num_heads, base.model.dropout_rate) == (512, 2048, 8, 0.1)
+    assert (big.model.d_model, big.model.d_ff, big.model.num_heads, big.model.dropout_rate) == (1024, 4096, 16, 0.3)
+    assert (base.train.num_steps, big.train.num_steps) == (100_000, 300_000)
+
+
+def test_variants_combine():
+    config = load_config('configs/transformer_wmt14_ende.py:big,tiny')
+    assert config.model.d_model == 32 and config.model.dropout_rate == 0.3
+    assert load_config('configs/transformer_bible_enes.py:steps=7').train.num_steps == 7
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('model.attention.type', 'local_3d', "'local_3d' is not one of ['dot_product']"),
+    ('model.norm', 'middle', 'model.norm'),
+    ('data.name', 'imagenet', "data.name: 'imagenet' is not one of"),
+    ('eval.evaluators', ('nll', 'rouge'), "eval.evaluators: 'rouge'"),
+    ('data.max_length', 999, 'exceeds model.max_length'),
+    ('train.schedule', 'linear', 'train.schedule'),
+])
+def test_validation_names_the_field(field, value, message):
+    config = load_config('configs/transformer_bible_enes.py:tiny')
+    section, _, name = field.rpartition('.')
+    target = config
+    for part in section.split('.'):
+        target = target[part]
+    target[name] = value
+    with pytest.raises(ConfigError, match=message.replace('[', r'\[').replace(']', r'\]')):
+        registry.validate(config)
