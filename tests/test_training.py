@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import transformer_lab
 from conftest import load_config
 from transformer_lab.training.logging import read_metrics
 from transformer_lab.training.loop import train_and_evaluate
@@ -19,24 +20,32 @@ def train_losses(workdir):
     return [r['train/loss'] for r in read_metrics(workdir) if 'train/loss' in r]
 
 
+def run_script(script, *args):
+    return subprocess.run([sys.executable, f'scripts/{script}', *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
 @pytest.fixture(scope='module')
 def bible_run(tmp_path_factory):
-    """The tiny translation config trained 40 steps, then resumed to 50 steps in the same workdir."""
+    """The CLI trains the tiny translation config 40 steps, then resumes it to 50 in the same workdir."""
     workdir = str(tmp_path_factory.mktemp('bible'))
-    config = load_config('configs/transformer_bible_enes.py:tiny')
-    config.train.num_steps = 40
-    first = train_and_evaluate(config, workdir)
+    config = '--config=configs/transformer_bible_enes.py:tiny'
+    first = run_script('train.py', config, f'--workdir={workdir}', '--config.train.num_steps=40')
+    assert first.returncode == 0, first.stderr[-3000:]
     steps_after_first = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
-    config.train.num_steps = 50
-    second = train_and_evaluate(config, workdir)
-    return workdir, first, second, steps_after_first
+    second = run_script('train.py', config, f'--workdir={workdir}', '--config.train.num_steps=50')
+    assert second.returncode == 0, second.stderr[-3000:]
+    return workdir, first.stdout, second.stdout, steps_after_first
 
 
 def test_tiny_translation_lowers_its_loss(bible_run):
-    workdir, first, _, _ = bible_run
+    workdir, first_stdout, _, _ = bible_run
     losses = train_losses(workdir)
     assert losses[-1] < losses[0] - 0.5, losses
-    assert np.isfinite(first['validation/nll']) and 'validation/bleu' in first
+    evaluations = [r for r in read_metrics(workdir) if 'validation/nll' in r]
+    assert [r['step'] for r in evaluations] == [10, 20, 30, 40, 50]
+    assert evaluations[-1]['validation/nll'] < evaluations[0]['validation/nll']
+    assert 'validation/bleu=' in first_stdout
 
 
 def test_run_writes_checkpoints_metrics_and_config(bible_run):
@@ -49,12 +58,28 @@ def test_run_writes_checkpoints_metrics_and_config(bible_run):
 
 
 def test_second_run_resumes_from_the_saved_step(bible_run):
-    workdir, _, second, _ = bible_run
+    workdir, _, second_stdout, _ = bible_run
     logged_steps = [r['step'] for r in read_metrics(workdir) if 'train/loss' in r]
     assert logged_steps == sorted(set(logged_steps)), 'a resumed run must not log a step twice'
     assert logged_steps[-1] == 50 and 45 in logged_steps
     assert max(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints'))) == 50
-    assert 'validation/bleu' in second
+    assert 'validation/bleu=' in second_stdout
+
+
+def test_load_evaluate_and_sample_a_trained_run(bible_run):
+    workdir = bible_run[0]
+    run = transformer_lab.load(workdir)
+    assert run.step == 50 and run.config.model.d_model == 32
+    evaluation = run_script('evaluate.py', f'--workdir={workdir}', '--evaluators=nll')
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
+    logged = [r for r in read_metrics(workdir) if r['step'] == 50 and 'validation/nll' in r][-1]
+    assert reported['step'] == 50
+    assert reported['validation/nll'] == pytest.approx(logged['validation/nll'], rel=1e-4)
+    sample = run_script('sample.py', f'--workdir={workdir}', '--num_samples=2', '--temperature=0')
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    with open(os.path.join(workdir, 'samples', 'step_50.txt')) as f:
+        assert f.read().count('->') == 2
 
 
 @pytest.mark.parametrize('config_name', ['transformer_lm_kjv.py:tiny', 'transformer_wmt14_ende.py:tiny'])
@@ -68,6 +93,10 @@ def test_every_config_tiny_variant_trains_and_evaluates(tmp_path, config_name, f
     assert all(np.isfinite(v) for v in metrics.values())
     if config.data.name == 'kjv_text':
         assert 2.0 < metrics['validation/bits_per_char'] < 8.0
+        sample = run_script('sample.py', f'--workdir={tmp_path}', '--num_samples=2', '--max_length=24')
+        assert sample.returncode == 0, sample.stderr[-3000:]
+        with open(tmp_path / 'samples' / 'step_20.txt') as f:
+            assert f.read().startswith(config.sample.prompt)
 
 
 def test_bfloat16_compute_tracks_float32(tmp_path):
@@ -83,11 +112,6 @@ def test_bfloat16_compute_tracks_float32(tmp_path):
     np.testing.assert_allclose(curves['bfloat16'], curves['float32'], rtol=0.03)
 
 
-def run_train_cli(*args):
-    return subprocess.run([sys.executable, 'scripts/train.py', *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-
-
 @pytest.mark.parametrize('override,message', [
     ('--config.model.name=transformr', "model.name: 'transformr' is not one of ['decoder_only', 'encoder_decoder']"),
     ('--config.model.num_heads=3', 'model.d_model: 32 is not divisible by model.num_heads=3'),
@@ -96,14 +120,14 @@ def run_train_cli(*args):
 def test_bad_config_exits_nonzero_naming_the_problem_and_leaves_the_workdir_alone(bible_run, override, message):
     workdir = bible_run[0]
     before = {p: os.path.getmtime(os.path.join(workdir, p)) for p in ('config.json', 'metrics.jsonl')}
-    result = run_train_cli('--config=configs/transformer_bible_enes.py:tiny', f'--workdir={workdir}', override)
+    result = run_script('train.py', '--config=configs/transformer_bible_enes.py:tiny', f'--workdir={workdir}', override)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
     assert before == {p: os.path.getmtime(os.path.join(workdir, p)) for p in before}
 
 
 def test_changed_model_on_an_existing_workdir_is_refused(bible_run):
-    result = run_train_cli('--config=configs/transformer_bible_enes.py:tiny', f'--workdir={bible_run[0]}',
+    result = run_script('train.py', '--config=configs/transformer_bible_enes.py:tiny', f'--workdir={bible_run[0]}',
                            '--config.model.d_ff=128')
     assert result.returncode != 0 and 'holds a run with different model' in result.stderr
 

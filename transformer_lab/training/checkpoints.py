@@ -20,6 +20,9 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def should_save(self, step: int) -> bool:
+        return self.manager.should_save(step)
+
     def save(self, step: int, state, data_state: dict, *, force: bool = False) -> bool:
         """Saves when ``step`` is on the cadence (or ``force``); returns whether it saved."""
         return self.manager.save(step, args=ocp.args.Composite(

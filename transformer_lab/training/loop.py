@@ -77,6 +77,14 @@ def initial_state(config, model, mesh):
     return graphdef, jax.device_put(state, parallel.replicated(mesh)), optimizer, schedule
 
 
+def summarize_window(step_metrics: list[dict], seconds: float, learning_rate: float) -> dict[str, float]:
+    """Train metrics of the steps since the last log: means, the learning rate, target tokens per second."""
+    metrics = {f'train/{name}': float(np.mean([m[name] for m in step_metrics]))
+               for name in ('loss', 'nll', 'grad_norm')}
+    tokens = sum(float(m['tokens']) for m in step_metrics)
+    return {**metrics, 'train/learning_rate': learning_rate, 'train/tokens_per_second': tokens / seconds}
+
+
 def evaluate(context: evaluators.EvalContext, params, split: str) -> dict[str, float]:
     """Runs every configured evaluator on ``split``; metric names are ``split/metric``."""
     metrics = {}
@@ -113,7 +121,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     bar = logging.progress_bar(first_step, config.train.num_steps)
     context = evaluators.make_context(config, pipeline, graphdef, mesh, report=bar.write)
     log_every, eval_every = config.train.log_every_steps, config.eval.every_steps
-    pending, window_start, window_tokens = [], time.time(), 0.0
+    pending, window_start = [], time.time()
 
     metrics = {} if first_step < config.train.num_steps else evaluate(
         context, state.params, config.data.eval_split)
@@ -122,15 +130,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         pending.append(step_metrics)
         bar.update(1)
         if step % log_every == 0 or step == config.train.num_steps:
-            summed = jax.device_get(pending)
-            window_tokens = sum(float(m['tokens']) for m in summed)
-            elapsed = time.time() - window_start
-            metrics = {f'train/{name}': float(np.mean([m[name] for m in summed]))
-                       for name in ('loss', 'nll', 'grad_norm')}
-            metrics.update({'train/learning_rate': float(schedule(step - 1)),
-                            'train/tokens_per_second': window_tokens / elapsed})
+            metrics = summarize_window(jax.device_get(pending), time.time() - window_start,
+                                       float(schedule(step - 1)))
             writer.write(step, metrics)
-            bar.set_postfix(loss=f'{metrics["train/loss"]:.3f}', tok_s=f'{window_tokens / elapsed:.0f}')
+            bar.set_postfix(loss=f'{metrics["train/loss"]:.3f}', tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
             pending, window_start = [], time.time()
         if (eval_every and step % eval_every == 0) or step == config.train.num_steps:
             eval_metrics = evaluate(context, state.params, config.data.eval_split)
@@ -138,8 +141,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
             metrics.update(eval_metrics)
             window_start = time.time()
-        # Saved with step k: the iterator's position after batch k, where a resumed run continues.
-        store.save(step, state, train_batches.get_state(), force=step == config.train.num_steps)
+        if store.should_save(step) or step == config.train.num_steps:
+            # Saved with step k: the iterator's position after batch k, where a resumed run continues.
+            store.save(step, state, train_batches.get_state(), force=True)
     bar.close()
     store.wait()
     store.close()

@@ -1,0 +1,85 @@
+"""Train-step throughput of configs, compared in one run on one machine.
+
+    python scripts/bench.py --config=configs/transformer_bible_enes.py \
+        --variant='' --variant='model.dtype=bfloat16' [--steps=20] [--record=docs/benchmarks.md]
+
+Each ``--variant`` is a comma-separated list of ``section.field=value`` overrides of the config. Times
+``--steps`` jitted train steps on pre-loaded batches (input pipeline excluded), after one compile
+step, and reports ms/step, real target tokens/s and model FLOP/s from XLA's cost analysis.
+"""
+
+import datetime
+import os
+import platform
+import time
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from transformer_lab import registry
+from transformer_lab.training import parallel, steps
+from transformer_lab.training.loop import initial_state
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file, optionally with :variant.', lock_config=False)
+flags.DEFINE_multi_string('variant', [''], 'Overrides, e.g. "model.dtype=bfloat16,data.vocab_size=2000".')
+flags.DEFINE_integer('steps', 20, 'Timed steps per variant.')
+flags.DEFINE_string('record', None, 'Append the results table to this markdown file.')
+flags.mark_flag_as_required('config')
+
+
+def apply_overrides(config, overrides: str):
+    for item in filter(None, overrides.split(',')):
+        path, value = item.split('=')
+        *sections, name = path.split('.')
+        target = config
+        for section in sections:
+            target = target[section]
+        target[name] = type(target[name])(value)
+    return config
+
+
+def measure(config) -> dict:
+    pipeline = registry.build_pipeline(config.data)
+    model = registry.build_model(config.model, pipeline.tokenizer.vocab_size, seed=config.seed)
+    mesh = parallel.make_mesh()
+    graphdef, state, optimizer, _ = initial_state(config, model, mesh)
+    train_step = jax.jit(steps.make_train_step(graphdef, optimizer, config.train.label_smoothing, 0),
+                         donate_argnums=0)
+    iterator = iter(pipeline.train_batches(parallel.local_rows(config.data.batch_size), seed=0))
+    batches = [parallel.to_global(next(iterator), mesh) for _ in range(4)]
+    flops = train_step.lower(state, batches[0]).compile().cost_analysis().get('flops', 0.0)
+    state, metrics = train_step(state, batches[0])
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    tokens = 0.0
+    for i in range(FLAGS.steps):
+        state, metrics = train_step(state, batches[i % len(batches)])
+        tokens += float(metrics['tokens'])
+    seconds = (time.perf_counter() - start) / FLAGS.steps
+    return {'ms_per_step': 1000 * seconds, 'tokens_per_s': tokens / FLAGS.steps / seconds,
+            'gflops_per_s': flops / seconds / 1e9}
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    machine = f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}'
+    lines = [f'### {FLAGS.config.data.name} ({datetime.date.today()}, {machine}, jax {jax.__version__})', '',
+             '| variant | ms/step | target tokens/s | GFLOP/s |', '|---|---|---|---|']
+    for variant in FLAGS.variant:
+        config = apply_overrides(FLAGS.config.copy_and_resolve_references(), variant)
+        result = measure(config)
+        lines.append(f'| `{variant or "config as is"}` | {result["ms_per_step"]:.0f} | '
+                     f'{result["tokens_per_s"]:.0f} | {result["gflops_per_s"]:.1f} |')
+        print(lines[-1], flush=True)
+    table = '\n'.join(lines) + '\n'
+    print(table)
+    if FLAGS.record:
+        with open(FLAGS.record, 'a') as f:
+            f.write('\n' + table)
+
+
+if __name__ == '__main__':
+    app.run(main)
