@@ -13,7 +13,7 @@ run: setup data
 	$(BIN)/python scripts/train.py --config=$(CONFIG) --workdir=$(WORKDIR)
 
 test: setup data
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 setup: debian $(VENV)/.installed
 

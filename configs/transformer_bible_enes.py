@@ -29,12 +29,12 @@ def get_config(arg=None):
     config.model.norm = 'pre'
     config.model.dropout_rate = 0.0
 
-    config.train.num_steps = 1300
+    config.train.num_steps = 1200
     config.train.warmup_steps = 300
     config.train.learning_rate = 1.0
-    config.eval.every_steps = 650
+    config.eval.every_steps = 600
     config.eval.evaluators = ('nll', 'bleu')
-    config.checkpoint.every_steps = 650
+    config.checkpoint.every_steps = 600
 
     if arg.tiny:
         config.data.vocab_size = 500

@@ -1,4 +1,8 @@
-"""Shared test helpers: small configs, the naive attention reference."""
+"""Shared test helpers: small configs, the naive attention reference, running the CLIs."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,3 +83,18 @@ def fake_wmt14_data_dir(tmp_path_factory):
     wmt14.Wmt14Ende(data_dir=root / 'data').download_and_prepare(
         file_format='array_record', download_config=tfds.download.DownloadConfig(manual_dir=root / 'manual'))
     return str(root / 'data')
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train_losses(workdir):
+    from transformer_lab.training.logging import read_metrics
+    return [r['train/loss'] for r in read_metrics(workdir) if 'train/loss' in r]
+
+
+def run_script(script, *args):
+    return subprocess.run([sys.executable, f'scripts/{script}', *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+

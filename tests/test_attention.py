@@ -1,6 +1,5 @@
 """Scaled dot-product and multi-head attention against a naive numpy reference."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

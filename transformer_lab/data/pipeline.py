@@ -93,9 +93,15 @@ class TextPipeline:
         path = self.tokenizer_path()
         if os.path.exists(path):
             return SentencePieceTokenizer(path)
+        return train_sentencepiece(self._training_texts(), path, self.config.vocab_size)
+
+    def _training_texts(self, max_examples: int = 500_000, chunk: int = 10_000) -> Iterator[str]:
+        """Texts of an evenly spaced subset of the training split (all of it when small), read in chunks."""
         train = self.source(self.config.train_split)
-        texts = (text(train[i][feature]) for i in range(len(train)) for feature in self._features())
-        return train_sentencepiece(texts, path, self.config.vocab_size)
+        indices = np.unique(np.linspace(0, len(train) - 1, min(len(train), max_examples)).astype(int))
+        for start in range(0, len(indices), chunk):
+            for example in train.__getitems__(indices[start:start + chunk].tolist()):
+                yield from (text(example[feature]) for feature in self._features())
 
     # --- examples --------------------------------------------------------------------------------
     def tokenize(self, example: dict, truncate: bool) -> dict[str, np.ndarray]:
