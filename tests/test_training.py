@@ -61,6 +61,9 @@ def test_load_evaluate_and_sample_a_trained_run(bible_run):
     logged = [r for r in read_metrics(workdir) if r['step'] == 50 and 'validation/nll' in r][-1]
     assert reported['step'] == 50
     assert reported['validation/nll'] == pytest.approx(logged['validation/nll'], rel=1e-4)
+    unknown_split = run_script('evaluate.py', f'--workdir={workdir}', '--split=dev')
+    assert unknown_split.returncode != 0
+    assert "split 'dev' of bible_translation does not exist; valid: ['test', 'train', 'validation']" in unknown_split.stderr
     sample = run_script('sample.py', f'--workdir={workdir}', '--num_samples=2', '--temperature=0')
     assert sample.returncode == 0, sample.stderr[-3000:]
     with open(os.path.join(workdir, 'samples', 'step_50.txt')) as f:

@@ -81,7 +81,7 @@ def base_config() -> ConfigDict:
     data.batch_size = 64                # global rows per batch, over all devices and hosts
     data.train_split = 'train'
     data.eval_split = 'validation'
-    data.shuffle_buffer_seed = 0        # grain's global shuffle seed (offset by the epoch)
+    data.shuffle_seed = 0               # grain's global shuffle, a new order every epoch
 
     config.train = train = ConfigDict()
     train.num_steps = 100_000

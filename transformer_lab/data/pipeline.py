@@ -25,6 +25,7 @@ import grain.experimental
 import numpy as np
 import tensorflow_datasets as tfds
 
+from transformer_lab.config import ConfigError
 from transformer_lab.data.tokenizers import (EOS_ID, ByteTokenizer, SentencePieceTokenizer,
                                              train_sentencepiece)
 
@@ -75,8 +76,8 @@ class TextPipeline:
         """The random-access TFDS source of a split (a clear error for unknown splits)."""
         splits = self.builder.info.splits
         if split not in splits:
-            raise ValueError(f'split {split!r} of {self.dataset.tfds_name} does not exist; '
-                             f'valid: {sorted(splits)}')
+            raise ConfigError('data.train_split/eval_split', f'split {split!r} of {self.dataset.tfds_name} '
+                              f'does not exist; valid: {sorted(splits)}')
         return self.builder.as_data_source(split=split)
 
     def _features(self) -> list[str]:
@@ -112,9 +113,9 @@ class TextPipeline:
                 tokens = tokens[:self.config.max_length]
             return np.asarray(tokens, np.int32)
 
-        if not self.is_translation:
-            return {'targets': np.asarray(self.tokenizer.encode(text(example[self.config.targets_feature])
-                                                                + '\n'), np.int32)}
+        if not self.is_translation:  # running text: cut into windows later, so no EOS, no truncation
+            record = text(example[self.config.targets_feature]) + '\n'
+            return {'targets': np.asarray(self.tokenizer.encode(record), np.int32)}
         return {'inputs': ids(self.config.inputs_feature), 'targets': ids(self.config.targets_feature)}
 
     def _fits(self, example: dict) -> bool:

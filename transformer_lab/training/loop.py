@@ -106,7 +106,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     store = checkpoints.Checkpoints(workdir, every_steps=config.checkpoint.every_steps,
                                     max_to_keep=config.checkpoint.max_to_keep)
-    train_batches = iter(pipeline.train_batches(rows, seed=config.data.shuffle_buffer_seed,
+    train_batches = iter(pipeline.train_batches(rows, seed=config.data.shuffle_seed,
                                                 shard_index=jax.process_index(),
                                                 shard_count=jax.process_count()))
     if store.latest_step() is not None:
