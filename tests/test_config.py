@@ -54,3 +54,10 @@ def test_validation_names_the_field(field, value, message):
     target[name] = value
     with pytest.raises(ConfigError, match=message.replace('[', r'\[').replace(']', r'\]')):
         registry.validate(config)
+
+
+def test_unknown_attention_option_is_refused():
+    config = load_config('configs/transformer_bible_enes.py:tiny')
+    config.model.attention.block_size = 8
+    with pytest.raises(ConfigError, match=r"model.attention.block_size: not an option of attention type 'dot_product'"):
+        registry.validate(config)

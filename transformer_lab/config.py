@@ -8,6 +8,8 @@ changes. ``validate`` checks a resolved config before anything touches the disk.
 
 from __future__ import annotations
 
+import inspect
+
 import ml_collections
 
 ConfigDict = ml_collections.ConfigDict
@@ -135,6 +137,11 @@ def validate(config: ConfigDict, *, models, attention_cores, datasets, evaluator
     model = config.model
     one_of('model.name', model.name, models)
     one_of('model.attention.type', model.attention.type, attention_cores)
+    accepted = set(inspect.signature(attention_cores[model.attention.type]).parameters) - {
+        'num_heads', 'head_dim', 'rngs'}
+    for option in set(model.attention) - {'type'} - accepted:
+        raise ConfigError(f'model.attention.{option}', f'not an option of attention type '
+                          f'{model.attention.type!r}; its options: {sorted(accepted)}')
     one_of('model.norm', model.norm, ('post', 'pre'))
     one_of('model.positional', model.positional, ('sinusoidal', 'learned'))
     one_of('model.dtype', model.dtype, ('float32', 'bfloat16'))

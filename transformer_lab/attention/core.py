@@ -71,8 +71,8 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array,
 class DotProductCore(nnx.Module):
     """The plain attention core: full scaled dot-product attention under the given mask."""
 
-    def __init__(self, *, num_heads: int, head_dim: int, rngs: nnx.Rngs, **unused_options):
-        del num_heads, head_dim, rngs, unused_options
+    def __init__(self, *, num_heads: int, head_dim: int, rngs: nnx.Rngs):
+        del num_heads, head_dim, rngs  # no parameters: the projections belong to MultiHeadAttention
 
     def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
         return scaled_dot_product_attention(query, key, value, mask)
