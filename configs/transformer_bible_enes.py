@@ -9,7 +9,7 @@ short run (the paper's post-LN: `--config.model.norm=post --config.model.dropout
 for tests), `steps=N`.
 """
 
-from transformer_lab.config import base_config, parse_arg
+from transformer_lab.config import base_config, parse_arg, shrink_to_tiny
 
 
 def get_config(arg=None):
@@ -37,19 +37,8 @@ def get_config(arg=None):
     config.checkpoint.every_steps = 600
 
     if arg.tiny:
+        shrink_to_tiny(config)
         config.data.vocab_size = 500
-        config.data.max_length = 32
-        config.data.batch_size = 8
-        config.model.num_encoder_layers = config.model.num_decoder_layers = 1
-        config.model.d_model, config.model.num_heads, config.model.d_ff = 32, 2, 64
-        config.model.max_length = 32
-        config.train.num_steps = 20
-        config.train.warmup_steps = 5
-        config.train.log_every_steps = 5
-        config.eval.every_steps = 10
-        config.eval.batch_size = 8
-        config.eval.max_examples = 16
-        config.checkpoint.every_steps = 10
     if arg.steps:
         config.train.num_steps = arg.steps
     return config

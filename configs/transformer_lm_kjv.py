@@ -7,7 +7,7 @@ Held-out protocol: the last 10% of verses (data.md's n-gram baselines on this sp
 5-gram 2.00 bits/char). Variants: `tiny`, `steps=N`.
 """
 
-from transformer_lab.config import base_config, parse_arg
+from transformer_lab.config import base_config, parse_arg, shrink_to_tiny
 
 
 def get_config(arg=None):
@@ -37,19 +37,7 @@ def get_config(arg=None):
     config.sample.temperature = 0.8
 
     if arg.tiny:
-        config.data.max_length = 32
-        config.data.batch_size = 8
-        config.model.num_decoder_layers = 1
-        config.model.d_model, config.model.num_heads, config.model.d_ff = 32, 2, 64
-        config.model.max_length = 64
-        config.train.num_steps = 20
-        config.train.warmup_steps = 5
-        config.train.log_every_steps = 5
-        config.eval.every_steps = 10
-        config.eval.batch_size = 8
-        config.eval.max_examples = 50
-        config.checkpoint.every_steps = 10
-        config.sample.max_length = 48
+        shrink_to_tiny(config, max_examples=50)
     if arg.steps:
         config.train.num_steps = arg.steps
     return config

@@ -12,7 +12,7 @@ vocabulary (sentencepiece here, BPE in the paper), tied embeddings, ~25K source 
 batch (96 packed rows of 256 tokens). `tiny` runs the same code on TFDS mock data in CI.
 """
 
-from transformer_lab.config import base_config, parse_arg
+from transformer_lab.config import base_config, parse_arg, shrink_to_tiny
 
 
 def get_config(arg=None):
@@ -33,19 +33,8 @@ def get_config(arg=None):
         config.model.dropout_rate = 0.3
         config.train.num_steps = 300_000
     if arg.tiny:
+        shrink_to_tiny(config, num_steps=10, max_examples=8)
         config.data.vocab_size = 300
-        config.data.max_length = 32
-        config.data.batch_size = 8
-        config.model.num_encoder_layers = config.model.num_decoder_layers = 1
-        config.model.d_model, config.model.num_heads, config.model.d_ff = 32, 2, 64
-        config.model.max_length = 32
-        config.train.num_steps = 10
-        config.train.warmup_steps = 5
-        config.train.log_every_steps = 5
-        config.eval.every_steps = 10
-        config.eval.batch_size = 8
-        config.eval.max_examples = 8
-        config.checkpoint.every_steps = 10
     if arg.steps:
         config.train.num_steps = arg.steps
     return config

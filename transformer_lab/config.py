@@ -123,6 +123,20 @@ def base_config() -> ConfigDict:
     return config
 
 
+def shrink_to_tiny(config: ConfigDict, *, num_steps: int = 20, max_examples: int = 16) -> ConfigDict:
+    """The shared ``:tiny`` variant: a one-layer, 32-wide model on 8 rows of 32 tokens, evaluated and
+    checkpointed every 10 steps, so that any config trains and evaluates in seconds (tests, smoke runs)."""
+    model = config.model
+    model.num_encoder_layers = model.num_decoder_layers = 1
+    model.d_model, model.num_heads, model.d_ff, model.max_length = 32, 2, 64, 64
+    config.data.max_length, config.data.batch_size = 32, 8
+    config.train.num_steps, config.train.warmup_steps, config.train.log_every_steps = num_steps, 5, 5
+    config.eval.every_steps, config.eval.batch_size, config.eval.max_examples = 10, 8, max_examples
+    config.checkpoint.every_steps = 10
+    config.sample.max_length = 48
+    return config
+
+
 def _require(condition: bool, field: str, message: str):
     if not condition:
         raise ConfigError(field, message)
