@@ -5,15 +5,16 @@
 
 A Transformer sized for ten minutes of training on 2 CPU cores: shared sentencepiece vocabulary and
 tied embeddings, packed rows, a short warm-up; pre-LN and no dropout, which learn fastest in such a
-short run (the paper's post-LN: `--config.model.norm=post --config.model.dropout_rate=0.1`). Variants: `tiny` (seconds,
-for tests), `steps=N`.
+short run (the paper's post-LN: `--config.model.norm=post --config.model.dropout_rate=0.1`).
+Variants: `tiny` (seconds, for tests), `steps=N`, `layers=N`.
 """
 
-from transformer_lab.config import base_config, parse_arg, shrink_to_tiny
+from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
+                                    shrink_to_tiny)
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, tiny=False, steps=0)
+    arg = parse_arg(arg, **COMMON_VARIANTS)
     config = base_config()
     config.data.name = 'bible_translation'
     config.data.inputs_feature, config.data.targets_feature = 'en', 'es'
@@ -39,6 +40,4 @@ def get_config(arg=None):
     if arg.tiny:
         shrink_to_tiny(config)
         config.data.vocab_size = 500
-    if arg.steps:
-        config.train.num_steps = arg.steps
-    return config
+    return apply_common_variants(config, arg)

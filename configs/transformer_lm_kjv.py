@@ -4,14 +4,15 @@
     python scripts/train.py --config=configs/transformer_lm_kjv.py:tiny --workdir=/tmp/tiny_lm
 
 Held-out protocol: the last 10% of verses (data.md's n-gram baselines on this split: 3-gram 2.68,
-5-gram 2.00 bits/char). Variants: `tiny`, `steps=N`.
+5-gram 2.00 bits/char). Variants: `tiny`, `steps=N`, `layers=N`.
 """
 
-from transformer_lab.config import base_config, parse_arg, shrink_to_tiny
+from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
+                                    shrink_to_tiny)
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, tiny=False, steps=0)
+    arg = parse_arg(arg, **COMMON_VARIANTS)
     config = base_config()
     config.data.name = 'kjv_text'
     config.data.inputs_feature, config.data.targets_feature = '', 'text'
@@ -38,6 +39,4 @@ def get_config(arg=None):
 
     if arg.tiny:
         shrink_to_tiny(config, max_examples=50)
-    if arg.steps:
-        config.train.num_steps = arg.steps
-    return config
+    return apply_common_variants(config, arg)

@@ -9,14 +9,16 @@ base: N=6, d_model=512, d_ff=2048, h=8, d_k=d_v=64, P_drop=0.1, eps_ls=0.1, 100K
 big:  N=6, d_model=1024, d_ff=4096, h=16, d_k=d_v=64, P_drop=0.3, eps_ls=0.1, 300K steps.
 Both: Adam(0.9, 0.98, 1e-9), lrate = d_model^-0.5 min(step^-0.5, step 4000^-1.5), a shared ~37K
 vocabulary (sentencepiece here, BPE in the paper), tied embeddings, ~25K source + 25K target tokens per
-batch (96 packed rows of 256 tokens). `tiny` runs the same code on TFDS mock data in CI.
+batch (96 packed rows of 256 tokens). `tiny` runs the same code in CI on small generated files
+in the same layout (tests/conftest.py). Also `steps=N`, `layers=N`.
 """
 
-from transformer_lab.config import base_config, parse_arg, shrink_to_tiny
+from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
+                                    shrink_to_tiny)
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, base=False, big=False, tiny=False, steps=0)
+    arg = parse_arg(arg, base=False, big=False, **COMMON_VARIANTS)
     config = base_config()          # the Transformer base of Table 3
     config.data.name = 'wmt14_ende'
     config.data.inputs_feature, config.data.targets_feature = 'en', 'de'
@@ -35,6 +37,4 @@ def get_config(arg=None):
     if arg.tiny:
         shrink_to_tiny(config, num_steps=10, max_examples=8)
         config.data.vocab_size = 300
-    if arg.steps:
-        config.train.num_steps = arg.steps
-    return config
+    return apply_common_variants(config, arg)

@@ -34,7 +34,11 @@ def test_wmt_configs_are_the_papers_table_3_rows():
 def test_variants_combine():
     config = load_config('configs/transformer_wmt14_ende.py:big,tiny')
     assert config.model.d_model == 32 and config.model.dropout_rate == 0.3
-    assert load_config('configs/transformer_bible_enes.py:steps=7').train.num_steps == 7
+    config = load_config('configs/transformer_bible_enes.py:steps=7,layers=4')
+    assert config.train.num_steps == 7
+    assert config.model.num_encoder_layers == config.model.num_decoder_layers == 4
+    tiny_deep = load_config('configs/transformer_lm_kjv.py:tiny,layers=3')
+    assert tiny_deep.model.num_decoder_layers == 3 and tiny_deep.model.d_model == 32
 
 
 @pytest.mark.parametrize('field,value,message', [

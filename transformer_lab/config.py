@@ -137,6 +137,19 @@ def shrink_to_tiny(config: ConfigDict, *, num_steps: int = 20, max_examples: int
     return config
 
 
+def apply_common_variants(config: ConfigDict, arg: ConfigDict) -> ConfigDict:
+    """The variants every config offers besides its own: ``steps=N`` and ``layers=N`` (encoder and
+    decoder alike); 0 keeps the config's value."""
+    if arg.steps:
+        config.train.num_steps = arg.steps
+    if arg.layers:
+        config.model.num_encoder_layers = config.model.num_decoder_layers = arg.layers
+    return config
+
+
+COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
+
+
 def _require(condition: bool, field: str, message: str):
     if not condition:
         raise ConfigError(field, message)
