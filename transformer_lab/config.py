@@ -193,6 +193,9 @@ def validate(config: ConfigDict, *, models, attention_cores, datasets, evaluator
     _require(train.num_steps > 0, 'train.num_steps', f'must be positive, got {train.num_steps}')
     _require(train.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
     _require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
+    for field in ('checkpoint.every_steps', 'checkpoint.max_to_keep', 'train.log_every_steps'):
+        section, name = field.split('.')
+        _require(config[section][name] > 0, field, f'must be positive, got {config[section][name]}')
     for name in config.eval.evaluators:
         one_of('eval.evaluators', name, evaluators)
     one_of('parallel.mode', config.parallel.mode, ('jit',))

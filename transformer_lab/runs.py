@@ -46,7 +46,7 @@ def load(workdir: str, step: int | None = None) -> Run:
     model = registry.build_model(config.model, tokenizer.vocab_size, seed=config.seed)
     mesh = parallel.make_mesh()
     graphdef, state, _, _ = initial_state(config, model, mesh)
-    store = checkpoints.Checkpoints(workdir, every_steps=1, max_to_keep=config.checkpoint.max_to_keep)
+    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep)
     if store.latest_step() is None:
         raise FileNotFoundError(f'{store.directory} holds no checkpoint')
     state, _ = store.restore(checkpoints.abstract_like(state, parallel.replicated(mesh)), step)

@@ -11,22 +11,18 @@ import orbax.checkpoint as ocp
 class Checkpoints:
     """``WORKDIR/checkpoints/<step>/{state, data}``: the last ``max_to_keep`` saves are kept."""
 
-    def __init__(self, workdir: str, *, every_steps: int, max_to_keep: int):
+    def __init__(self, workdir: str, *, max_to_keep: int):
         self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
         self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, save_interval_steps=max(every_steps, 1), create=True))
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def should_save(self, step: int) -> bool:
-        return self.manager.should_save(step)
-
-    def save(self, step: int, state, data_state: dict, *, force: bool = False) -> bool:
-        """Saves when ``step`` is on the cadence (or ``force``); returns whether it saved."""
-        return self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
+    def save(self, step: int, state, data_state: dict) -> None:
+        """Saves (asynchronously) the train state and the input pipeline's position at ``step``."""
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
 
     def restore(self, abstract_state, step: int | None = None) -> tuple[object, dict]:
         """Restores onto ``abstract_state``'s shapes and shardings (any device layout)."""

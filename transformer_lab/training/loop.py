@@ -104,8 +104,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     rows = parallel.local_rows(config.data.batch_size)
     graphdef, state, optimizer, schedule = initial_state(config, model, mesh)
 
-    store = checkpoints.Checkpoints(workdir, every_steps=config.checkpoint.every_steps,
-                                    max_to_keep=config.checkpoint.max_to_keep)
+    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep)
     train_batches = iter(pipeline.train_batches(rows, seed=config.data.shuffle_seed,
                                                 shard_index=jax.process_index(),
                                                 shard_count=jax.process_count()))
@@ -141,9 +140,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
             metrics.update(eval_metrics)
             window_start = time.time()
-        if store.should_save(step) or step == config.train.num_steps:
+        if step % config.checkpoint.every_steps == 0 or step == config.train.num_steps:
             # Saved with step k: the iterator's position after batch k, where a resumed run continues.
-            store.save(step, state, train_batches.get_state(), force=True)
+            store.save(step, state, train_batches.get_state())
     bar.close()
     store.wait()
     store.close()
