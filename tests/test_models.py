@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -116,7 +117,7 @@ def test_parameters_are_float32_under_bfloat16_compute(tiny_model_config):
     tiny_model_config.dtype = 'bfloat16'
     model = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
     params = nnx.state(model, nnx.Param)
-    assert {leaf.dtype for leaf in __import__('jax').tree.leaves(params)} == {jnp.dtype('float32')}
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype('float32')}
     logits = model({'inputs': tokens(2, 5), 'targets': tokens(2, 4)})
     assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
 
@@ -125,6 +126,6 @@ def test_tied_output_shares_the_embedding(tiny_model_config):
     tied = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
     tiny_model_config.tie_output = tiny_model_config.share_embeddings = False
     untied = EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
-    count = lambda m: sum(x.size for x in __import__('jax').tree.leaves(nnx.state(m, nnx.Param)))
+    count = lambda m: sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
     d = tiny_model_config.d_model
     assert count(untied) - count(tied) == VOCAB * d + (d * VOCAB + VOCAB)
