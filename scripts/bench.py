@@ -14,11 +14,12 @@ import platform
 import time
 
 import jax
+import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from transformer_lab import registry
-from transformer_lab.training import parallel, steps
+from transformer_lab.training import parallel
 from transformer_lab.training.loop import initial_state
 
 FLAGS = flags.FLAGS
@@ -44,11 +45,14 @@ def measure(config) -> dict:
     pipeline = registry.build_pipeline(config.data)
     model = registry.build_model(config.model, pipeline.tokenizer.vocab_size, seed=config.seed)
     mesh = parallel.make_mesh()
-    graphdef, state, optimizer, _ = initial_state(config, model, mesh)
-    train_step = jax.jit(steps.make_train_step(graphdef, optimizer, config.train.label_smoothing, 0),
-                         donate_argnums=0)
-    iterator = iter(pipeline.train_batches(parallel.local_rows(config.data.batch_size), seed=0))
-    batches = [parallel.to_global(next(iterator), mesh) for _ in range(4)]
+    strategy = parallel.make_parallel(config.parallel, mesh)
+    graphdef, state, optimizer, _ = initial_state(config, model)
+    state = jax.device_put(state, strategy.state_shardings(state))
+    train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
+    state = strategy.from_global(state)
+    layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
+    iterator = iter(pipeline.train_batches(layout.host_rows, seed=0))
+    batches = [strategy.put_batch(next(iterator)) for _ in range(4)]
     flops = train_step.lower(state, batches[0]).compile().cost_analysis().get('flops', 0.0)
     state, metrics = train_step(state, batches[0])
     jax.block_until_ready(metrics)
@@ -56,7 +60,7 @@ def measure(config) -> dict:
     tokens = 0.0
     for i in range(FLAGS.steps):
         state, metrics = train_step(state, batches[i % len(batches)])
-        tokens += float(metrics['tokens'])
+        tokens += float(np.ravel(metrics['tokens'])[0])  # pmap: one (equal) value per device
     seconds = (time.perf_counter() - start) / FLAGS.steps
     return {'ms_per_step': 1000 * seconds, 'tokens_per_s': tokens / FLAGS.steps / seconds,
             'gflops_per_s': flops / seconds / 1e9}

@@ -87,4 +87,4 @@ def test_bad_config_exits_nonzero_naming_the_problem_and_leaves_the_workdir_alon
 def test_changed_model_on_an_existing_workdir_is_refused(bible_run):
     result = run_script('train.py', '--config=configs/transformer_bible_enes.py:tiny', f'--workdir={bible_run[0]}',
                            '--config.model.d_ff=128')
-    assert result.returncode != 0 and 'holds a run with different model' in result.stderr
+    assert result.returncode != 0 and 'model.d_ff: 64 in the run, 128 now' in result.stderr

@@ -96,7 +96,9 @@ def base_config() -> ConfigDict:
     train.learning_rate = 1.0           # multiplies the rsqrt schedule; the peak for the others
     train.warmup_steps = 4000
     train.grad_clip_norm = 0.0          # 0 = no clipping
-    train.grad_accum_steps = 1          # optax.MultiSteps when > 1
+    train.grad_accum_steps = 1          # micro-batches per update: data.batch_size rows in M slices of batch_size/M
+    train.nonfinite = 'stop'            # a non-finite loss or gradient: 'stop' the run, or 'skip' the update
+    train.max_consecutive_skips = 10    # 'skip' mode: stop anyway after this many non-finite steps in a row
     train.label_smoothing = 0.1
     train.log_every_steps = 50
 
@@ -108,11 +110,19 @@ def base_config() -> ConfigDict:
     evaluation.num_show = 3             # decoded examples printed by decoding evaluators
 
     config.parallel = parallel = ConfigDict()
-    parallel.mode = 'jit'               # jit over a NamedSharding mesh (pmap joins later)
+    parallel.mode = 'jit'               # jit over a NamedSharding mesh; or 'pmap' (explicit psum, replicated)
+    parallel.shard_parameters = False   # jit only: FSDP-shard large parameters and optimizer state over devices
+    parallel.min_shard_size = 1 << 18   # elements; smaller arrays stay replicated when sharding
+    parallel.distributed = False        # multi-host: jax.distributed.initialize (also if $JAX_COORDINATOR_ADDRESS)
+    parallel.coordinator_address = ''   # host:port of process 0; '' = detected (SLURM, TPU pod, ...)
+    parallel.num_processes = 0          # 0 = detected
+    parallel.process_id = 0             # this host's index (used when num_processes is set)
 
     config.checkpoint = checkpoint = ConfigDict()
     checkpoint.every_steps = 1000
-    checkpoint.max_to_keep = 3
+    checkpoint.max_to_keep = 3          # the latest K; the best (below) is kept besides them
+    checkpoint.best_metric = ''         # e.g. 'validation/nll': also keep the best checkpoint by it
+    checkpoint.best_mode = 'min'        # 'min' or 'max' (e.g. 'max' for 'validation/bleu')
 
     config.sample = sample = ConfigDict()
     sample.num_samples = 4
@@ -156,7 +166,7 @@ def _require(condition: bool, field: str, message: str):
 
 
 def validate(config: ConfigDict, *, models, attention_cores, datasets, evaluators,
-             optimizers, schedules) -> None:
+             optimizers, schedules, parallel_modes) -> None:
     """Checks names against the registries and shapes against each other; raises ConfigError."""
     def one_of(field: str, value, valid):
         _require(value in valid, field, f'{value!r} is not one of {sorted(valid)}')
@@ -192,10 +202,19 @@ def validate(config: ConfigDict, *, models, attention_cores, datasets, evaluator
     one_of('train.schedule', train.schedule, schedules)
     _require(train.num_steps > 0, 'train.num_steps', f'must be positive, got {train.num_steps}')
     _require(train.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
+    one_of('train.nonfinite', train.nonfinite, ('stop', 'skip'))
     _require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
     for field in ('checkpoint.every_steps', 'checkpoint.max_to_keep', 'train.log_every_steps'):
         section, name = field.split('.')
         _require(config[section][name] > 0, field, f'must be positive, got {config[section][name]}')
     for name in config.eval.evaluators:
         one_of('eval.evaluators', name, evaluators)
-    one_of('parallel.mode', config.parallel.mode, ('jit',))
+    checkpoint = config.checkpoint
+    one_of('checkpoint.best_mode', checkpoint.best_mode, ('min', 'max'))
+    if checkpoint.best_metric:
+        reported = {f'{data.eval_split}/{metric}' for name in config.eval.evaluators for metric in evaluators[name]}
+        one_of('checkpoint.best_metric', checkpoint.best_metric, reported)
+    one_of('parallel.mode', config.parallel.mode, parallel_modes)
+    _require(not (config.parallel.shard_parameters and config.parallel.mode == 'pmap'),
+             'parallel.shard_parameters', "pmap replicates parameters on every device; use parallel.mode='jit' "
+                                          'to shard them')

@@ -12,7 +12,7 @@ from transformer_lab import config as config_lib
 from transformer_lab.attention import CORES
 from transformer_lab.data.pipeline import TextDataset, TextPipeline
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
-from transformer_lab.training import evaluators, optim
+from transformer_lab.training import evaluators, optim, parallel
 
 MODELS = {
     'encoder_decoder': EncoderDecoder,
@@ -34,8 +34,8 @@ DATASETS = {
 def validate(config) -> None:
     """Validates a resolved config against every registry (raises config.ConfigError)."""
     config_lib.validate(config, models=MODELS, attention_cores=CORES, datasets=DATASETS,
-                        evaluators=evaluators.EVALUATORS, optimizers=optim.OPTIMIZERS,
-                        schedules=optim.SCHEDULES)
+                        evaluators={name: fn.metrics for name, fn in evaluators.EVALUATORS.items()},
+                        optimizers=optim.OPTIMIZERS, schedules=optim.SCHEDULES, parallel_modes=parallel.MODES)
 
 
 def build_model(model_config, vocab_size: int, *, seed: int) -> nnx.Module:

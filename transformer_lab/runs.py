@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import ml_collections
 from flax import nnx
 
@@ -45,10 +46,16 @@ def load(workdir: str, step: int | None = None) -> Run:
     tokenizer = load_tokenizer(config, workdir)
     model = registry.build_model(config.model, tokenizer.vocab_size, seed=config.seed)
     mesh = parallel.make_mesh()
-    graphdef, state, _, _ = initial_state(config, model, mesh)
+    graphdef, state, _, _ = initial_state(config, model)
+    abstract = checkpoints.abstract_like(state, jax.tree.map(lambda _: parallel.replicated(mesh), state))
     store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep)
-    if store.latest_step() is None:
-        raise FileNotFoundError(f'{store.directory} holds no checkpoint')
-    state, _ = store.restore(checkpoints.abstract_like(state, parallel.replicated(mesh)), step)
-    store.close()
+    try:
+        if step is not None:
+            state, _ = store.restore(abstract, step)
+        elif (restored := store.restore_latest(abstract, set_aside_unreadable=False)) is not None:
+            state, _ = restored
+        else:
+            raise FileNotFoundError(f'{store.directory} holds no checkpoint')
+    finally:
+        store.close()
     return Run(config, tokenizer, nnx.merge(graphdef, state.params), graphdef, state.params, int(state.step))

@@ -1,43 +1,150 @@
-"""Orbax checkpoints of the train state and the input pipeline's position, with automatic resume."""
+"""Orbax checkpoints of the train state and the input pipeline's position: asynchronous saves that
+never fail silently, the last K plus the best kept, and a restore that survives a corrupt latest step.
+
+Layout: ``WORKDIR/checkpoints/<step>/state`` (arrays, restorable onto any device layout) and
+``WORKDIR/checkpoints/<step>/data/process_<i>-of-<n>.json`` (each host's grain iterator position).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 
+import grain
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+from orbax.checkpoint import checkpoint_managers
+
+CORRUPT_DIRECTORY = 'checkpoints_unreadable'
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written, or no checkpoint of a workdir can be read."""
 
 
 class Checkpoints:
-    """``WORKDIR/checkpoints/<step>/{state, data}``: the last ``max_to_keep`` saves are kept."""
+    """``WORKDIR/checkpoints``: keeps the latest ``max_to_keep`` saves and, with ``best_metric``, the
+    best save by that metric as well (an orbax AnyPreservationPolicy of LatestN and BestN, so keeping
+    the best never deletes the latest, unlike orbax's ``max_to_keep`` with ``best_fn``)."""
 
-    def __init__(self, workdir: str, *, max_to_keep: int):
-        self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-        self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    def __init__(self, workdir: str, *, max_to_keep: int, best_metric: str = '', best_mode: str = 'min'):
+        self.workdir = os.path.abspath(workdir)
+        self.directory = os.path.join(self.workdir, 'checkpoints')
+        policies = [checkpoint_managers.LatestN(n=max_to_keep)]
+        best_fn = None
+        if best_metric:
+            def best_fn(metrics):
+                return metrics[best_metric]
+            # BestN keeps the last n after sorting; reverse=True puts the lowest value last.
+            policies.append(checkpoint_managers.BestN(get_metric_fn=best_fn, reverse=best_mode == 'min', n=1,
+                                                      keep_checkpoints_without_metrics=False))
+        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+            create=True, best_fn=best_fn, best_mode=best_mode,
+            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies)))
+        self._saving_step = None
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state, data_state: dict) -> None:
-        """Saves (asynchronously) the train state and the input pipeline's position at ``step``."""
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state, data_iterator, metrics: dict | None = None) -> None:
+        """Starts an asynchronous save of ``state`` (global arrays) and the iterator's position (captured
+        now); first raises CheckpointError if the previous save failed."""
+        self.wait()
         self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
+            state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)),
+            metrics=metrics, force=True)
+        self._saving_step = step
 
-    def restore(self, abstract_state, step: int | None = None) -> tuple[object, dict]:
-        """Restores onto ``abstract_state``'s shapes and shardings (any device layout)."""
-        step = self.latest_step() if step is None else step
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-        return restored['state'], restored['data']
+    def poll(self) -> None:
+        """Raises CheckpointError if a finished asynchronous save failed; never waits for one in flight."""
+        if not self.manager.is_saving_in_progress():
+            self.wait()
 
-    def wait(self):
-        self.manager.wait_until_finished()
+    def wait(self) -> None:
+        """Waits for the save in flight; raises CheckpointError if it failed."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as error:  # orbax re-raises the writer's own exception, whatever its type
+            raise CheckpointError(
+                f'saving the checkpoint of step {self._saving_step} in {self.directory} failed: {error!r}. '
+                f'Saved steps still on disk: {self.all_steps()}; fix the cause (disk space, permissions) and '
+                f'run again to resume from the latest of them') from error
+        finally:
+            self._saving_step = None
 
-    def close(self):
-        self.manager.close()
+    def restore(self, abstract_state, step: int, data_iterator=None):
+        """The state of ``step`` on ``abstract_state``'s shapes and shardings (any device layout); with
+        ``data_iterator``, also moves the iterator to its saved position. Returns (state, data_restored):
+        an iterator position saved by another number of hosts cannot be restored (False)."""
+        state = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state)))['state']
+        if data_iterator is None:
+            return state, False
+        own_file = os.path.join(self.directory, str(step), 'data',
+                                f'process_{jax.process_index()}-of-{jax.process_count()}.json')
+        if not os.path.exists(own_file):
+            warnings.warn(f'checkpoint {step} holds the input pipeline position of another number of hosts '
+                          f'(no {os.path.basename(own_file)}); the data stream restarts with a new shuffle')
+            return state, False
+        self.manager.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        return state, True
+
+    def restore_latest(self, abstract_state, data_iterator=None, *, set_aside_unreadable: bool = True):
+        """Restores the newest readable checkpoint, as ``restore``; None when there is none.
+
+        A newer checkpoint that cannot be read (a save cut off by a crash, a truncated or deleted file)
+        is skipped with a warning and, when training, moved to ``WORKDIR/checkpoints_unreadable/`` so
+        that new saves can reuse its step. If no checkpoint is readable, raises CheckpointError rather
+        than training from scratch over a run.
+        """
+        failures = []
+        for step in reversed(self.all_steps()):
+            try:
+                restored = self.restore(abstract_state, step, data_iterator)
+            except Exception as error:  # orbax raises ValueError, FileNotFoundError, KeyError or Exception
+                warnings.warn(f'checkpoint {step} in {self.directory} is unreadable, trying an older one: {error!r}')
+                failures.append((step, error))
+                continue
+            if failures and set_aside_unreadable:
+                self._set_aside([failed for failed, _ in failures])
+            return restored
+        if failures:
+            raise CheckpointError(
+                f'no checkpoint in {self.directory} is readable:\n' +
+                '\n'.join(f'  step {step}: {error!r}' for step, error in failures) +
+                f'\nmove {self.directory} aside to train from scratch, or point --workdir elsewhere')
+        return None
+
+    def _set_aside(self, steps_to_move: list[int]) -> None:
+        if jax.process_index() == 0:
+            target = os.path.join(self.workdir, CORRUPT_DIRECTORY)
+            os.makedirs(target, exist_ok=True)
+            for step in steps_to_move:
+                destination = os.path.join(target, str(step))
+                while os.path.exists(destination):  # set aside before: keep both
+                    destination += '+'
+                shutil.move(os.path.join(self.directory, str(step)), destination)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices('checkpoints set aside')
+        self.manager.reload()
+
+    def close(self) -> None:
+        """Waits for the save in flight (raising CheckpointError if it failed) and releases the manager."""
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
 
 
-def abstract_like(tree, sharding) -> object:
-    """ShapeDtypeStructs of ``tree`` carrying ``sharding``: the restore target."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+def abstract_like(tree, shardings) -> object:
+    """ShapeDtypeStructs of ``tree`` carrying ``shardings`` (a matching tree): the restore target."""
+    return jax.tree.map(lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        tree, shardings)

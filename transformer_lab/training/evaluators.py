@@ -1,7 +1,8 @@
 """Evaluators, chosen by name in ``config.eval.evaluators``; each returns metrics for one split.
 
-An evaluator is ``fn(context, params, split) -> {metric: value}``; the loop prefixes the split name.
-Likelihoods are unsmoothed (label smoothing is a training device only).
+An evaluator is ``fn(context, params, split) -> {metric: value}``, declaring its metric names with
+``@reports`` (validation checks ``checkpoint.best_metric`` against them); the loop prefixes the split
+name. Likelihoods are unsmoothed (label smoothing is a training device only).
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ def make_context(config, pipeline, graphdef, mesh, report: Callable[[str], None]
     return EvalContext(config, pipeline, graphdef, mesh, jax.jit(steps.make_eval_step(graphdef)), report)
 
 
+def reports(*metrics: str):
+    """Declares the metric names an evaluator returns."""
+    def declare(evaluator):
+        evaluator.metrics = metrics
+        return evaluator
+    return declare
+
+
+TOKEN_METRICS = ('nll', 'perplexity', 'bits_per_token', 'accuracy')
+
+
 def _likelihood_sums(context: EvalContext, params, split: str, count_characters: bool) -> dict:
     rows = parallel.local_rows(context.config.eval.batch_size, 'eval.batch_size')
     totals = {'nll_sum': 0.0, 'tokens': 0.0, 'correct': 0.0, 'characters': 0}
@@ -51,11 +63,13 @@ def _token_metrics(totals: dict) -> dict[str, float]:
             'accuracy': totals['correct'] / max(totals['tokens'], 1.0)}
 
 
+@reports(*TOKEN_METRICS)
 def negative_log_likelihood(context: EvalContext, params, split: str) -> dict[str, float]:
     """NLL per target token in nats, perplexity, bits per token and next-token accuracy."""
     return _token_metrics(_likelihood_sums(context, params, split, count_characters=False))
 
 
+@reports(*TOKEN_METRICS, 'bits_per_char')
 def bits_per_character(context: EvalContext, params, split: str) -> dict[str, float]:
     """Total NLL in bits over the number of characters of the decoded targets (any tokenizer)."""
     totals = _likelihood_sums(context, params, split, count_characters=True)
@@ -75,6 +89,7 @@ def translate(graphdef, params, tokenizer, sources: list[str], *, rows: int, sou
     return outputs
 
 
+@reports('bleu')
 def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
     """sacreBLEU (default 13a tokenisation) of greedy translations against the raw references."""
     pairs = context.pipeline.translation_pairs(split, context.config.eval.max_examples)

@@ -12,13 +12,20 @@ from tensorboardX import SummaryWriter
 
 
 class MetricsWriter:
-    """Appends one JSON line per (step, metrics) and mirrors scalars to TensorBoard; host 0 only."""
+    """Appends one JSON line per (step, metrics) and mirrors scalars to TensorBoard; host 0 only.
 
-    def __init__(self, workdir: str):
+    A run resumed from the checkpoint at ``resume_step`` first drops what the interrupted run logged
+    after that step (those steps are trained again), from metrics.jsonl and, through tensorboardX's
+    ``purge_step``, from TensorBoard: no step is ever logged twice.
+    """
+
+    def __init__(self, workdir: str, resume_step: int = 0):
         self.active = jax.process_index() == 0
         if self.active:
-            self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-            self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+            path = os.path.join(workdir, 'metrics.jsonl')
+            _drop_records_after(path, resume_step)
+            self.jsonl = open(path, 'a')
+            self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1)
 
     def write(self, step: int, metrics: dict[str, float]):
         if not self.active:
@@ -34,6 +41,26 @@ class MetricsWriter:
         if self.active:
             self.jsonl.close()
             self.tensorboard.close()
+
+
+def _record_step(line: str) -> float:
+    """A record's step; a line torn by a crash mid-write counts as after every step."""
+    try:
+        return json.loads(line)['step']
+    except (ValueError, KeyError):
+        return float('inf')
+
+
+def _drop_records_after(path: str, step: int) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [line for line in lines if _record_step(line) <= step]
+    if len(kept) < len(lines):
+        with open(path + '.tmp', 'w') as f:
+            f.writelines(kept)
+        os.replace(path + '.tmp', path)
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -1,8 +1,10 @@
 """``train_and_evaluate(config, workdir)``: the one training loop for every model and dataset.
 
-Reads top to bottom: validate the config and open the data (before the workdir is touched, so a bad
-config cannot damage a run), build the model by name, restore the latest checkpoint if there is one,
-then train with periodic logging, evaluation and checkpoints, and evaluate once more at the end.
+Reads top to bottom: validate the config, open the data and read the workdir's latest good
+checkpoint (before anything is written, so a bad config or an unreadable run cannot be damaged),
+build the model by name, then train with periodic logging, evaluation and asynchronous checkpoints,
+and evaluate once more at the end. Pre-emption signals, non-finite losses and failed saves stop the
+run with a message that says what happened and what was saved (README, "Running for real").
 """
 
 from __future__ import annotations
@@ -17,35 +19,55 @@ import numpy as np
 from flax import nnx
 
 from transformer_lab import registry
-from transformer_lab.training import checkpoints, evaluators, logging, optim, parallel, steps
+from transformer_lab.training import checkpoints, evaluators, logging, optim, parallel, preemption, steps
 
-# Config fields that fix the shapes of the saved parameters: a workdir cannot change them.
-SHAPE_FIELDS = ('model', 'data.tokenizer', 'data.vocab_size', 'data.name', 'data.inputs_feature',
-                'data.targets_feature')
+# Config fields that may change when a run resumes: cadences, lengths, evaluation, topology.
+SAFE_ON_RESUME = ('train.num_steps', 'train.log_every_steps', 'train.nonfinite', 'train.max_consecutive_skips',
+                  'train.grad_accum_steps', 'eval', 'checkpoint.every_steps', 'checkpoint.max_to_keep',
+                  'checkpoint.best_metric', 'checkpoint.best_mode', 'sample', 'parallel', 'data.data_dir')
 
 
 class WorkdirConflictError(ValueError):
     """The workdir holds a run that this config cannot continue."""
 
 
-def _field(config: dict, path: str):
-    for part in path.split('.'):
-        config = config.get(part, {}) if isinstance(config, dict) else None
-    return config
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient became NaN or infinite; nothing after the last good checkpoint was saved."""
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+def config_drift(saved: dict, new: dict) -> list[str]:
+    """Fields (dotted paths) whose values differ between two configs and may not change on resume."""
+    saved, new = _flatten(saved), _flatten(new)
+    return [f'{path}: {saved.get(path)!r} in the run, {new.get(path)!r} now'
+            for path in sorted(set(saved) | set(new))
+            if saved.get(path) != new.get(path)
+            and not any(path == safe or path.startswith(safe + '.') for safe in SAFE_ON_RESUME)]
 
 
 def check_workdir_compatible(config, workdir: str) -> None:
-    """Refuses (before writing anything) a config whose parameters differ from the run in workdir."""
+    """Refuses (before writing anything) a config that differs from the run in workdir in a field
+    that is not safe to change on resume."""
     saved_path = os.path.join(workdir, 'config.json')
     if not os.path.exists(saved_path):
         return
     with open(saved_path) as f:
         saved = json.load(f)
-    new = json.loads(config.to_json_best_effort())
-    changed = [p for p in SHAPE_FIELDS if _field(saved, p) != _field(new, p)]
-    if changed:
-        raise WorkdirConflictError(f'--workdir={workdir} holds a run with different {", ".join(changed)} '
-                         f'(see its config.json); resume with the same values or choose a new --workdir')
+    drift = config_drift(saved, json.loads(config.to_json_best_effort()))
+    if drift:
+        raise WorkdirConflictError(
+            f'--workdir={workdir} holds a run whose config.json differs in:\n  ' + '\n  '.join(drift) +
+            '\nresume with the same values, or train in a new --workdir (safe to change on resume: '
+            + ', '.join(SAFE_ON_RESUME) + ')')
 
 
 def setup(config, workdir: str | None = None, *, tokenizer=None):
@@ -69,20 +91,62 @@ def _write_run_files(config, workdir: str, pipeline) -> None:
         shutil.copyfile(model_path, os.path.join(workdir, 'tokenizer.model'))
 
 
-def initial_state(config, model, mesh):
-    """(graphdef, replicated TrainState at step 0, optimizer, schedule) for ``model``."""
+def initial_state(config, model):
+    """(graphdef, TrainState at step 0 on the default device, optimizer, schedule) for ``model``."""
     graphdef, params = nnx.split(model)
     optimizer, schedule = optim.make_optimizer(config.train, config.model.d_model)
-    state = steps.TrainState(step=np.int32(0), params=params, opt_state=optimizer.init(params))
-    return graphdef, jax.device_put(state, parallel.replicated(mesh)), optimizer, schedule
+    return graphdef, steps.new_train_state(params, optimizer, config.seed), optimizer, schedule
 
 
-def summarize_window(step_metrics: list[dict], seconds: float, learning_rate: float) -> dict[str, float]:
-    """Train metrics of the steps since the last log: means, the learning rate, target tokens per second."""
-    metrics = {f'train/{name}': float(np.mean([m[name] for m in step_metrics]))
-               for name in ('loss', 'nll', 'grad_norm')}
-    tokens = sum(float(m['tokens']) for m in step_metrics)
-    return {**metrics, 'train/learning_rate': learning_rate, 'train/tokens_per_second': tokens / seconds}
+class TrainWindow:
+    """The per-step train metrics since the last log line, checked for non-finite steps.
+
+    Checking reads the metrics back from the device, so it runs only before logs, evaluations and
+    saves: a non-finite step is always caught before anything after it is evaluated or saved.
+    """
+
+    def __init__(self, train_config, workdir: str, store: checkpoints.Checkpoints):
+        self.train_config, self.workdir, self.store = train_config, workdir, store
+        self.steps, self.metrics, self.checked = [], [], 0
+        self.consecutive_skips, self.start_time = 0, time.time()
+
+    def add(self, step: int, step_metrics: dict):
+        self.steps.append(step)
+        self.metrics.append(step_metrics)
+
+    def check(self):
+        """Raises NonFiniteLossError on a non-finite step ('stop'), or after too many in a row ('skip')."""
+        for step, metrics in zip(self.steps[self.checked:], jax.device_get(self.metrics[self.checked:])):
+            finite = bool(metrics['finite'])
+            self.consecutive_skips = 0 if finite else self.consecutive_skips + 1
+            if not finite and (self.train_config.nonfinite == 'stop'
+                               or self.consecutive_skips > self.train_config.max_consecutive_skips):
+                raise NonFiniteLossError(self._explain(step, metrics))
+        self.checked = len(self.steps)
+
+    def _explain(self, step: int, metrics: dict) -> str:
+        if self.train_config.nonfinite == 'stop':
+            what = f'step {step}: loss={metrics["loss"]:.4g}, grad_norm={metrics["grad_norm"]:.4g} is not finite'
+        else:
+            what = f'{self.consecutive_skips} consecutive non-finite steps up to step {step} (train.nonfinite=skip)'
+        last = self.store.latest_step()
+        saved = (f'the last good checkpoint is step {last} in {self.store.directory}' if last is not None
+                 else 'no checkpoint was saved')
+        return (f'{what}; the update was not applied and nothing after it was saved: {saved}. Lower '
+                f'train.learning_rate, set train.grad_clip_norm, or use train.nonfinite=skip to skip such steps.')
+
+    def summary(self, learning_rate: float) -> dict[str, float]:
+        """Means over the window's applied steps, the learning rate, target tokens per second."""
+        host = jax.device_get(self.metrics)
+        applied = [m for m in host if m['finite']] or host
+        summary = {f'train/{name}': float(np.mean([m[name] for m in applied]))
+                   for name in ('loss', 'nll', 'grad_norm')}
+        tokens = sum(float(m['tokens']) for m in host)
+        summary.update({'train/learning_rate': learning_rate,
+                        'train/tokens_per_second': tokens / (time.time() - self.start_time),
+                        'train/skipped_steps': float(sum(1 - m['finite'] for m in host))})
+        self.steps, self.metrics, self.checked, self.start_time = [], [], 0, time.time()
+        return summary
 
 
 def evaluate(context: evaluators.EvalContext, params, split: str) -> dict[str, float]:
@@ -96,55 +160,77 @@ def evaluate(context: evaluators.EvalContext, params, split: str) -> dict[str, f
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final metrics."""
+    parallel.initialize_distributed(config.parallel)
     pipeline, model = setup(config, workdir)
+    layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
+    mesh = parallel.make_mesh()
+    strategy = parallel.make_parallel(config.parallel, mesh)
+    graphdef, state, optimizer, schedule = initial_state(config, model)
+    shardings = strategy.state_shardings(state)
+
+    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep,
+                                    best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
+    def open_train_batches(seed):
+        return iter(pipeline.train_batches(layout.host_rows, seed=seed, shard_index=jax.process_index(),
+                                           shard_count=jax.process_count()))
+
+    train_batches = open_train_batches(config.data.shuffle_seed)
+    restored = store.restore_latest(checkpoints.abstract_like(state, shardings), train_batches)
+    state, data_restored = restored if restored is not None else (jax.device_put(state, shardings), True)
+    first_step = int(state.step)
+    if not data_restored:  # a position saved by another number of hosts: a fresh order, not a replay
+        train_batches = open_train_batches(config.data.shuffle_seed + first_step)
     _write_run_files(config, workdir, pipeline)
 
-    mesh = parallel.make_mesh()
-    replicated = parallel.replicated(mesh)
-    rows = parallel.local_rows(config.data.batch_size)
-    graphdef, state, optimizer, schedule = initial_state(config, model, mesh)
-
-    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep)
-    train_batches = iter(pipeline.train_batches(rows, seed=config.data.shuffle_seed,
-                                                shard_index=jax.process_index(),
-                                                shard_count=jax.process_count()))
-    if store.latest_step() is not None:
-        state, data_state = store.restore(checkpoints.abstract_like(state, replicated))
-        train_batches.set_state(data_state)
-    first_step = int(state.step)
-
-    train_step = jax.jit(steps.make_train_step(graphdef, optimizer, config.train.label_smoothing, config.seed),
-                         in_shardings=(replicated, parallel.batch_sharded(mesh)),
-                         out_shardings=(replicated, replicated), donate_argnums=0)
-    writer = logging.MetricsWriter(workdir)
+    train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
+    state = strategy.from_global(state)
+    writer = logging.MetricsWriter(workdir, resume_step=first_step)
     bar = logging.progress_bar(first_step, config.train.num_steps)
+    bar.write(layout.describe() + f' ({config.parallel.mode} mode)')
     context = evaluators.make_context(config, pipeline, graphdef, mesh, report=bar.write)
-    log_every, eval_every = config.train.log_every_steps, config.eval.every_steps
-    pending, window_start = [], time.time()
+    window = TrainWindow(config.train, workdir, store)
+    num_steps, eval_every = config.train.num_steps, config.eval.every_steps
+    saved_step = first_step
 
-    metrics = {} if first_step < config.train.num_steps else evaluate(
-        context, state.params, config.data.eval_split)
-    for step in range(first_step + 1, config.train.num_steps + 1):
-        state, step_metrics = train_step(state, parallel.to_global(next(train_batches), mesh))
-        pending.append(step_metrics)
-        bar.update(1)
-        if step % log_every == 0 or step == config.train.num_steps:
-            metrics = summarize_window(jax.device_get(pending), time.time() - window_start,
-                                       float(schedule(step - 1)))
-            writer.write(step, metrics)
-            bar.set_postfix(loss=f'{metrics["train/loss"]:.3f}', tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
-            pending, window_start = [], time.time()
-        if (eval_every and step % eval_every == 0) or step == config.train.num_steps:
-            eval_metrics = evaluate(context, state.params, config.data.eval_split)
-            writer.write(step, eval_metrics)
-            bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
-            metrics.update(eval_metrics)
-            window_start = time.time()
-        if step % config.checkpoint.every_steps == 0 or step == config.train.num_steps:
-            # Saved with step k: the iterator's position after batch k, where a resumed run continues.
-            store.save(step, state, train_batches.get_state())
-    bar.close()
-    store.wait()
-    store.close()
-    writer.close()
+    def save(step, state, metrics=None):
+        window.check()
+        store.save(step, strategy.to_global(state), train_batches, metrics)
+
+    metrics = {} if first_step < num_steps else evaluate(context, strategy.to_global(state).params,
+                                                          config.data.eval_split)
+    try:
+        with preemption.StopSignals() as signals:
+            for step in range(first_step + 1, num_steps + 1):
+                state, step_metrics = train_step(state, strategy.put_batch(next(train_batches)))
+                window.add(step, step_metrics)
+                bar.update(1)
+                stop_signal = signals.requested()
+                if step % config.train.log_every_steps == 0 or step == num_steps or stop_signal:
+                    window.check()
+                    metrics = window.summary(float(schedule(step - 1)))
+                    writer.write(step, metrics)
+                    bar.set_postfix(loss=f'{metrics["train/loss"]:.3f}',
+                                    tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
+                if stop_signal:
+                    if saved_step != step:
+                        save(step, state)
+                    store.wait()
+                    raise preemption.TrainingInterrupted(stop_signal, step, workdir)
+                eval_metrics = None
+                if (eval_every and step % eval_every == 0) or step == num_steps:
+                    window.check()
+                    eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split)
+                    writer.write(step, eval_metrics)
+                    bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
+                    metrics.update(eval_metrics)
+                    window.start_time = time.time()
+                if (step % config.checkpoint.every_steps == 0 or step == num_steps
+                        or (eval_metrics and config.checkpoint.best_metric)):
+                    # Saved with step k: the iterator's position after batch k, where a resumed run continues.
+                    save(step, state, eval_metrics)
+                    saved_step = step
+    finally:
+        bar.close()
+        store.close()
+        writer.close()
     return metrics

@@ -35,11 +35,10 @@ OPTIMIZERS = {
 
 
 def make_optimizer(train_config, d_model: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Optimizer with the configured schedule, optional clipping and gradient accumulation."""
+    """Optimizer with the configured schedule and optional clipping (gradient accumulation happens
+    inside the train step, see steps.accumulated_gradients)."""
     schedule = SCHEDULES[train_config.schedule](train_config, d_model)
     optimizer = OPTIMIZERS[train_config.optimizer](train_config, schedule)
     if train_config.grad_clip_norm > 0:
         optimizer = optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), optimizer)
-    if train_config.grad_accum_steps > 1:
-        optimizer = optax.MultiSteps(optimizer, every_k_schedule=train_config.grad_accum_steps)
     return optimizer, schedule

@@ -1,0 +1,65 @@
+"""Pre-emption: SIGTERM or SIGINT asks the loop to checkpoint and stop; a second signal exits at once.
+
+Cloud schedulers (TPU / GPU spot VMs, SLURM, Kubernetes) send SIGTERM some seconds before killing a
+job, and Ctrl-C sends SIGINT. The handler only records the request; the loop sees it between steps,
+saves a checkpoint at the step it reached and raises ``TrainingInterrupted``. On many hosts the
+request is shared (any host's signal stops all of them at the same step), because every host must
+take part in the save.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class TrainingInterrupted(Exception):
+    """The run stopped on a signal after checkpointing ``step``; running it again resumes there."""
+
+    def __init__(self, signal_number: int, step: int, workdir: str):
+        self.signal_number, self.step = signal_number, step
+        super().__init__(f'{signal.Signals(signal_number).name} received: stopped at step {step} and saved '
+                         f'a checkpoint in {os.path.join(workdir, "checkpoints", str(step))}. Run the same command '
+                         f'again (same --config and --workdir={workdir}) to resume from step {step}.')
+
+
+class StopSignals:
+    """Context manager turning SIGTERM / SIGINT into ``requested()``; restores the old handlers on exit."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for number in SIGNALS:
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number, frame):
+        del frame
+        if self.received is not None:
+            sys.stderr.write(f'\n{signal.Signals(number).name} received again: exiting now, without a checkpoint\n')
+            sys.stderr.flush()
+            os._exit(128 + number)
+        self.received = number
+        sys.stderr.write(f'\n{signal.Signals(number).name} received: saving a checkpoint at the end of this step '
+                         f'(send it again to exit at once)\n')
+        sys.stderr.flush()
+
+    def requested(self) -> int | None:
+        """The signal that asks to stop (on any host), or None."""
+        if jax.process_count() == 1:
+            return self.received
+        signals = multihost_utils.process_allgather(np.int32(self.received or 0))
+        return int(signals.max()) or None
