@@ -12,6 +12,7 @@ from transformer_lab import registry
 from transformer_lab.config import ConfigError
 from transformer_lab.data.pipeline import DatasetNotPreparedError
 from transformer_lab.runs import load
+from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training import evaluators, parallel
 from transformer_lab.training.loop import evaluate
 
@@ -35,7 +36,7 @@ def main(argv):
         pipeline = registry.build_pipeline(config.data, tokenizer=run.tokenizer)
         context = evaluators.make_context(config, pipeline, run.graphdef, parallel.make_mesh())
         metrics = evaluate(context, run.params, FLAGS.split or config.data.eval_split)
-    except (ConfigError, DatasetNotPreparedError, FileNotFoundError) as error:
+    except (ConfigError, DatasetNotPreparedError, FileNotFoundError, CheckpointError) as error:
         sys.exit(f'error: {error}')
     print(json.dumps({'step': run.step, **metrics}, indent=2))
 

@@ -17,6 +17,7 @@ from absl import app, flags, logging
 from transformer_lab import decoding, registry
 from transformer_lab.data.pipeline import DatasetNotPreparedError
 from transformer_lab.runs import load
+from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training.evaluators import translate
 
 FLAGS = flags.FLAGS
@@ -63,7 +64,7 @@ def main(argv):
             prompt = np.tile(np.asarray(run.tokenizer.encode(prompt_text), np.int32), (rows, 1))
             tokens = decoding.generate(run.graphdef, run.params, batch_size=rows, prompt=prompt, **options)
             lines = [run.tokenizer.decode(row) for row in np.asarray(tokens)]
-    except (DatasetNotPreparedError, FileNotFoundError) as error:
+    except (DatasetNotPreparedError, FileNotFoundError, CheckpointError) as error:
         sys.exit(f'error: {error}')
     text = '\n\n'.join(lines) + '\n'
     os.makedirs(os.path.join(FLAGS.workdir, 'samples'), exist_ok=True)

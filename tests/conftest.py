@@ -3,6 +3,12 @@
 import os
 import subprocess
 import sys
+import tempfile
+
+# A persistent compilation cache shared by the test processes and the subprocesses they start (fake
+# device counts, signals, two hosts), which compile the same tiny programs again and again.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(tempfile.gettempdir(), 'transformer_lab_jax_cache'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 import numpy as np
 import pytest
@@ -93,8 +99,14 @@ def train_losses(workdir):
     return [r['train/loss'] for r in read_metrics(workdir) if 'train/loss' in r]
 
 
-def run_script(script, *args):
+def device_env(devices: int = 1) -> dict:
+    """The environment of a subprocess on ``devices`` fake CPU devices, with unbuffered output."""
+    return {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}',
+            'JAX_PLATFORMS': 'cpu', 'PYTHONUNBUFFERED': '1', 'PYTHONPATH': os.path.join(ROOT, 'tests')}
+
+
+def run_script(script, *args, devices: int = 1):
     return subprocess.run([sys.executable, f'scripts/{script}', *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=device_env(devices))
 
 

@@ -1,4 +1,4 @@
-"""Run by test_robust_training with 8 fake CPU devices (XLA_FLAGS): the same train steps under jit
+"""Run by test_parallel_training with 8 fake CPU devices (XLA_FLAGS): the same train steps under jit
 (replicated and FSDP-sharded), pmap, and gradient accumulation, on one set of batches; and one
 step's loss and gradients on 8 devices against 1. Prints a JSON report of the largest differences."""
 

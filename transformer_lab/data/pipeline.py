@@ -148,11 +148,15 @@ class TextPipeline:
             dataset = dataset.filter(self._fits)
         return self._rows(dataset.to_iter_dataset(), rows, pack=self.config.packing)
 
-    def eval_batches(self, split: str, rows: int, *, max_examples: int = -1) -> Iterator[dict]:
-        """Every example of ``split`` once, in order, unpacked; the last batch is padded with empty rows."""
+    def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
+                     shard_count: int = 1) -> Iterator[dict]:
+        """Every example of ``split`` (or of its first ``max_examples``) once, in order, unpacked; host
+        ``shard_index`` of ``shard_count`` takes every ``shard_count``-th example. The last batch is
+        padded with empty rows."""
         dataset = grain.MapDataset.source(self.source(split))
         if max_examples > 0:
             dataset = dataset[:max_examples]
+        dataset = dataset[shard_index::shard_count]
         dataset = dataset.map(lambda example: self.tokenize(example, truncate=True))
         for batch in self._rows(dataset.to_iter_dataset(), rows, pack=False):
             yield {k: _pad_to(v, rows, axis=0) for k, v in batch.items()}

@@ -14,8 +14,10 @@ from collections.abc import Callable
 import jax
 import numpy as np
 import sacrebleu
+from jax.experimental import multihost_utils
 
 from transformer_lab import decoding
+from transformer_lab.config import ConfigError
 from transformer_lab.data.tokenizers import encode_padded
 from transformer_lab.training import parallel, steps
 
@@ -31,29 +33,54 @@ class EvalContext:
 
 
 def make_context(config, pipeline, graphdef, mesh, report: Callable[[str], None] = print) -> EvalContext:
-    return EvalContext(config, pipeline, graphdef, mesh, jax.jit(steps.make_eval_step(graphdef)), report)
+    # Replicated sums: every host reads them, including the hosts of a multi-host run.
+    eval_step = jax.jit(steps.make_eval_step(graphdef), out_shardings=parallel.replicated(mesh))
+    return EvalContext(config, pipeline, graphdef, mesh, eval_step, report)
 
 
-def reports(*metrics: str):
-    """Declares the metric names an evaluator returns."""
+def reports(*metrics: str, single_host: bool = False):
+    """Declares the metric names an evaluator returns, and whether it can only run in a one-host run
+    (decoding evaluators: their host-side loop is not sharded over hosts)."""
     def declare(evaluator):
-        evaluator.metrics = metrics
+        evaluator.metrics, evaluator.single_host = metrics, single_host
         return evaluator
     return declare
+
+
+def check_hosts(evaluator_names) -> None:
+    """Refuses single-host evaluators in a multi-host run, before training starts."""
+    for name in evaluator_names:
+        if EVALUATORS[name].single_host and jax.process_count() > 1:
+            raise ConfigError('eval.evaluators', f'{name!r} runs on one host only, and this run has '
+                                                 f'{jax.process_count()}; evaluate it afterwards with '
+                                                 f'scripts/evaluate.py on one host')
 
 
 TOKEN_METRICS = ('nll', 'perplexity', 'bits_per_token', 'accuracy')
 
 
+def host_eval_batches(context: EvalContext, split: str, rows: int) -> list[dict]:
+    """This host's share of the evaluation batches. On many hosts every host must run the same number
+    of (global) eval steps, so the hosts with fewer batches add empty ones (no target tokens)."""
+    batches = list(context.pipeline.eval_batches(split, rows, max_examples=context.config.eval.max_examples,
+                                                 shard_index=jax.process_index(), shard_count=jax.process_count()))
+    if jax.process_count() > 1:
+        most = int(multihost_utils.process_allgather(np.int32(len(batches))).max())
+        batches += [jax.tree.map(np.zeros_like, batches[0])] * (most - len(batches))
+    return batches
+
+
 def _likelihood_sums(context: EvalContext, params, split: str, count_characters: bool) -> dict:
     rows = parallel.local_rows(context.config.eval.batch_size, 'eval.batch_size')
     totals = {'nll_sum': 0.0, 'tokens': 0.0, 'correct': 0.0, 'characters': 0}
-    for batch in context.pipeline.eval_batches(split, rows, max_examples=context.config.eval.max_examples):
+    for batch in host_eval_batches(context, split, rows):
         sums = jax.device_get(context.eval_step(params, parallel.to_global(batch, context.mesh)))
         for name in ('nll_sum', 'tokens', 'correct'):
             totals[name] += float(sums[name])
         if count_characters:
             totals['characters'] += sum(len(context.pipeline.tokenizer.decode(row)) for row in batch['targets'])
+    if count_characters and jax.process_count() > 1:  # the sums above are global, the characters per host
+        totals['characters'] = int(multihost_utils.process_allgather(np.int64(totals['characters'])).sum())
     return totals
 
 
@@ -89,7 +116,7 @@ def translate(graphdef, params, tokenizer, sources: list[str], *, rows: int, sou
     return outputs
 
 
-@reports('bleu')
+@reports('bleu', single_host=True)
 def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
     """sacreBLEU (default 13a tokenisation) of greedy translations against the raw references."""
     pairs = context.pipeline.translation_pairs(split, context.config.eval.max_examples)

@@ -162,6 +162,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final metrics."""
     parallel.initialize_distributed(config.parallel)
     pipeline, model = setup(config, workdir)
+    evaluators.check_hosts(config.eval.evaluators)
     layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
     mesh = parallel.make_mesh()
     strategy = parallel.make_parallel(config.parallel, mesh)
@@ -186,8 +187,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     state = strategy.from_global(state)
     writer = logging.MetricsWriter(workdir, resume_step=first_step)
     bar = logging.progress_bar(first_step, config.train.num_steps)
-    bar.write(layout.describe() + f' ({config.parallel.mode} mode)')
-    context = evaluators.make_context(config, pipeline, graphdef, mesh, report=bar.write)
+    report = bar.write if jax.process_index() == 0 else lambda message: None
+    report(layout.describe() + f' ({config.parallel.mode} mode)')
+    context = evaluators.make_context(config, pipeline, graphdef, mesh, report=report)
     window = TrainWindow(config.train, workdir, store)
     num_steps, eval_every = config.train.num_steps, config.eval.every_steps
     saved_step = first_step
@@ -221,7 +223,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                     window.check()
                     eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split)
                     writer.write(step, eval_metrics)
-                    bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
+                    report(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
                     metrics.update(eval_metrics)
                     window.start_time = time.time()
                 if (step % config.checkpoint.every_steps == 0 or step == num_steps

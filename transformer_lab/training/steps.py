@@ -161,5 +161,5 @@ def make_eval_step(graphdef: nnx.GraphDef):
         weights = target_weights(batch)
         correct = (logits.argmax(-1) == batch['targets']).astype(jnp.float32)
         return {'nll_sum': (nll * weights).sum(), 'tokens': weights.sum(),
-                'correct': (correct * weights).sum(), 'nll_per_row': (nll * weights).sum(-1)}
+                'correct': (correct * weights).sum()}
     return eval_step

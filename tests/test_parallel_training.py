@@ -1,0 +1,135 @@
+"""The loop across processes: jit / pmap / FSDP / gradient accumulation on 8 fake devices, checkpoints
+moved between device counts, pre-emption signals, and two processes on the loopback address. Each
+check runs in subprocesses (device counts are fixed at JAX start-up) sharing the compilation cache."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import transformer_lab
+from conftest import ROOT, device_env, run_script
+from transformer_lab.training.logging import read_metrics
+
+LM_TINY = '--config=configs/transformer_lm_kjv.py:tiny'
+
+
+def start(args, devices=1):
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=device_env(devices), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(process, timeout=300):
+    stdout, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+def train_cli(workdir, num_steps, devices):
+    return start(['scripts/train.py', LM_TINY, f'--workdir={workdir}', f'--config.train.num_steps={num_steps}',
+                  '--config.eval.evaluators=nll'], devices)
+
+
+def test_jit_pmap_fsdp_and_accumulation_agree_on_eight_devices():
+    """Three Adam steps from one initialisation on the same batches, against one device under jit."""
+    report = json.loads(finish(start(['tests/parallel_checks.py'], devices=8)).strip().splitlines()[-1])
+    assert report['devices'] == 8
+    for variant in ('jit_8', 'pmap_8', 'fsdp_8', 'jit_8_accum_2', 'pmap_8_accum_2'):
+        result = report[variant]
+        assert result['loss_difference'] < 1e-5, (variant, result)
+        assert result['param_difference'] < 1e-4, (variant, result)   # Adam steps are ~1e-3 here
+        assert result['loss_change'] > 0.1, (variant, result)
+    assert report['fsdp_8']['sharded_params'] > 0 and report['jit_8']['sharded_params'] == 0
+
+
+def test_checkpoints_move_between_device_counts(tmp_path):
+    """8 -> 1, 8 -> 2 and 1 -> 8 devices: the restored run evaluates as logged and trains on identically."""
+    finish(train_cli(tmp_path / 'from8', 10, devices=8))
+    finish(train_cli(tmp_path / 'from1', 10, devices=1))
+    logged = [r['validation/nll'] for r in read_metrics(tmp_path / 'from8') if 'validation/nll' in r][-1]
+    evaluation = run_script('evaluate.py', f'--workdir={tmp_path / "from8"}', '--evaluators=nll', devices=1)
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    assert json.loads(evaluation.stdout[evaluation.stdout.index('{'):])['validation/nll'] == pytest.approx(logged, rel=1e-5)
+
+    shutil.copytree(tmp_path / 'from8', tmp_path / 'from8_to2')
+    continued = {'from8': train_cli(tmp_path / 'from8', 20, devices=1),
+                 'from8_to2': train_cli(tmp_path / 'from8_to2', 20, devices=2),
+                 'from1': train_cli(tmp_path / 'from1', 20, devices=8)}
+    outputs = {name: finish(process) for name, process in continued.items()}
+    assert 'batch: 8 rows per update = 2 devices x 1 micro-batches x 4 rows' in outputs['from8_to2']
+    final_losses = {name: [r['train/loss'] for r in read_metrics(tmp_path / name) if r['step'] == 20
+                           and 'train/loss' in r] for name in continued}
+    assert all(len(losses) == 1 for losses in final_losses.values()), final_losses
+    values = [losses[0] for losses in final_losses.values()]
+    assert max(values) - min(values) < 1e-4 * max(values), final_losses
+
+
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
+    process = train_cli(tmp_path, 100_000, devices=1)
+    for line in process.stdout:   # evaluations are printed on stdout, unbuffered
+        if line.startswith('step 10:'):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    stopped = int(stderr.split('stopped at step ')[1].split()[0])
+    assert 'Run the same command again' in stderr and f'to resume from step {stopped}' in stderr
+    assert stopped >= 10 and str(stopped) in os.listdir(tmp_path / 'checkpoints')
+    assert max(r['step'] for r in read_metrics(tmp_path)) == stopped   # the partial window is logged
+
+    finish(train_cli(tmp_path, stopped + 3, devices=1))
+    steps = [r['step'] for r in read_metrics(tmp_path) if 'train/loss' in r]
+    assert steps == sorted(set(steps)) and steps[-1] == stopped + 3
+    assert transformer_lab.load(tmp_path).step == stopped + 3
+
+
+def test_a_second_signal_exits_at_once():
+    program = ('import os, signal\n'
+               'from transformer_lab.training.preemption import StopSignals\n'
+               'with StopSignals() as signals:\n'
+               '    os.kill(os.getpid(), signal.SIGTERM)\n'
+               '    print("stop requested:", signals.requested() == signal.SIGTERM, flush=True)\n'
+               '    os.kill(os.getpid(), signal.SIGINT)\n'
+               '    print("still running", flush=True)\n')
+    result = subprocess.run([sys.executable, '-c', program], cwd=ROOT, env=device_env(1), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 128 + signal.SIGINT
+    assert result.stdout.splitlines() == ['stop requested: True']
+    assert 'SIGINT received again: exiting now, without a checkpoint' in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_on_loopback_train_like_one_process_on_the_same_global_batches(tmp_path):
+    workdir, port = tmp_path / 'run', free_port()
+    hosts = [start(['tests/two_hosts.py', 'host', str(index), str(port), str(workdir)]) for index in range(2)]
+    reference = start(['tests/two_hosts.py', 'reference', str(tmp_path / 'reference.npz')], devices=2)
+    outputs = [finish(process) for process in (*hosts, reference)]
+    assert 'step 10: validation/nll=' in outputs[0] and 'step 10' not in outputs[1]   # only the chief reports
+
+    records = read_metrics(workdir)
+    assert [r['step'] for r in records if 'train/loss' in r] == [5, 10]      # written once, by the chief
+    assert len(os.listdir(workdir / 'tensorboard')) == 1
+    assert sorted(os.listdir(workdir / 'checkpoints' / '10' / 'data')) == [
+        'commit_success.txt', 'process_0-of-2.json', 'process_1-of-2.json']   # each host's data position
+
+    expected = np.load(tmp_path / 'reference.npz')
+    logged = [r['train/loss'] for r in records if 'train/loss' in r]
+    np.testing.assert_allclose(logged, [expected['losses'][:5].mean(), expected['losses'][5:].mean()], rtol=1e-5)
+    params = jax.tree.leaves(transformer_lab.load(workdir).params)
+    for index, leaf in enumerate(params):
+        np.testing.assert_allclose(np.asarray(leaf), expected[f'param_{index}'], atol=1e-6)
+    # Each host evaluates its own examples, so the windows of text differ slightly from one process's.
+    nll = [r['validation/nll'] for r in records if 'validation/nll' in r][0]
+    assert nll == pytest.approx(float(expected['nll']), rel=0.01)

@@ -1,0 +1,63 @@
+"""Run by test_parallel_training.
+
+    two_hosts.py host ID PORT WORKDIR   process ID (0 or 1) of a two-process run on 127.0.0.1:PORT,
+                                        training the tiny LM 10 steps through the ordinary loop
+    two_hosts.py reference OUT.npz      one process on 2 devices, the same global batches (host 0's rows
+                                        above host 1's, as make_array_from_process_local_data stacks
+                                        them): the per-step losses and final parameters
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+from conftest import load_config
+from transformer_lab.training import evaluators, loop, parallel
+
+NUM_STEPS = 10
+
+
+def tiny_lm():
+    config = load_config('configs/transformer_lm_kjv.py:tiny')
+    config.train.num_steps = NUM_STEPS
+    config.eval.evaluators = ('nll',)
+    return config
+
+
+def host(process_id: int, port: int, workdir: str):
+    config = tiny_lm()
+    config.parallel.distributed = True
+    config.parallel.coordinator_address = f'127.0.0.1:{port}'
+    config.parallel.num_processes, config.parallel.process_id = 2, process_id
+    loop.train_and_evaluate(config, workdir)
+    jax.distributed.shutdown()
+
+
+def reference(output: str):
+    config = tiny_lm()
+    pipeline, model = loop.setup(config)
+    mesh = parallel.make_mesh()
+    strategy = parallel.make_parallel(config.parallel, mesh)
+    graphdef, state, optimizer, _ = loop.initial_state(config, model)
+    state = jax.device_put(state, strategy.state_shardings(state))
+    train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
+    streams = [iter(pipeline.train_batches(config.data.batch_size // 2, seed=config.data.shuffle_seed,
+                                           shard_index=index, shard_count=2)) for index in range(2)]
+    losses = []
+    for _ in range(NUM_STEPS):
+        host_batches = [next(stream) for stream in streams]
+        batch = {name: np.concatenate([b[name] for b in host_batches]) for name in host_batches[0]}
+        state, metrics = train_step(state, strategy.put_batch(batch))
+        losses.append(float(metrics['loss']))
+    context = evaluators.make_context(config, pipeline, graphdef, mesh)
+    nll = loop.evaluate(context, state.params, config.data.eval_split)['validation/nll']
+    leaves = {f'param_{i}': np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state.params))}
+    np.savez(output, losses=np.array(losses), nll=nll, **leaves)
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'host':
+        host(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    else:
+        reference(sys.argv[2])
