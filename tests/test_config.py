@@ -48,6 +48,9 @@ def test_variants_combine():
     ('eval.evaluators', ('nll', 'rouge'), "eval.evaluators: 'rouge'"),
     ('data.max_length', 999, 'exceeds model.max_length'),
     ('train.schedule', 'linear', 'train.schedule'),
+    ('parallel.mode', 'pjit', "parallel.mode: 'pjit' is not one of ['jit', 'pmap']"),
+    ('train.nonfinite', 'ignore', "train.nonfinite: 'ignore' is not one of ['skip', 'stop']"),
+    ('checkpoint.best_metric', 'validation/rouge', "checkpoint.best_metric: 'validation/rouge' is not one of"),
 ])
 def test_validation_names_the_field(field, value, message):
     config = load_config('configs/transformer_bible_enes.py:tiny')
@@ -65,3 +68,19 @@ def test_unknown_attention_option_is_refused():
     config.model.attention.block_size = 8
     with pytest.raises(ConfigError, match=r"model.attention.block_size: not an option of attention type 'dot_product'"):
         registry.validate(config)
+
+
+def test_pmap_mode_cannot_shard_parameters():
+    config = load_config('configs/transformer_bible_enes.py:tiny')
+    config.parallel.mode, config.parallel.shard_parameters = 'pmap', True
+    with pytest.raises(ConfigError, match="parallel.shard_parameters: pmap replicates parameters"):
+        registry.validate(config)
+
+
+def test_a_batch_that_does_not_split_over_devices_and_micro_batches_names_both():
+    from transformer_lab.training import parallel
+    with pytest.raises(ConfigError, match=r'data.batch_size: 6 rows do not split evenly over the 1 devices x '
+                                          r'4 micro-batches \(train.grad_accum_steps\); use a multiple of 4'):
+        parallel.batch_layout(6, micro_batches=4)
+    assert parallel.batch_layout(8, micro_batches=4).describe() == (
+        'batch: 8 rows per update = 1 devices x 4 micro-batches x 2 rows (8 rows per host, 1 hosts)')

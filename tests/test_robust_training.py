@@ -9,6 +9,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from etils import epath
 
 import transformer_lab
 from conftest import load_config
@@ -101,6 +102,24 @@ def test_skip_mode_still_stops_after_too_many_consecutive_non_finite_steps(tmp_p
     with pytest.raises(NonFiniteLossError, match='4 consecutive non-finite steps up to step 15'):
         train_and_evaluate(config, str(tmp_path))
     assert os.listdir(tmp_path / 'checkpoints') == ['10']
+
+
+def test_a_failed_asynchronous_save_stops_the_run_with_the_step_and_what_is_on_disk(tmp_path, monkeypatch):
+    """The save of step 20 fails in orbax's background thread, where the tmp directory is committed."""
+    path_type = type(epath.Path(tmp_path))
+    rename = path_type.rename
+
+    def failing_rename(self, target):
+        if os.path.basename(str(target)) == '20':
+            raise OSError('No space left on device')
+        return rename(self, target)
+
+    monkeypatch.setattr(path_type, 'rename', failing_rename)
+    with pytest.raises(CheckpointError, match=r"checkpoint of step 20 .* failed: OSError\('No space left on device'\)"
+                                              r"\. Saved steps still on disk: \[10\]"):
+        train_and_evaluate(tiny_lm(num_steps=40), str(tmp_path))
+    assert max(r['step'] for r in read_metrics(tmp_path)) < 40   # reported once the save ends, not at the end
+    assert [s for s in os.listdir(tmp_path / 'checkpoints') if s.isdigit()] == ['10']
 
 
 def _truncate_every_array_file(step_directory):

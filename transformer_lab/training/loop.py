@@ -211,6 +211,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                     window.check()
                     metrics = window.summary(float(schedule(step - 1)))
                     writer.write(step, metrics)
+                    store.poll()
                     bar.set_postfix(loss=f'{metrics["train/loss"]:.3f}',
                                     tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
                 if stop_signal:
