@@ -32,9 +32,9 @@ def finish(process, timeout=300):
     return stdout
 
 
-def train_cli(workdir, num_steps, devices):
+def train_cli(workdir, num_steps, devices, *overrides):
     return start(['scripts/train.py', LM_TINY, f'--workdir={workdir}', f'--config.train.num_steps={num_steps}',
-                  '--config.eval.evaluators=nll'], devices)
+                  '--config.eval.evaluators=nll', *overrides], devices)
 
 
 def test_jit_pmap_fsdp_and_accumulation_agree_on_eight_devices():
@@ -49,21 +49,24 @@ def test_jit_pmap_fsdp_and_accumulation_agree_on_eight_devices():
     assert report['fsdp_8']['sharded_params'] > 0 and report['jit_8']['sharded_params'] == 0
 
 
-def test_checkpoints_move_between_device_counts(tmp_path):
-    """8 -> 1, 8 -> 2 and 1 -> 8 devices: the restored run evaluates as logged and trains on identically."""
-    finish(train_cli(tmp_path / 'from8', 10, devices=8))
-    finish(train_cli(tmp_path / 'from1', 10, devices=1))
+def test_checkpoints_move_between_device_counts_and_modes(tmp_path):
+    """8 -> 1, 8 -> 2 (continued in pmap mode) and 1 -> 8 (continued with FSDP-sharded parameters) devices:
+    the restored run evaluates as logged and trains on identically."""
+    finish(train_cli(tmp_path / 'from8', 10, 8))
+    finish(train_cli(tmp_path / 'from1', 10, 1))
     logged = [r['validation/nll'] for r in read_metrics(tmp_path / 'from8') if 'validation/nll' in r][-1]
     evaluation = run_script('evaluate.py', f'--workdir={tmp_path / "from8"}', '--evaluators=nll', devices=1)
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     assert json.loads(evaluation.stdout[evaluation.stdout.index('{'):])['validation/nll'] == pytest.approx(logged, rel=1e-5)
 
     shutil.copytree(tmp_path / 'from8', tmp_path / 'from8_to2')
-    continued = {'from8': train_cli(tmp_path / 'from8', 20, devices=1),
-                 'from8_to2': train_cli(tmp_path / 'from8_to2', 20, devices=2),
-                 'from1': train_cli(tmp_path / 'from1', 20, devices=8)}
+    continued = {'from8': train_cli(tmp_path / 'from8', 20, 1),
+                 'from8_to2': train_cli(tmp_path / 'from8_to2', 20, 2, '--config.parallel.mode=pmap'),
+                 'from1': train_cli(tmp_path / 'from1', 20, 8, '--config.parallel.shard_parameters=True',
+                                    '--config.parallel.min_shard_size=1024')}
     outputs = {name: finish(process) for name, process in continued.items()}
     assert 'batch: 8 rows per update = 2 devices x 1 micro-batches x 4 rows' in outputs['from8_to2']
+    assert '(pmap mode)' in outputs['from8_to2']
     final_losses = {name: [r['train/loss'] for r in read_metrics(tmp_path / name) if r['step'] == 20
                            and 'train/loss' in r] for name in continued}
     assert all(len(losses) == 1 for losses in final_losses.values()), final_losses
@@ -72,7 +75,7 @@ def test_checkpoints_move_between_device_counts(tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
-    process = train_cli(tmp_path, 100_000, devices=1)
+    process = train_cli(tmp_path, 100_000, 1)
     for line in process.stdout:   # evaluations are printed on stdout, unbuffered
         if line.startswith('step 10:'):
             break
@@ -84,7 +87,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
     assert stopped >= 10 and str(stopped) in os.listdir(tmp_path / 'checkpoints')
     assert max(r['step'] for r in read_metrics(tmp_path)) == stopped   # the partial window is logged
 
-    finish(train_cli(tmp_path, stopped + 3, devices=1))
+    finish(train_cli(tmp_path, stopped + 3, 1))
     steps = [r['step'] for r in read_metrics(tmp_path) if 'train/loss' in r]
     assert steps == sorted(set(steps)) and steps[-1] == stopped + 3
     assert transformer_lab.load(tmp_path).step == stopped + 3

@@ -105,8 +105,8 @@ class TrainWindow:
     saves: a non-finite step is always caught before anything after it is evaluated or saved.
     """
 
-    def __init__(self, train_config, workdir: str, store: checkpoints.Checkpoints):
-        self.train_config, self.workdir, self.store = train_config, workdir, store
+    def __init__(self, train_config, store: checkpoints.Checkpoints):
+        self.train_config, self.store = train_config, store
         self.steps, self.metrics, self.checked = [], [], 0
         self.consecutive_skips, self.start_time = 0, time.time()
 
@@ -171,6 +171,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep,
                                     best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
+
     def open_train_batches(seed):
         return iter(pipeline.train_batches(layout.host_rows, seed=seed, shard_index=jax.process_index(),
                                            shard_count=jax.process_count()))
@@ -190,7 +191,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     report = bar.write if jax.process_index() == 0 else lambda message: None
     report(layout.describe() + f' ({config.parallel.mode} mode)')
     context = evaluators.make_context(config, pipeline, graphdef, mesh, report=report)
-    window = TrainWindow(config.train, workdir, store)
+    window = TrainWindow(config.train, store)
     num_steps, eval_every = config.train.num_steps, config.eval.every_steps
     saved_step = first_step
 
@@ -226,7 +227,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                     writer.write(step, eval_metrics)
                     report(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
                     metrics.update(eval_metrics)
-                    window.start_time = time.time()
+                    window.start_time = time.time()  # tokens/s counts training time only
                 if (step % config.checkpoint.every_steps == 0 or step == num_steps
                         or (eval_metrics and config.checkpoint.best_metric)):
                     # Saved with step k: the iterator's position after batch k, where a resumed run continues.

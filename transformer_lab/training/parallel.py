@@ -163,7 +163,13 @@ class PmapParallel:
         del state
         step = steps.make_train_step(graphdef, optimizer, label_smoothing=train_config.label_smoothing,
                                      grad_accum_steps=train_config.grad_accum_steps, axis_name='data')
-        return jax.pmap(step, axis_name='data', donate_argnums=0)
+        mapped = jax.pmap(step, axis_name='data', donate_argnums=0)
+
+        def train_step(state, batch):
+            state, metrics = mapped(state, batch)
+            return state, jax.tree.map(lambda x: x[0], metrics)  # psum'd: the same on every device
+        train_step.lower = mapped.lower  # for cost analysis (scripts/bench.py)
+        return train_step
 
     def from_global(self, state):
         """Global replicated arrays -> one replica per local device."""
