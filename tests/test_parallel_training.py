@@ -114,9 +114,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_processes_on_loopback_train_like_one_process_on_the_same_global_batches(tmp_path):
+@pytest.mark.parametrize('mode', ['jit', 'pmap'])
+def test_two_processes_on_loopback_train_like_one_process_on_the_same_global_batches(tmp_path, mode):
     workdir, port = tmp_path / 'run', free_port()
-    hosts = [start(['tests/two_hosts.py', 'host', str(index), str(port), str(workdir)]) for index in range(2)]
+    hosts = [start(['tests/two_hosts.py', 'host', str(index), str(port), str(workdir), mode]) for index in range(2)]
     reference = start(['tests/two_hosts.py', 'reference', str(tmp_path / 'reference.npz')], devices=2)
     outputs = [finish(process) for process in (*hosts, reference)]
     assert 'step 10: validation/nll=' in outputs[0] and 'step 10' not in outputs[1]   # only the chief reports
@@ -132,7 +133,7 @@ def test_two_processes_on_loopback_train_like_one_process_on_the_same_global_bat
     np.testing.assert_allclose(logged, [expected['losses'][:5].mean(), expected['losses'][5:].mean()], rtol=1e-5)
     params = jax.tree.leaves(transformer_lab.load(workdir).params)
     for index, leaf in enumerate(params):
-        np.testing.assert_allclose(np.asarray(leaf), expected[f'param_{index}'], atol=1e-6)
+        np.testing.assert_allclose(np.asarray(leaf), expected[f'param_{index}'], atol=1e-5)
     # Each host evaluates its own examples, so the windows of text differ slightly from one process's.
     nll = [r['validation/nll'] for r in records if 'validation/nll' in r][0]
     assert nll == pytest.approx(float(expected['nll']), rel=0.01)

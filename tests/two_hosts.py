@@ -1,7 +1,8 @@
 """Run by test_parallel_training.
 
-    two_hosts.py host ID PORT WORKDIR   process ID (0 or 1) of a two-process run on 127.0.0.1:PORT,
-                                        training the tiny LM 10 steps through the ordinary loop
+    two_hosts.py host ID PORT WORKDIR MODE   process ID (0 or 1) of a two-process run on 127.0.0.1:PORT,
+                                        training the tiny LM 10 steps through the ordinary loop in
+                                        parallel.mode MODE (jit or pmap)
     two_hosts.py reference OUT.npz      one process on 2 devices, the same global batches (host 0's rows
                                         above host 1's, as make_array_from_process_local_data stacks
                                         them): the per-step losses and final parameters
@@ -25,8 +26,9 @@ def tiny_lm():
     return config
 
 
-def host(process_id: int, port: int, workdir: str):
+def host(process_id: int, port: int, workdir: str, mode: str):
     config = tiny_lm()
+    config.parallel.mode = mode
     config.parallel.distributed = True
     config.parallel.coordinator_address = f'127.0.0.1:{port}'
     config.parallel.num_processes, config.parallel.process_id = 2, process_id
@@ -58,6 +60,6 @@ def reference(output: str):
 
 if __name__ == '__main__':
     if sys.argv[1] == 'host':
-        host(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        host(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
     else:
         reference(sys.argv[2])
