@@ -80,7 +80,7 @@ def base_config() -> ConfigDict:
     data.vocab_size = 8000              # sentencepiece only; trained on the training split
     data.max_length = 128               # tokens per row (longer examples are dropped, see pipeline)
     data.packing = True                 # pack several examples per row (else pad each to max_length)
-    data.batch_size = 64                # global rows per batch, over all devices and hosts
+    data.batch_size = 64                # global rows per optimizer update, over all devices, hosts, micro-batches
     data.train_split = 'train'
     data.eval_split = 'validation'
     data.shuffle_seed = 0               # grain's global shuffle, a new order every epoch
