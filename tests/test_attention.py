@@ -53,8 +53,8 @@ def test_causality_of_causal_attention():
         assert not np.allclose(changed[:, t], base[:, t])
 
 
-def make_mha(d_model=24, heads=3):
-    core = DotProductCore(num_heads=heads, head_dim=d_model // heads, rngs=nnx.Rngs(0))
+def make_mha(d_model=24, heads=3, causal=False):
+    core = DotProductCore(num_heads=heads, head_dim=d_model // heads, causal=causal, rngs=nnx.Rngs(0))
     return MultiHeadAttention(d_model, heads, core, rngs=nnx.Rngs(0))
 
 
@@ -73,9 +73,10 @@ def test_multi_head_matches_naive_per_head():
 
 
 def test_decode_step_with_cache_equals_full_causal_attention():
-    mha = make_mha()
+    mha = make_mha(causal=True)
     x = jnp.asarray(RNG.normal(size=(2, 6, 24)), jnp.float32)
-    full = mha(x, mask=causal_mask(6))
+    full = mha(x)
+    np.testing.assert_allclose(full, make_mha(causal=False)(x, mask=causal_mask(6)), atol=1e-6)
     cache = mha.init_cache(2, 6)
     for t in range(6):
         out, cache = mha.decode_step(x[:, t:t + 1], cache, t)

@@ -165,7 +165,7 @@ def _require(condition: bool, field: str, message: str):
         raise ConfigError(field, message)
 
 
-def validate(config: ConfigDict, *, models, attention_cores, datasets, evaluators,
+def validate(config: ConfigDict, *, models, attention_cores, attention_model_arguments, datasets, evaluators,
              optimizers, schedules, parallel_modes) -> None:
     """Checks names against the registries and shapes against each other; raises ConfigError."""
     def one_of(field: str, value, valid):
@@ -174,8 +174,8 @@ def validate(config: ConfigDict, *, models, attention_cores, datasets, evaluator
     model = config.model
     one_of('model.name', model.name, models)
     one_of('model.attention.type', model.attention.type, attention_cores)
-    accepted = set(inspect.signature(attention_cores[model.attention.type]).parameters) - {
-        'num_heads', 'head_dim', 'rngs'}
+    accepted = set(inspect.signature(attention_cores[model.attention.type]).parameters) - set(
+        attention_model_arguments)
     for option in set(model.attention) - {'type'} - accepted:
         raise ConfigError(f'model.attention.{option}', f'not an option of attention type '
                           f'{model.attention.type!r}; its options: {sorted(accepted)}')

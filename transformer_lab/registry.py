@@ -9,7 +9,7 @@ from __future__ import annotations
 from flax import nnx
 
 from transformer_lab import config as config_lib
-from transformer_lab.attention import CORES
+from transformer_lab.attention import CORES, MODEL_ARGUMENTS
 from transformer_lab.data.pipeline import TextDataset, TextPipeline
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
 from transformer_lab.training import evaluators, optim, parallel
@@ -33,7 +33,8 @@ DATASETS = {
 
 def validate(config) -> None:
     """Validates a resolved config against every registry (raises config.ConfigError)."""
-    config_lib.validate(config, models=MODELS, attention_cores=CORES, datasets=DATASETS,
+    config_lib.validate(config, models=MODELS, attention_cores=CORES, attention_model_arguments=MODEL_ARGUMENTS,
+                        datasets=DATASETS,
                         evaluators={name: fn.metrics for name, fn in evaluators.EVALUATORS.items()},
                         optimizers=optim.OPTIMIZERS, schedules=optim.SCHEDULES, parallel_modes=parallel.MODES)
 

@@ -2,21 +2,29 @@
 
 from flax import nnx
 
-from transformer_lab.attention.core import (DotProductCore, MultiHeadAttention, causal_mask,
+from transformer_lab.attention.core import (AttentionCore, DotProductCore, MultiHeadAttention, causal_mask,
                                             combine_masks, padding_mask, scaled_dot_product_attention,
                                             segment_mask)
+from transformer_lab.attention.local import Local1DCore, Local2DCore
 
 # Variants join by name: `model.attention.type` picks one, the rest of `model.attention` are its options.
 CORES = {
     'dot_product': DotProductCore,
+    'local_1d': Local1DCore,
+    'local_2d': Local2DCore,
 }
 
+# Arguments every core takes from the model rather than from `model.attention`.
+MODEL_ARGUMENTS = ('num_heads', 'head_dim', 'causal', 'rngs')
 
-def make_core(attention_config, *, num_heads: int, head_dim: int, rngs: nnx.Rngs) -> nnx.Module:
+
+def make_core(attention_config, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs) -> AttentionCore:
     """Builds the attention core named by ``attention_config.type`` with the config's options."""
     options = {k: v for k, v in attention_config.items() if k != 'type'}
-    return CORES[attention_config.type](num_heads=num_heads, head_dim=head_dim, rngs=rngs, **options)
+    return CORES[attention_config['type']](num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
+                                        **options)
 
 
-__all__ = ['CORES', 'make_core', 'MultiHeadAttention', 'DotProductCore', 'causal_mask',
+__all__ = ['CORES', 'MODEL_ARGUMENTS', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
+           'Local1DCore', 'Local2DCore', 'causal_mask',
            'combine_masks', 'padding_mask', 'segment_mask', 'scaled_dot_product_attention']

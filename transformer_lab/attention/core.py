@@ -1,14 +1,18 @@
 """Scaled dot-product attention, its masks, and multi-head attention (Vaswani et al. 2017, Sec. 3.2).
 
 Every attention variant of the project joins through one interface, the *attention core*: an
-``nnx.Module`` called as ``core(query, key, value, mask)`` on per-head tensors
+``AttentionCore`` built with ``causal`` (decoder self-attention) or not, called as
+``core(query, key, value, mask)`` on per-head tensors
 
     query [batch, q_len, heads, head_dim], key/value [batch, k_len, heads, head_dim],
-    mask  bool, broadcastable to [batch, heads, q_len, k_len] (True = may attend),
+    mask  bool, broadcastable to [batch, heads, q_len, k_len] (True = may attend), or None,
 
-returning ``[batch, q_len, heads, head_dim]``. ``MultiHeadAttention`` owns the projections and the
-key/value cache and delegates the attention itself to its core, so a model switches variant (local,
-relative, ...) by config without knowing which one it holds. Masks are boolean and combined with
+returning ``[batch, q_len, heads, head_dim]``. A causal core applies its own structure (the causal
+triangle, or a local neighbourhood in generation order); ``mask`` only adds what the data needs
+(padding, packed segments). For cached decoding, ``core.attend_cached`` attends one new position to
+the cache. ``MultiHeadAttention`` owns the projections and the key/value cache and delegates the
+attention itself to its core, so a model switches variant (local, relative, ...) by config without
+knowing which one it holds. Masks are boolean and combined with
 logical AND; the softmax runs in float32 and masked logits get a finite value, so bfloat16 compute
 never overflows and a fully masked row yields finite (ignored) outputs instead of NaN.
 """
@@ -68,14 +72,35 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array,
     return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask)
 
 
-class DotProductCore(nnx.Module):
-    """The plain attention core: full scaled dot-product attention under the given mask."""
+class AttentionCore(nnx.Module):
+    """Base of the attention cores: plain scaled dot-product attention, causal or not.
 
-    def __init__(self, *, num_heads: int, head_dim: int, rngs: nnx.Rngs):
+    Subclasses change which keys a query sees (``__call__`` for whole sequences, ``visible_keys``
+    for cached decoding) or add logits (relative attention, overriding ``attend_cached`` too).
+    """
+
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs):
         del num_heads, head_dim, rngs  # no parameters: the projections belong to MultiHeadAttention
+        self.causal = causal
 
     def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
+        if self.causal:
+            mask = combine_masks(causal_mask(query.shape[1], key.shape[1]), mask)
         return scaled_dot_product_attention(query, key, value, mask)
+
+    def visible_keys(self, position: Array, cache_length: int) -> Array:
+        """bool [cache_length]: the cache positions a decoding query at ``position`` may attend to."""
+        return jnp.arange(cache_length) <= position
+
+    def attend_cached(self, query: Array, key: Array, value: Array, position: Array,
+                      mask: Array | None) -> Array:
+        """One query position [batch, 1, heads, head_dim] against the whole cache [batch, max_len, ...]."""
+        visible = self.visible_keys(position, key.shape[1])[None, None, None, :]
+        return scaled_dot_product_attention(query, key, value, combine_masks(visible, mask))
+
+
+class DotProductCore(AttentionCore):
+    """The plain attention core: full scaled dot-product attention (causal for decoders)."""
 
 
 def init_kv_cache(batch_size: int, max_length: int, num_heads: int, head_dim: int,
@@ -132,12 +157,12 @@ class MultiHeadAttention(nnx.Module):
 
         inputs_q [batch, 1, d_model] holds position ``position`` (a scalar, the same for every row);
         its key and value are written into the cache [batch, max_length, heads, head_dim], and the
-        query attends to cache positions <= position (and to ``mask``, if given, for extra masking).
+        query attends to the cache positions its core makes visible (``core.visible_keys``: those
+        <= position for full attention) and ``mask`` allows.
         """
         new = self.project_key_value(inputs_q)
         cache = {name: jax.lax.dynamic_update_slice_in_dim(cache[name], new[name].astype(cache[name].dtype),
                                                            position, axis=1)
                  for name in ('key', 'value')}
-        max_length = cache['key'].shape[1]
-        written = (jnp.arange(max_length) <= position)[None, None, None, :]
-        return self.attend(inputs_q, cache, combine_masks(written, mask)), cache
+        heads = self.core.attend_cached(self.query(inputs_q), cache['key'], cache['value'], position, mask)
+        return self.output(heads), cache

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from transformer_lab.attention import (MultiHeadAttention, causal_mask, combine_masks, make_core,
+from transformer_lab.attention import (MultiHeadAttention, make_core,
                                        padding_mask, segment_mask)
 from transformer_lab.models.layers import (FeedForward, PositionEncoding, Residual, TokenEmbedding,
                                            shift_right)
@@ -31,10 +31,15 @@ def _dtypes(config) -> dict:
     return dict(dtype=DTYPES[config.dtype], param_dtype=jnp.float32)
 
 
-def _attention(config, *, rngs: nnx.Rngs) -> MultiHeadAttention:
-    core = make_core(config.attention, num_heads=config.num_heads,
-                     head_dim=config.d_model // config.num_heads, rngs=rngs)
+def _attention(config, *, causal: bool, rngs: nnx.Rngs, attention_config=None) -> MultiHeadAttention:
+    """Multi-head attention whose core is ``attention_config`` (default: the model's ``attention``)."""
+    core = make_core(attention_config or config.attention, num_heads=config.num_heads,
+                     head_dim=config.d_model // config.num_heads, causal=causal, rngs=rngs)
     return MultiHeadAttention(config.d_model, config.num_heads, core, **_dtypes(config), rngs=rngs)
+
+
+# Encoder-decoder attention relates two sequences of different lengths: always full attention.
+CROSS_ATTENTION = {'type': 'dot_product'}
 
 
 def _residual(config, *, rngs: nnx.Rngs) -> Residual:
@@ -53,7 +58,7 @@ class EncoderLayer(nnx.Module):
     """Self-attention then feed-forward, each inside a residual sublayer (Sec. 3.1)."""
 
     def __init__(self, config, *, rngs: nnx.Rngs):
-        self.self_attention = _attention(config, rngs=rngs)
+        self.self_attention = _attention(config, causal=False, rngs=rngs)
         self.attention_residual = _residual(config, rngs=rngs)
         self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout_rate,
                                         **_dtypes(config), rngs=rngs)
@@ -69,10 +74,10 @@ class DecoderLayer(nnx.Module):
 
     def __init__(self, config, *, cross_attention: bool, rngs: nnx.Rngs):
         self.cache_dtype = DTYPES[config.dtype]
-        self.self_attention = _attention(config, rngs=rngs)
+        self.self_attention = _attention(config, causal=True, rngs=rngs)
         self.self_attention_residual = _residual(config, rngs=rngs)
         if cross_attention:
-            self.cross_attention = _attention(config, rngs=rngs)
+            self.cross_attention = _attention(config, causal=False, rngs=rngs, attention_config=CROSS_ATTENTION)
             self.cross_attention_residual = _residual(config, rngs=rngs)
         else:
             self.cross_attention = None
@@ -153,8 +158,9 @@ class Decoding(nnx.Module):
         targets = batch['targets']
         positions = _positions(batch, 'targets')
         segments = batch.get('targets_segment_ids')
-        self_mask = combine_masks(causal_mask(targets.shape[1]),
-                                  attention_mask(targets, targets, segments, segments))
+        # The causal self-attention core masks the future itself, and with it the padding at the end of
+        # each row (a real position never sees it); only packed rows need a mask more.
+        self_mask = None if segments is None else segment_mask(segments, segments)
         x = self.decoder.embed(shift_right(targets, batch.get('targets_positions')), positions, rngs)
         for layer in self.decoder.layers:
             x = layer(x, self_mask, encoded, cross_mask, rngs)
