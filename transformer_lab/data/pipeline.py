@@ -35,11 +35,13 @@ class DatasetNotPreparedError(FileNotFoundError):
 
 
 @dataclasses.dataclass(frozen=True)
-class TextDataset:
-    """A TFDS text dataset: its builder module (imported to register it) and how to prepare it."""
+class Dataset:
+    """A TFDS dataset: its builder module (imported to register it), how to prepare it, and whether its
+    pipeline is the text one (this module) or the image one (data/images.py)."""
     tfds_name: str
     builder_module: str
     description: str
+    modality: str = 'text'
 
     def prepare_command(self, data_dir: str) -> str:
         return f'python scripts/prepare_data.py --dataset={self.tfds_name} --data_dir={data_dir}'
@@ -55,10 +57,10 @@ def text(value) -> str:
     return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-class TextPipeline:
-    """Sources, tokenizer and batches of one text dataset as configured by the ``data`` section."""
+class TfdsPipeline:
+    """What every pipeline shares: the prepared TFDS builder and its random-access split sources."""
 
-    def __init__(self, data_config, dataset: TextDataset, *, tokenizer=None):
+    def __init__(self, data_config, dataset: Dataset):
         importlib.import_module(dataset.builder_module)
         self.config = data_config
         self.dataset = dataset
@@ -68,10 +70,7 @@ class TextPipeline:
             raise DatasetNotPreparedError(
                 f'data.name={dataset.tfds_name!r} is not prepared in {self.data_dir}. '
                 f'Prepare it with: {dataset.prepare_command(self.data_dir)}')
-        self.is_translation = bool(data_config.inputs_feature)
-        self.tokenizer = tokenizer or self._load_or_train_tokenizer()
 
-    # --- sources and tokenizer ---------------------------------------------------------------
     def source(self, split: str):
         """The random-access TFDS source of a split (a clear error for unknown splits)."""
         splits = self.builder.info.splits
@@ -79,6 +78,17 @@ class TextPipeline:
             raise ConfigError('data.train_split/eval_split', f'split {split!r} of {self.dataset.tfds_name} '
                               f'does not exist; valid: {sorted(splits)}')
         return self.builder.as_data_source(split=split)
+
+
+class TextPipeline(TfdsPipeline):
+    """Sources, tokenizer and batches of one text dataset as configured by the ``data`` section."""
+
+    def __init__(self, data_config, dataset: Dataset, *, tokenizer=None):
+        super().__init__(data_config, dataset)
+        self.is_translation = bool(data_config.inputs_feature)
+        self.tokenizer = tokenizer or self._load_or_train_tokenizer()
+
+    # --- tokenizer ---------------------------------------------------------------------------
 
     def _features(self) -> list[str]:
         return [f for f in (self.config.inputs_feature, self.config.targets_feature) if f]
@@ -131,7 +141,7 @@ class TextPipeline:
             dataset = grain.experimental.FirstFitPackIterDataset(
                 dataset, length_struct={'inputs': length, 'targets': length}, num_packing_bins=rows,
                 shuffle_bins=True)
-        return dataset.map(lambda row: {k: _pad_to(v, length) for k, v in row.items()}).batch(
+        return dataset.map(lambda row: {k: pad_to(v, length) for k, v in row.items()}).batch(
             rows, drop_remainder=False)
 
     def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
@@ -159,7 +169,7 @@ class TextPipeline:
         dataset = dataset[shard_index::shard_count]
         dataset = dataset.map(lambda example: self.tokenize(example, truncate=True))
         for batch in self._rows(dataset.to_iter_dataset(), rows, pack=False):
-            yield {k: _pad_to(v, rows, axis=0) for k, v in batch.items()}
+            yield {k: pad_to(v, rows, axis=0) for k, v in batch.items()}
 
 
     def translation_pairs(self, split: str, max_examples: int = -1) -> list[tuple[str, str]]:
@@ -170,7 +180,7 @@ class TextPipeline:
                 for i in range(count)]
 
 
-def _pad_to(array: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
+def pad_to(array: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
     """Zero-pads ``axis`` to ``size`` (0 = padding for tokens, segment ids and weights alike)."""
     widths = [(0, 0)] * array.ndim
     widths[axis] = (0, size - array.shape[axis])

@@ -77,3 +77,9 @@ def train_sentencepiece(texts: Iterable[str], model_path: str, vocab_size: int,
             num_threads=os.cpu_count() or 1, minloglevel=2)
         os.replace(prefix + '.model', model_path)
     return SentencePieceTokenizer(model_path)
+
+
+class PixelTokenizer:
+    """Images: a token is an intensity 0..255 of one colour channel of one pixel (no text to encode)."""
+
+    vocab_size = 256

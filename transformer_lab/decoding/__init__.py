@@ -1,7 +1,8 @@
 """One decoding core for every model: greedy and temperature / top-k sampling over the model's cache.
 
-Works with any model exposing ``init_decode_state`` and ``decode_step`` (see models/transformer.py).
-Decoding is one jitted ``lax.while_loop`` that stops as soon as every row has produced EOS.
+Works with any model exposing ``init_decode_state``, ``decode_step`` and ``stops_at_eos`` (see
+models/transformer.py). Decoding is one jitted ``lax.while_loop`` that stops at ``max_length`` or, for
+models whose sequences end with EOS, as soon as every row has produced it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def _generate(graphdef, params, inputs, prompt, key, *, max_length, temperature,
             token = jnp.where(position < prompt_length, forced, token)
         token = jnp.where(done, 0, token)
         output = jax.lax.dynamic_update_slice_in_dim(output, token[:, None], position, axis=1)
-        return position + 1, token, state, done | (token == EOS_ID), output
+        if model.stops_at_eos:
+            done = done | (token == EOS_ID)
+        return position + 1, token, state, done, output
 
     start = (jnp.int32(0), jnp.zeros((batch_size,), jnp.int32), state,
              jnp.zeros((batch_size,), bool), jnp.zeros((batch_size, max_length), jnp.int32))

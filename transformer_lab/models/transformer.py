@@ -145,6 +145,8 @@ def _positions(batch: dict, name: str) -> Array:
 class Decoding(nnx.Module):
     """The output side shared by both models: decoder stack, output projection, cached decoding."""
 
+    stops_at_eos = True   # a generated sequence ends at EOS (decoding/)
+
     def _init_output(self, config, vocab_size: int, *, rngs: nnx.Rngs):
         self.output = (None if config.tie_output else
                        nnx.Linear(config.d_model, vocab_size, **_dtypes(config), rngs=rngs))

@@ -116,6 +116,13 @@ def translate(graphdef, params, tokenizer, sources: list[str], *, rows: int, sou
     return outputs
 
 
+@reports(*TOKEN_METRICS, 'bits_per_dim')
+def bits_per_dimension(context: EvalContext, params, split: str) -> dict[str, float]:
+    """Images: NLL per sub-pixel in bits (the image models' bits/dim), with the token metrics."""
+    metrics = _token_metrics(_likelihood_sums(context, params, split, count_characters=False))
+    return {**metrics, 'bits_per_dim': metrics['bits_per_token']}
+
+
 @reports('bleu', single_host=True)
 def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
     """sacreBLEU (default 13a tokenisation) of greedy translations against the raw references."""
@@ -131,5 +138,6 @@ def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
 EVALUATORS = {
     'nll': negative_log_likelihood,
     'bits_per_char': bits_per_character,
+    'bits_per_dim': bits_per_dimension,
     'bleu': bleu,
 }

@@ -53,7 +53,10 @@ def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: float) 
 
 
 def target_weights(batch: dict) -> jax.Array:
-    """1.0 on real target tokens, 0.0 on padding."""
+    """1.0 on real target tokens, 0.0 on padding: the batch's ``target_weights`` when it has them
+    (images, where intensity 0 is a real value), else the non-zero tokens (text, where 0 pads)."""
+    if 'target_weights' in batch:
+        return batch['target_weights'].astype(jnp.float32)
     return (batch['targets'] > 0).astype(jnp.float32)
 
 

@@ -1,0 +1,82 @@
+"""Images for the Image Transformer: the grain pipeline over TFDS image datasets, and PNG grids.
+
+Every batch is a dict of int32 numpy arrays with fixed shapes:
+
+    targets         [rows, height * width * channels]  intensities 0..255 in raster order (row, column, channel)
+    target_weights  [rows, height * width * channels]  1 for real images, 0 for the rows padding the last eval batch
+    label           [rows]                              the class, for class-conditional models
+
+Batches stay in raster order: the model puts them in its generation order (block-raster for local 2D
+attention, see attention/local.py) and returns logits in raster order again, so data, loss and
+evaluation never depend on the attention variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grain
+import numpy as np
+
+from transformer_lab.config import ConfigError
+from transformer_lab.data.pipeline import Dataset, TfdsPipeline, pad_to
+from transformer_lab.data.tokenizers import PixelTokenizer
+
+
+class ImagePipeline(TfdsPipeline):
+    """Batches of one image dataset as configured by the ``data`` section (``targets_feature`` is the
+    image feature, e.g. 'image'; ``data.image_shape`` must match it)."""
+
+    def __init__(self, data_config, dataset: Dataset, *, tokenizer=None):
+        super().__init__(data_config, dataset)
+        self.tokenizer = tokenizer or PixelTokenizer()
+        stored = tuple(self.builder.info.features[data_config.targets_feature].shape)
+        if stored != tuple(data_config.image_shape):
+            raise ConfigError('data.image_shape', f'{tuple(data_config.image_shape)} but {dataset.tfds_name} '
+                                                  f'stores images of shape {stored}')
+
+    def example(self, record: dict) -> dict[str, np.ndarray]:
+        image = np.asarray(record[self.config.targets_feature], np.int32).reshape(-1)
+        return {'targets': image, 'target_weights': np.ones_like(image),
+                'label': np.asarray(record.get('label', 0), np.int32)}
+
+    def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
+                      shard_count: int = 1) -> grain.IterDataset:
+        """An endless stream of batches of ``rows`` images (this host's share), reshuffled every epoch;
+        host ``shard_index`` reads every ``shard_count``-th image of the shuffled order."""
+        return (grain.MapDataset.source(self.source(self.config.train_split))
+                .shuffle(seed=seed).repeat()[shard_index::shard_count]
+                .map(self.example).to_iter_dataset().batch(rows, drop_remainder=True))
+
+    def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
+                     shard_count: int = 1) -> Iterator[dict]:
+        """Every image of ``split`` (or its first ``max_examples``) once, in order; host ``shard_index``
+        takes every ``shard_count``-th. The last batch is padded with rows of weight 0."""
+        dataset = grain.MapDataset.source(self.source(split))
+        if max_examples > 0:
+            dataset = dataset[:max_examples]
+        dataset = dataset[shard_index::shard_count].map(self.example).to_iter_dataset().batch(rows)
+        for batch in dataset:
+            yield {name: pad_to(value, rows, axis=0) for name, value in batch.items()}
+
+
+def image_grid(images: np.ndarray, columns: int, border: int = 2) -> np.ndarray:
+    """uint8 images [count, height, width, channels] -> one uint8 grid image, ``columns`` per row,
+    separated by ``border`` pixels of mid grey."""
+    count, height, width, channels = images.shape
+    rows = -(-count // columns)
+    grid = np.full((rows * (height + border) + border, columns * (width + border) + border, channels), 128, np.uint8)
+    for index, image in enumerate(images):
+        top = border + (index // columns) * (height + border)
+        left = border + (index % columns) * (width + border)
+        grid[top:top + height, left:left + width] = image
+    return grid
+
+
+def save_png(image: np.ndarray, path: str, scale: int = 1) -> None:
+    """Writes a uint8 [height, width, 1 or 3] image as PNG (pillow), enlarged ``scale`` times."""
+    from PIL import Image  # pillow: only the sampler writes images
+    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    picture.save(path)
