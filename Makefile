@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORKDIR ?= workdirs/bible_enes
 CONFIG ?= configs/transformer_bible_enes.py
-DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv
+DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv dataset-fashion-mnist
 
 .PHONY: run test setup debian data clean
 
@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data: setup
-	$(BIN)/python scripts/prepare_data.py --dataset=bible_translation --dataset=kjv_text
+	$(BIN)/python scripts/prepare_data.py --dataset=bible_translation --dataset=kjv_text --dataset=fashion_mnist_offline
 
 clean:
 	rm -rf $(VENV) workdirs

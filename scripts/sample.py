@@ -1,11 +1,13 @@
-"""Samples from a trained run and writes them in the dataset's natural form (text for now).
+"""Samples from a trained run and writes them in the dataset's natural form: text or a PNG grid.
 
     python scripts/sample.py --workdir=DIR                     # config.sample settings
     python scripts/sample.py --workdir=DIR --temperature=0 --prompt='And God said'
     python scripts/sample.py --workdir=DIR --inputs=sources.txt  # translation: one source per line
 
 Translation runs translate ``--inputs`` (default: the first examples of the eval split); language
-models continue ``--prompt``. Output goes to stdout and to WORKDIR/samples/step_<N>.txt.
+models continue ``--prompt``; output goes to stdout and to WORKDIR/samples/step_<N>.txt. Image
+models write WORKDIR/samples/step_<N>.png, a grid of ``num_samples`` images (class-conditional
+models: one row per class).
 """
 
 import os
@@ -15,6 +17,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from transformer_lab import decoding, registry
+from transformer_lab.data.images import image_grid, save_png
 from transformer_lab.data.pipeline import DatasetNotPreparedError
 from transformer_lab.runs import load
 from transformer_lab.training.checkpoints import CheckpointError
@@ -44,6 +47,18 @@ def translation_sources(run, count: int) -> list[str]:
     return [source for source, _ in pipeline.translation_pairs(run.config.data.eval_split, count)]
 
 
+def sample_images(run, rows: int, options: dict) -> str:
+    """A PNG grid of sampled images; class-conditional models sample ``rows`` per class, a row each."""
+    num_classes = run.config.model.get('num_classes', 0)
+    labels = np.repeat(np.arange(num_classes), rows) if num_classes else None
+    count = len(labels) if num_classes else rows
+    sequence = decoding.generate(run.graphdef, run.params, batch_size=count, inputs=labels, **options)
+    grid = image_grid(run.model.to_raster(np.asarray(sequence)), columns=rows if num_classes else min(rows, 8))
+    path = os.path.join(FLAGS.workdir, 'samples', f'step_{run.step}.png')
+    save_png(grid, path, scale=2)
+    return path
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -54,6 +69,10 @@ def main(argv):
         max_length = min(pick(FLAGS.max_length, sample.max_length), run.config.model.max_length)
         options = dict(temperature=pick(FLAGS.temperature, sample.temperature),
                        top_k=pick(FLAGS.top_k, sample.top_k), seed=FLAGS.seed, max_length=max_length)
+        os.makedirs(os.path.join(FLAGS.workdir, 'samples'), exist_ok=True)
+        if registry.DATASETS[run.config.data.name].modality == 'image':
+            print(f'(written to {sample_images(run, rows, options)})')
+            return
         if run.config.data.inputs_feature:
             sources = translation_sources(run, rows)
             translations = translate(run.graphdef, run.params, run.tokenizer, sources, rows=len(sources),
@@ -67,7 +86,6 @@ def main(argv):
     except (DatasetNotPreparedError, FileNotFoundError, CheckpointError) as error:
         sys.exit(f'error: {error}')
     text = '\n\n'.join(lines) + '\n'
-    os.makedirs(os.path.join(FLAGS.workdir, 'samples'), exist_ok=True)
     path = os.path.join(FLAGS.workdir, 'samples', f'step_{run.step}.txt')
     with open(path, 'w') as f:
         f.write(text)

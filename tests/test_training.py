@@ -71,7 +71,7 @@ def test_load_evaluate_and_sample_a_trained_run(bible_run):
 
 
 @pytest.mark.parametrize('override,message', [
-    ('--config.model.name=transformr', "model.name: 'transformr' is not one of ['decoder_only', 'encoder_decoder']"),
+    ('--config.model.name=transformr', "model.name: 'transformr' is not one of ['decoder_only', 'encoder_decoder', 'image_transformer']"),
     ('--config.model.num_heads=3', 'model.d_model: 32 is not divisible by model.num_heads=3'),
     ('--config.data.data_dir=/nonexistent', 'python scripts/prepare_data.py --dataset=bible_translation'),
 ])

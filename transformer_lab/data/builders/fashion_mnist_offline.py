@@ -48,6 +48,8 @@ class FashionMnistOffline(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version('1.0.0')
     RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (f'Optional: `{INSTALL_HINT}` provides the files; otherwise put '
+                                    '{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz in manual_dir.')
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -66,7 +68,7 @@ class FashionMnistOffline(tfds.core.GeneratorBasedBuilder):
         manual_dir = None
         try:
             manual_dir = os.fspath(dl_manager.manual_dir)
-        except (AssertionError, ValueError, TypeError):  # no manual_dir configured
+        except AssertionError:  # TFDS: the manual_dir does not exist; Debian's files will do
             pass
         directory = find_files(manual_dir)
 

@@ -1,0 +1,154 @@
+"""The Image Transformer: causality in its generation order for every attention variant, cached
+sampling against the full pass, bits/dim, class conditioning, and the Fashion-MNIST data."""
+
+import gzip
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from flax import nnx
+
+from conftest import load_config
+from transformer_lab import decoding, registry
+from transformer_lab.config import ConfigDict, base_config
+from transformer_lab.data.builders import fashion_mnist_offline
+from transformer_lab.models.image_transformer import ImageTransformer, generation_order
+from transformer_lab.training import evaluators
+
+IMAGE_SHAPE = (5, 4, 3)   # 60 sub-pixels; 2D blocks do not divide it
+ATTENTION = {
+    'full': {'type': 'dot_product'},
+    '1d': {'type': 'local_1d', 'block_length': 8},
+    '2d': {'type': 'local_2d', 'image_shape': (5, 12), 'query_shape': (2, 4), 'memory_flange': (1, 4)},
+}
+
+
+def image_model_config(attention='full', num_classes=0, image_shape=IMAGE_SHAPE):
+    config = base_config().model
+    config.name = 'image_transformer'
+    config.image_shape, config.num_classes = image_shape, num_classes
+    config.num_decoder_layers, config.d_model, config.num_heads, config.d_ff = 2, 24, 2, 48
+    config.max_length = int(np.prod(image_shape))
+    config.norm, config.dropout_rate = 'pre', 0.0
+    config.attention = ConfigDict(ATTENTION[attention])
+    return config
+
+
+def random_images(count, shape=IMAGE_SHAPE, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).integers(0, 256, (count, int(np.prod(shape)))), jnp.int32)
+
+
+@pytest.mark.parametrize('attention', sorted(ATTENTION))
+def test_no_logit_depends_on_a_later_sub_pixel_in_the_generation_order(attention):
+    config = image_model_config(attention)
+    model = ImageTransformer(config, 256, rngs=nnx.Rngs(0))
+    order = generation_order(config)
+    images = random_images(1)
+    base = np.asarray(model({'targets': images}))[0, order]          # logits in generation order
+    for step in range(0, len(order), 7):
+        changed = images.at[0, order[step]].set((images[0, order[step]] + 128) % 256)
+        logits = np.asarray(model({'targets': changed}))[0, order]
+        np.testing.assert_allclose(logits[:step + 1], base[:step + 1], atol=1e-5, err_msg=f'step {step}')
+        assert not np.allclose(logits[step + 1:], base[step + 1:])
+
+
+def test_local_2d_generates_in_block_raster_order_and_the_others_in_raster_order():
+    assert generation_order(image_model_config('full')).tolist() == list(range(60))
+    order = generation_order(image_model_config('2d'))
+    # (5, 12) image of sub-pixels, (2, 4) blocks: the first block is rows 0-1, columns 0-3.
+    assert order[:8].tolist() == [0, 1, 2, 3, 12, 13, 14, 15]
+    assert sorted(order.tolist()) == list(range(60))
+
+
+@pytest.mark.parametrize('attention', sorted(ATTENTION))
+def test_cached_greedy_sampling_equals_the_argmax_of_the_full_pass(attention):
+    config = image_model_config(attention)
+    model = ImageTransformer(config, 256, rngs=nnx.Rngs(1))
+    graphdef, params = nnx.split(model)
+    sequence = np.asarray(decoding.generate(graphdef, params, batch_size=2, max_length=60, temperature=0.0))
+    images = model.to_raster(sequence)                                # [2, 5, 4, 3] uint8
+    logits = model({'targets': jnp.asarray(images.reshape(2, -1), jnp.int32)})
+    np.testing.assert_array_equal(np.asarray(logits.argmax(-1)), images.reshape(2, -1))
+
+
+def test_class_conditioning_changes_the_prediction_and_samples_need_labels():
+    model = ImageTransformer(image_model_config(num_classes=3), 256, rngs=nnx.Rngs(0))
+    images = random_images(2)
+    first = model({'targets': images, 'label': jnp.array([0, 0])})
+    other = model({'targets': images, 'label': jnp.array([0, 2])})
+    np.testing.assert_allclose(first[0], other[0])
+    assert not np.allclose(first[1], other[1])
+    with pytest.raises(ValueError, match='samples given labels'):
+        model.init_decode_state(2, 60)
+
+
+@pytest.fixture(scope='module')
+def fashion_pipeline():
+    config = load_config('configs/image_transformer_fashion_mnist.py:tiny')
+    return config, registry.build_pipeline(config.data)
+
+
+def test_uniform_logits_score_exactly_8_bits_per_dim(fashion_pipeline):
+    config, pipeline = fashion_pipeline
+    model = registry.build_model(config.model, 256, seed=0)
+    model.head.kernel[...] = jnp.zeros_like(model.head.kernel[...])
+    model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
+    graphdef, params = nnx.split(model)
+    config.eval.max_examples, config.eval.batch_size = 10, 4              # 3 batches, the last padded
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
+    context = evaluators.make_context(config, pipeline, graphdef, mesh)
+    metrics = evaluators.bits_per_dimension(context, params, 'validation')
+    assert metrics['bits_per_dim'] == pytest.approx(8.0, rel=1e-5)   # ln 256 per sub-pixel, to float32 sums
+
+
+def test_image_batches_hold_raster_images_and_cover_the_split_once(fashion_pipeline):
+    config, pipeline = fashion_pipeline
+    batches = list(pipeline.eval_batches('validation', 4, max_examples=10))
+    assert [b['targets'].shape for b in batches] == [(4, 784)] * 3
+    assert [int(b['target_weights'][:, 0].sum()) for b in batches] == [4, 4, 2]
+    source = pipeline.source('validation')
+    np.testing.assert_array_equal(batches[1]['targets'][2], np.asarray(source[6]['image']).reshape(-1))
+    assert batches[1]['label'][2] == source[6]['label']
+    train = next(iter(pipeline.train_batches(4, seed=0)))
+    assert train['targets'].shape == (4, 784) and train['targets'].max() <= 255
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b''.join(int(n).to_bytes(4, 'big') for n in array.shape)
+    with gzip.open(path, 'wb') as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_builder_reads_idx_files_from_a_manual_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {'train-images-idx3': rng.integers(0, 256, (24, 28, 28)), 'train-labels-idx1': rng.integers(0, 10, 24),
+              't10k-images-idx3': rng.integers(0, 256, (6, 28, 28)), 't10k-labels-idx1': rng.integers(0, 10, 6)}
+    for name, array in arrays.items():
+        write_idx(tmp_path / f'{name}-ubyte.gz', array)
+    builder = fashion_mnist_offline.FashionMnistOffline(data_dir=tmp_path / 'data')
+    builder.download_and_prepare(file_format='array_record',
+                                 download_config=tfds.download.DownloadConfig(manual_dir=tmp_path))
+    assert {split: info.num_examples for split, info in builder.info.splits.items()} == {
+        'train': 22, 'validation': 2, 'test': 6}
+    validation = builder.as_data_source(split='validation')
+    np.testing.assert_array_equal(validation[1]['image'][..., 0], arrays['train-images-idx3'][23])
+    assert validation[1]['label'] == arrays['train-labels-idx1'][23]
+
+
+def test_the_tiny_config_trains_and_samples_a_png_grid(tmp_path):
+    from PIL import Image
+
+    from conftest import run_script, train_losses
+    from transformer_lab.training.loop import train_and_evaluate
+    config = load_config('configs/image_transformer_fashion_mnist.py:2d,tiny')
+    metrics = train_and_evaluate(config, str(tmp_path))
+    losses = train_losses(str(tmp_path))
+    assert losses[-1] < losses[0] - 1.0, losses
+    assert 3.0 < metrics['validation/bits_per_dim'] < 7.0
+    result = run_script('sample.py', f'--workdir={tmp_path}', '--num_samples=3')
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(tmp_path / 'samples' / 'step_20.png') as grid:
+        # 3 columns x 1 row of 28x28 images with 2-pixel borders, doubled.
+        assert grid.size == (2 * (3 * 30 + 2), 2 * 32)
