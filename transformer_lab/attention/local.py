@@ -191,6 +191,10 @@ def local_2d_plan(image_shape: tuple[int, int], query_shape: tuple[int, int],
                            & (relative_row[None] * qw + relative_column[None]
                               <= (query_row * qw + query_column)[:, None]))
         structure = above[None] | left[None] | in_block_before                       # [q, m]
+        # The window's right flange on the block's own rows is the future for every query: drop it
+        # (1280 instead of 1536 keys per block for (8, 32) blocks and flanges).
+        seen = structure.any(0)
+        structure, memory_index, real = structure[:, seen], memory_index[:, seen], real[:, seen]
     else:
         structure = np.ones((qh * qw, memory_index.shape[1]), bool)
     mask = structure[None] & real[:, None, :]
@@ -202,9 +206,8 @@ def local_2d_plan(image_shape: tuple[int, int], query_shape: tuple[int, int],
     visible = np.zeros((blocks, len(sequence_to_padded)), bool)
     if causal:
         memory_positions = padded_to_sequence[memory_index]                       # [blocks, m], -1 = none
-        seen = structure.any(0)                                                    # some query sees it
         for block in range(blocks):
-            positions = memory_positions[block][seen & (memory_positions[block] >= 0)]
+            positions = memory_positions[block][memory_positions[block] >= 0]
             visible[block, positions] = True
     return Local2DPlan(outside, qh * qw, sequence_to_padded, memory_index, mask, block_of_position, visible)
 

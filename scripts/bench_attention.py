@@ -1,0 +1,90 @@
+"""Forward + backward of one causal self-attention layer (projections included) per attention core,
+compared in one run: median time of interleaved calls and XLA's compiled memory.
+
+    python scripts/bench_attention.py --length=3072 --d_model=512 --heads=8 \
+        --core=type=dot_product --core=type=local_1d,block_length=256 \
+        --core=type=local_2d,image_shape=32x96,query_shape=8x32,memory_flange=8x32 [--record=docs/benchmarks.md]
+
+A ``--core`` is ``key=value`` options of one attention core; ``AxB`` is the tuple (A, B). Memory is
+the compiled function's temporaries plus outputs (``memory_analysis``), not a timer's guess.
+"""
+
+import datetime
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+from flax import nnx
+
+from transformer_lab.attention import MultiHeadAttention, make_core
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string('core', ['type=dot_product'], 'Attention core options, e.g. type=local_1d,block_length=256.')
+flags.DEFINE_integer('length', 3072, 'Sequence length.')
+flags.DEFINE_integer('d_model', 512, 'Model width.')
+flags.DEFINE_integer('heads', 8, 'Attention heads.')
+flags.DEFINE_integer('batch', 1, 'Batch size.')
+flags.DEFINE_integer('repeats', 5, 'Timed rounds (each calls every core once).')
+flags.DEFINE_string('record', None, 'Append the results table to this markdown file.')
+
+
+def parse_core(spec: str) -> dict:
+    options = {}
+    for item in spec.split(','):
+        key, _, value = item.partition('=')
+        if 'x' in value and value.replace('x', '').isdigit():
+            options[key] = tuple(int(v) for v in value.split('x'))
+        else:
+            options[key] = int(value) if value.isdigit() else value
+    return options
+
+
+def compile_layer(options: dict):
+    core = make_core(options, num_heads=FLAGS.heads, head_dim=FLAGS.d_model // FLAGS.heads, causal=True,
+                     rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(MultiHeadAttention(FLAGS.d_model, FLAGS.heads, core, rngs=nnx.Rngs(0)))
+
+    def loss(params, x):
+        return nnx.merge(graphdef, params)(x).astype(jnp.float32).sum()
+
+    x = jax.random.normal(jax.random.key(0), (FLAGS.batch, FLAGS.length, FLAGS.d_model))
+    compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(params, x).compile()
+    memory = compiled.memory_analysis()
+    return compiled, (params, x), memory.temp_size_in_bytes + memory.output_size_in_bytes
+
+
+def main(argv):
+    del argv
+    specs = [parse_core(spec) for spec in FLAGS.core]
+    layers = [compile_layer(options) for options in specs]
+    for compiled, args, _ in layers:
+        jax.block_until_ready(compiled(*args))
+    times = [[] for _ in layers]
+    for _ in range(FLAGS.repeats):
+        for index, (compiled, args, _) in enumerate(layers):
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(*args))
+            times[index].append(time.perf_counter() - start)
+    machine = f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}'
+    base_time, base_memory = statistics.median(times[0]), layers[0][2]
+    lines = [f'### One attention layer, forward + backward ({datetime.date.today()}, {machine}, jax {jax.__version__})',
+             '', f'length {FLAGS.length}, d_model {FLAGS.d_model}, {FLAGS.heads} heads, batch {FLAGS.batch}, float32; '
+             f'median of {FLAGS.repeats} interleaved rounds', '',
+             '| core | ms | speed-up | compiled memory (MB) | memory ratio |', '|---|---|---|---|---|']
+    for spec, (_, _, memory), runs in zip(FLAGS.core, layers, times):
+        median = statistics.median(runs)
+        lines.append(f'| `{spec}` | {1000 * median:.0f} | {base_time / median:.2f}x | {memory / 2**20:.0f} | '
+                     f'{memory / base_memory:.2f} |')
+    table = '\n'.join(lines) + '\n'
+    print(table)
+    if FLAGS.record:
+        with open(FLAGS.record, 'a') as f:
+            f.write('\n' + table)
+
+
+if __name__ == '__main__':
+    app.run(main)
