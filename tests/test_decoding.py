@@ -6,7 +6,8 @@ import numpy as np
 from flax import nnx
 
 from transformer_lab.data.tokenizers import EOS_ID
-from transformer_lab.decoding import choose_tokens, generate
+from transformer_lab.decoding import generate
+from transformer_lab.models.heads import choose_tokens
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
 
 VOCAB = 30

@@ -22,13 +22,17 @@ ATTENTION = {
     'full': {'type': 'dot_product'},
     '1d': {'type': 'local_1d', 'block_length': 8},
     '2d': {'type': 'local_2d', 'image_shape': (5, 12), 'query_shape': (2, 4), 'memory_flange': (1, 4)},
+    # DMOL: a pixel per position, so local 2D runs over the (5, 4) grid of pixels.
+    '2d_pixels': {'type': 'local_2d', 'image_shape': (5, 4), 'query_shape': (2, 2), 'memory_flange': (1, 1)},
 }
+VARIANTS = [('categorical', 'full'), ('categorical', '1d'), ('categorical', '2d'), ('dmol', 'full'),
+            ('dmol', '2d_pixels')]
 
 
-def image_model_config(attention='full', num_classes=0, image_shape=IMAGE_SHAPE):
+def image_model_config(attention='full', num_classes=0, image_shape=IMAGE_SHAPE, head='categorical'):
     config = base_config().model
     config.name = 'image_transformer'
-    config.image_shape, config.num_classes = image_shape, num_classes
+    config.image_shape, config.num_classes, config.head, config.mixtures = image_shape, num_classes, head, 4
     config.num_decoder_layers, config.d_model, config.num_heads, config.d_ff = 2, 24, 2, 48
     config.max_length = int(np.prod(image_shape))
     config.norm, config.dropout_rate = 'pre', 0.0
@@ -40,15 +44,17 @@ def random_images(count, shape=IMAGE_SHAPE, seed=0):
     return jnp.asarray(np.random.default_rng(seed).integers(0, 256, (count, int(np.prod(shape)))), jnp.int32)
 
 
-@pytest.mark.parametrize('attention', sorted(ATTENTION))
-def test_no_logit_depends_on_a_later_sub_pixel_in_the_generation_order(attention):
-    config = image_model_config(attention)
+@pytest.mark.parametrize('head,attention', VARIANTS)
+def test_no_output_depends_on_a_later_position_in_the_generation_order(head, attention):
+    config = image_model_config(attention, head=head)
     model = ImageTransformer(config, 256, rngs=nnx.Rngs(0))
     order = generation_order(config)
     images = random_images(1)
-    base = np.asarray(model({'targets': images}))[0, order]          # logits in generation order
+    values_per_position = 3 if head == 'dmol' else 1
+    base = np.asarray(model({'targets': images}))[0, order]          # outputs in generation order
     for step in range(0, len(order), 7):
-        changed = images.at[0, order[step]].set((images[0, order[step]] + 128) % 256)
+        sub_pixel = order[step] * values_per_position + values_per_position - 1   # its last channel
+        changed = images.at[0, sub_pixel].set((images[0, sub_pixel] + 128) % 256)
         logits = np.asarray(model({'targets': changed}))[0, order]
         np.testing.assert_allclose(logits[:step + 1], base[:step + 1], atol=1e-5, err_msg=f'step {step}')
         assert not np.allclose(logits[step + 1:], base[step + 1:])
@@ -62,15 +68,28 @@ def test_local_2d_generates_in_block_raster_order_and_the_others_in_raster_order
     assert sorted(order.tolist()) == list(range(60))
 
 
-@pytest.mark.parametrize('attention', sorted(ATTENTION))
-def test_cached_greedy_sampling_equals_the_argmax_of_the_full_pass(attention):
-    config = image_model_config(attention)
+@pytest.mark.parametrize('head,attention', VARIANTS)
+def test_cached_greedy_sampling_equals_the_prediction_of_the_full_pass(head, attention):
+    config = image_model_config(attention, head=head)
     model = ImageTransformer(config, 256, rngs=nnx.Rngs(1))
     graphdef, params = nnx.split(model)
-    sequence = np.asarray(decoding.generate(graphdef, params, batch_size=2, max_length=60, temperature=0.0))
+    positions = len(generation_order(config))
+    sequence = np.asarray(decoding.generate(graphdef, params, batch_size=2, max_length=positions, temperature=0.0))
     images = model.to_raster(sequence)                                # [2, 5, 4, 3] uint8
-    logits = model({'targets': jnp.asarray(images.reshape(2, -1), jnp.int32)})
-    np.testing.assert_array_equal(np.asarray(logits.argmax(-1)), images.reshape(2, -1))
+    outputs = model({'targets': jnp.asarray(images.reshape(2, -1), jnp.int32)})
+    np.testing.assert_array_equal(np.asarray(model.predict(outputs)), images.reshape(2, -1))
+
+
+def test_dmol_losses_spread_each_pixel_nll_over_its_channels():
+    from transformer_lab.models.heads import dmol_log_likelihood
+    model = ImageTransformer(image_model_config('full', head='dmol'), 256, rngs=nnx.Rngs(0))
+    images = random_images(2)
+    outputs = model({'targets': images})
+    assert outputs.shape == (2, 20, 40)                               # 4 mixtures x (1 + 3 + 3 + 3)
+    _, nll = model.target_losses(outputs, {'targets': images}, 0.0)
+    pixel_ll = dmol_log_likelihood(outputs, images.reshape(2, 20, 3), 4)
+    np.testing.assert_allclose(float(nll.sum()), -float(pixel_ll.sum()), rtol=1e-5)
+    np.testing.assert_allclose(nll[:, 0::3], nll[:, 2::3])
 
 
 def test_class_conditioning_changes_the_prediction_and_samples_need_labels():

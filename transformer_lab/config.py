@@ -207,6 +207,8 @@ def validate(config: ConfigDict, *, models, attention_cores, attention_model_arg
     _require(train.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
     one_of('train.nonfinite', train.nonfinite, ('stop', 'skip'))
     _require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
+    _require(not (model.get('head') == 'dmol' and train.label_smoothing), 'train.label_smoothing',
+             'must be 0 with model.head=dmol (a mixture of logistics has no classes to smooth over)')
     for field in ('checkpoint.every_steps', 'checkpoint.max_to_keep', 'train.log_every_steps'):
         section, name = field.split('.')
         _require(config[section][name] > 0, field, f'must be positive, got {config[section][name]}')

@@ -16,18 +16,6 @@ from flax import nnx
 from transformer_lab.data.tokenizers import EOS_ID
 
 
-def choose_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_k: int) -> jax.Array:
-    """logits [batch, vocab] -> tokens [batch]: argmax when temperature == 0, else a sample from
-    softmax(logits / temperature) restricted to the ``top_k`` most likely tokens (0 = all)."""
-    if temperature == 0:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    logits = logits.astype(jnp.float32) / temperature
-    if top_k > 0:
-        kth_largest = jax.lax.top_k(logits, top_k)[0][:, -1:]
-        logits = jnp.where(logits < kth_largest, -jnp.inf, logits)
-    return jax.random.categorical(key, logits).astype(jnp.int32)
-
-
 @functools.partial(jax.jit, static_argnames=('graphdef', 'max_length', 'temperature', 'top_k'))
 def _generate(graphdef, params, inputs, prompt, key, *, max_length, temperature, top_k):
     model = nnx.merge(graphdef, params)
@@ -41,7 +29,7 @@ def _generate(graphdef, params, inputs, prompt, key, *, max_length, temperature,
     def step(carry):
         position, previous, state, done, output = carry
         logits, state = model.decode_step(previous, position, state)
-        token = choose_tokens(logits, jax.random.fold_in(key, position), temperature, top_k)
+        token = model.choose_tokens(logits, jax.random.fold_in(key, position), temperature, top_k)
         if prompt_length:
             forced = prompt[:, jnp.minimum(position, prompt_length - 1)]
             token = jnp.where(position < prompt_length, forced, token)

@@ -1,6 +1,11 @@
-"""The discretised mixture of logistics (DMOL) output of PixelCNN++ (Salimans et al. 2017, Sec. 2.1-2.2),
-used by the Image Transformer's DMOL models (Parmar et al. 2018, Sec. 3.3). Written by hand: no
-maintained JAX library provides it.
+"""Output heads: what a model's outputs mean as a distribution over its targets.
+
+Categorical (every model's softmax over a vocabulary or 256 intensities): ``token_losses`` for
+training and evaluation, ``choose_tokens`` for decoding.
+
+The discretised mixture of logistics (DMOL) of PixelCNN++ (Salimans et al. 2017, Sec. 2.1-2.2), used by
+the Image Transformer's DMOL models (Parmar et al. 2018, Sec. 3.3). Written by hand: no maintained JAX
+library provides it.
 
 A pixel with C channels, intensities v in 0..255 rescaled to x = v / 127.5 - 1 in [-1, 1], has
 
@@ -16,8 +21,39 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Array = jax.Array
+
+
+def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: float) -> tuple[jax.Array, jax.Array]:
+    """Per-token label-smoothed cross-entropy and plain NLL, float32 [batch, length].
+
+    Label smoothing (Szegedy et al. 2016; Vaswani et al., Sec. 5.4) trains against
+    q = (1 - eps) * onehot(y) + eps / K over the K classes (optax.smooth_labels: eps spread over all K,
+    the true class included). The NLL -log p(y) is what gets reported: the paper's perplexities and
+    every likelihood number of this project are unsmoothed.
+    """
+    logits = logits.astype(jnp.float32)
+    onehot = jax.nn.one_hot(targets, logits.shape[-1], dtype=jnp.float32)
+    nll = optax.softmax_cross_entropy(logits, onehot)
+    if label_smoothing == 0:
+        return nll, nll
+    return optax.softmax_cross_entropy(logits, optax.smooth_labels(onehot, label_smoothing)), nll
+
+
+def choose_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_k: int) -> jax.Array:
+    """logits [batch, vocab] -> tokens [batch]: argmax when temperature == 0, else a sample from
+    softmax(logits / temperature) restricted to the ``top_k`` most likely tokens (0 = all)."""
+    if temperature == 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / temperature
+    if top_k > 0:
+        kth_largest = jax.lax.top_k(logits, top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth_largest, -jnp.inf, logits)
+    return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
 HALF_BIN = 1.0 / 255.0           # half the width of one intensity bin on [-1, 1]
 MIN_LOG_SCALE = -7.0             # PixelCNN++'s floor on log s
 

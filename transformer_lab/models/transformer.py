@@ -18,6 +18,7 @@ from flax import nnx
 
 from transformer_lab.attention import (MultiHeadAttention, make_core,
                                        padding_mask, segment_mask)
+from transformer_lab.models.heads import choose_tokens, token_losses
 from transformer_lab.models.layers import (FeedForward, PositionEncoding, Residual, TokenEmbedding,
                                            shift_right)
 
@@ -146,6 +147,17 @@ class Decoding(nnx.Module):
     """The output side shared by both models: decoder stack, output projection, cached decoding."""
 
     stops_at_eos = True   # a generated sequence ends at EOS (decoding/)
+
+    def target_losses(self, logits: Array, batch: dict, label_smoothing: float) -> tuple[Array, Array]:
+        """(label-smoothed loss, NLL) per target token [batch, length]."""
+        return token_losses(logits, batch['targets'], label_smoothing)
+
+    def predict(self, logits: Array) -> Array:
+        """The most likely token of each position."""
+        return jnp.argmax(logits, axis=-1)
+
+    def choose_tokens(self, logits: Array, key: Array, temperature: float, top_k: int) -> Array:
+        return choose_tokens(logits, key, temperature, top_k)
 
     def _init_output(self, config, vocab_size: int, *, rngs: nnx.Rngs):
         self.output = (None if config.tie_output else

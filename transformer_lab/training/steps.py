@@ -36,22 +36,6 @@ def new_train_state(params, optimizer: optax.GradientTransformation, seed: int) 
                       rng=jax.random.key_data(jax.random.key(seed)), skipped_steps=jnp.int32(0))
 
 
-def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: float) -> tuple[jax.Array, jax.Array]:
-    """Per-token label-smoothed cross-entropy and plain NLL, float32 [batch, length].
-
-    Label smoothing (Szegedy et al. 2016; Vaswani et al., Sec. 5.4) trains against
-    q = (1 - eps) * onehot(y) + eps / K over the K classes (optax.smooth_labels: eps spread over all K,
-    the true class included). The NLL -log p(y) is what gets reported: the paper's perplexities and
-    every likelihood number of this project are unsmoothed.
-    """
-    logits = logits.astype(jnp.float32)
-    onehot = jax.nn.one_hot(targets, logits.shape[-1], dtype=jnp.float32)
-    nll = optax.softmax_cross_entropy(logits, onehot)
-    if label_smoothing == 0:
-        return nll, nll
-    return optax.softmax_cross_entropy(logits, optax.smooth_labels(onehot, label_smoothing)), nll
-
-
 def target_weights(batch: dict) -> jax.Array:
     """1.0 on real target tokens, 0.0 on padding: the batch's ``target_weights`` when it has them
     (images, where intensity 0 is a real value), else the non-zero tokens (text, where 0 pads)."""
@@ -69,8 +53,8 @@ def make_loss_fn(graphdef: nnx.GraphDef, label_smoothing: float):
     """
     def loss_fn(params, batch, dropout_key=None):
         model = nnx.merge(graphdef, params)
-        logits = model(batch, rngs=None if dropout_key is None else nnx.Rngs(dropout=dropout_key))
-        smoothed, nll = token_losses(logits, batch['targets'], label_smoothing)
+        outputs = model(batch, rngs=None if dropout_key is None else nnx.Rngs(dropout=dropout_key))
+        smoothed, nll = model.target_losses(outputs, batch, label_smoothing)
         weights = target_weights(batch)
         return (smoothed * weights).sum(), {'nll_sum': (nll * weights).sum(), 'tokens': weights.sum()}
     return loss_fn
@@ -159,10 +143,11 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
 def make_eval_step(graphdef: nnx.GraphDef):
     """Returns eval_step(params, batch) -> sums over the batch: NLL (nats), tokens, correct argmaxes."""
     def eval_step(params, batch: dict):
-        logits = nnx.merge(graphdef, params)(batch)
-        _, nll = token_losses(logits, batch['targets'], 0.0)
+        model = nnx.merge(graphdef, params)
+        outputs = model(batch)
+        _, nll = model.target_losses(outputs, batch, 0.0)
         weights = target_weights(batch)
-        correct = (logits.argmax(-1) == batch['targets']).astype(jnp.float32)
+        correct = (model.predict(outputs) == batch['targets']).astype(jnp.float32)
         return {'nll_sum': (nll * weights).sum(), 'tokens': weights.sum(),
                 'correct': (correct * weights).sum()}
     return eval_step
