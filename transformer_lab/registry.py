@@ -34,6 +34,13 @@ DATASETS = {
     'fashion_mnist_offline': Dataset(
         'fashion_mnist_offline', 'transformer_lab.data.builders.fashion_mnist_offline',
         'Fashion-MNIST 28x28 grey images (Debian dataset-fashion-mnist, or a manual_dir)', modality='image'),
+    'cifar10_files': Dataset(
+        'cifar10_files', 'transformer_lab.data.builders.cifar10_files',
+        'CIFAR-10 32x32 colour images from the standard python files (downloaded, or a manual_dir)',
+        modality='image'),
+    'imagenet32_files': Dataset(
+        'imagenet32_files', 'transformer_lab.data.builders.imagenet32_files',
+        'ImageNet 32x32 from the official downsampled files in a manual_dir', modality='image'),
 }
 
 PIPELINES = {'text': TextPipeline, 'image': ImagePipeline}
