@@ -7,7 +7,7 @@
 Translation runs translate ``--inputs`` (default: the first examples of the eval split); language
 models continue ``--prompt``; output goes to stdout and to WORKDIR/samples/step_<N>.txt. Image
 models write WORKDIR/samples/step_<N>.png, a grid of ``num_samples`` images (class-conditional
-models: one row per class).
+models: one row per class; super-resolution: validation inputs, samples and originals side by side).
 """
 
 import os
@@ -47,13 +47,30 @@ def translation_sources(run, count: int) -> list[str]:
     return [source for source, _ in pipeline.translation_pairs(run.config.data.eval_split, count)]
 
 
+def super_resolve(run, rows: int, options: dict) -> np.ndarray:
+    """Rows of (low-resolution input enlarged, sample, original) for the first validation images."""
+    pipeline = registry.build_pipeline(run.config.data, tokenizer=run.tokenizer)
+    batch = next(iter(pipeline.eval_batches(run.config.data.eval_split, rows, max_examples=rows)))
+    sequence = decoding.generate(run.graphdef, run.params, batch_size=rows, inputs=batch['inputs'], **options)
+    factor = run.config.data.downsample
+    low = batch['inputs'].reshape(rows, *run.model.input_shape)
+    enlarged = np.repeat(np.repeat(low, factor, axis=1), factor, axis=2).astype(np.uint8)
+    originals = batch['targets'].reshape(rows, *run.model.image_shape).astype(np.uint8)
+    return np.stack([enlarged, run.model.to_raster(np.asarray(sequence)), originals], axis=1).reshape(
+        -1, *run.model.image_shape)
+
+
 def sample_images(run, rows: int, options: dict) -> str:
-    """A PNG grid of sampled images; class-conditional models sample ``rows`` per class, a row each."""
+    """A PNG grid of sampled images: unconditional, ``rows`` per class (a row each) for class-conditional
+    models, or super-resolved validation images between their inputs and the originals."""
     num_classes = run.config.model.get('num_classes', 0)
-    labels = np.repeat(np.arange(num_classes), rows) if num_classes else None
-    count = len(labels) if num_classes else rows
-    sequence = decoding.generate(run.graphdef, run.params, batch_size=count, inputs=labels, **options)
-    grid = image_grid(run.model.to_raster(np.asarray(sequence)), columns=rows if num_classes else min(rows, 8))
+    if run.model.input_shape is not None:
+        grid = image_grid(super_resolve(run, rows, options), columns=3)
+    else:
+        labels = np.repeat(np.arange(num_classes), rows) if num_classes else None
+        count = len(labels) if num_classes else rows
+        sequence = decoding.generate(run.graphdef, run.params, batch_size=count, inputs=labels, **options)
+        grid = image_grid(run.model.to_raster(np.asarray(sequence)), columns=rows if num_classes else min(rows, 8))
     path = os.path.join(FLAGS.workdir, 'samples', f'step_{run.step}.png')
     save_png(grid, path, scale=2)
     return path

@@ -171,3 +171,44 @@ def test_the_tiny_config_trains_and_samples_a_png_grid(tmp_path):
     with Image.open(tmp_path / 'samples' / 'step_20.png') as grid:
         # 3 columns x 1 row of 28x28 images with 2-pixel borders, doubled.
         assert grid.size == (2 * (3 * 30 + 2), 2 * 32)
+
+
+def test_downsampling_averages_blocks():
+    from transformer_lab.data.images import downsample
+    image = np.arange(4 * 6 * 2).reshape(4, 6, 2)
+    low = downsample(image, 2)
+    assert low.shape == (2, 3, 2)
+    assert low[1, 2, 1] == np.round(image[2:4, 4:6, 1].mean())
+
+
+@pytest.mark.parametrize('attention', ['full', '2d'])
+def test_super_resolution_conditions_on_the_input_and_samples_from_the_cache(attention):
+    config = image_model_config(attention)
+    config.input_shape, config.num_encoder_layers = (2, 2, 3), 1
+    config.encoder_attention = ConfigDict({'type': 'dot_product'})
+    model = ImageTransformer(config, 256, rngs=nnx.Rngs(0))
+    images, inputs = random_images(2), random_images(2, shape=(2, 2, 3), seed=1)
+    base = model({'targets': images, 'inputs': inputs})
+    other = model({'targets': images, 'inputs': inputs.at[1].set(255 - inputs[1])})
+    np.testing.assert_allclose(base[0], other[0], atol=1e-6)
+    assert not np.allclose(base[1], other[1])
+    graphdef, params = nnx.split(model)
+    sequence = decoding.generate(graphdef, params, batch_size=2, max_length=60, inputs=inputs, temperature=0.0)
+    sampled = model.to_raster(np.asarray(sequence)).reshape(2, -1)
+    outputs = model({'targets': jnp.asarray(sampled, jnp.int32), 'inputs': inputs})
+    np.testing.assert_array_equal(np.asarray(model.predict(outputs)), sampled)
+
+
+def test_the_super_resolution_config_trains_and_samples_inputs_beside_outputs(tmp_path):
+    from PIL import Image
+
+    from conftest import run_script, train_losses
+    from transformer_lab.training.loop import train_and_evaluate
+    config = load_config('configs/image_transformer_superres.py:tiny')
+    train_and_evaluate(config, str(tmp_path))
+    losses = train_losses(str(tmp_path))
+    assert losses[-1] < losses[0] - 0.4, losses
+    result = run_script('sample.py', f'--workdir={tmp_path}', '--num_samples=2')
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(tmp_path / 'samples' / 'step_20.png') as grid:
+        assert grid.size == (2 * (3 * 30 + 2), 2 * (2 * 30 + 2))   # input | sample | original, 2 rows

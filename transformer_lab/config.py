@@ -193,12 +193,16 @@ def validate(config: ConfigDict, *, models, attention_cores, attention_model_arg
 
     model = config.model
     one_of('model.name', model.name, models)
-    one_of('model.attention.type', model.attention.type, attention_cores)
-    accepted = set(inspect.signature(attention_cores[model.attention.type].__init__).parameters) - {
-        'self', *attention_model_arguments}
-    for option in set(model.attention) - {'type'} - accepted:
-        raise ConfigError(f'model.attention.{option}', f'not an option of attention type '
-                          f'{model.attention.type!r}; its options: {sorted(accepted)}')
+    for section in ('attention', 'encoder_attention'):
+        if section not in model:
+            continue
+        attention = model[section]
+        one_of(f'model.{section}.type', attention.type, attention_cores)
+        accepted = set(inspect.signature(attention_cores[attention.type].__init__).parameters) - {
+            'self', *attention_model_arguments}
+        for option in set(attention) - {'type'} - accepted:
+            raise ConfigError(f'model.{section}.{option}', f'not an option of attention type '
+                              f'{attention.type!r}; its options: {sorted(accepted)}')
     one_of('model.norm', model.norm, ('post', 'pre'))
     one_of('model.positional', model.positional, ('sinusoidal', 'learned'))
     one_of('model.dtype', model.dtype, ('float32', 'bfloat16'))

@@ -5,6 +5,8 @@ Every batch is a dict of int32 numpy arrays with fixed shapes:
     targets         [rows, height * width * channels]  intensities 0..255 in raster order (row, column, channel)
     target_weights  [rows, height * width * channels]  1 for real images, 0 for the rows padding the last eval batch
     label           [rows]                              the class, for class-conditional models
+    inputs          [rows, (height / f) (width / f) channels]   super-resolution (data.downsample = f > 1):
+                                                        the image averaged over f x f blocks, raster order
 
 Batches stay in raster order: the model puts them in its generation order (block-raster for local 2D
 attention, see attention/local.py) and returns logits in raster order again, so data, loss and
@@ -36,9 +38,12 @@ class ImagePipeline(TfdsPipeline):
                                                   f'stores images of shape {stored}')
 
     def example(self, record: dict) -> dict[str, np.ndarray]:
-        image = np.asarray(record[self.config.targets_feature], np.int32).reshape(-1)
-        return {'targets': image, 'target_weights': np.ones_like(image),
-                'label': np.asarray(record.get('label', 0), np.int32)}
+        image = np.asarray(record[self.config.targets_feature], np.int32)
+        example = {'targets': image.reshape(-1), 'target_weights': np.ones(image.size, np.int32),
+                   'label': np.asarray(record.get('label', 0), np.int32)}
+        if self.config.get('downsample', 1) > 1:
+            example['inputs'] = downsample(image, self.config.downsample).reshape(-1)
+        return example
 
     def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
                       shard_count: int = 1) -> grain.IterDataset:
@@ -58,6 +63,16 @@ class ImagePipeline(TfdsPipeline):
         dataset = dataset[shard_index::shard_count].map(self.example).to_iter_dataset().batch(rows)
         for batch in dataset:
             yield {name: pad_to(value, rows, axis=0) for name, value in batch.items()}
+
+
+def downsample(image: np.ndarray, factor: int) -> np.ndarray:
+    """[H, W, C] -> [H / factor, W / factor, C]: the rounded mean of each factor x factor block (the
+    low-resolution input of super-resolution)."""
+    height, width, channels = image.shape
+    if height % factor or width % factor:
+        raise ConfigError('data.downsample', f'{factor} does not divide the {height}x{width} images')
+    blocks = image.reshape(height // factor, factor, width // factor, factor, channels)
+    return np.round(blocks.mean(axis=(1, 3))).astype(image.dtype)
 
 
 def image_grid(images: np.ndarray, columns: int, border: int = 2) -> np.ndarray:

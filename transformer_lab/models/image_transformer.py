@@ -24,7 +24,7 @@ from transformer_lab.config import ConfigError
 from transformer_lab.models.heads import (choose_tokens, dmol_log_likelihood, dmol_parameter_count, dmol_sample,
                                           token_losses)
 from transformer_lab.models.layers import TokenEmbedding, sinusoidal_position_encoding
-from transformer_lab.models.transformer import DTYPES, DecoderLayer, _dtypes
+from transformer_lab.models.transformer import DTYPES, DecoderLayer, EncoderLayer, _dtypes
 
 Array = jax.Array
 INTENSITIES = 256
@@ -95,6 +95,11 @@ class ImageTransformer(nnx.Module):
     zeros at t = 0) plus the positional encoding of step t, plus a class embedding when
     ``num_classes`` > 0 (class-conditional generation). A DMOL step is a whole pixel: decoding packs
     its C intensities into one token v_0 + 256 v_1 + 256^2 v_2.
+
+    Super-resolution (``input_shape`` set, Parmar et al., Sec. 4.3): an encoder of
+    ``num_encoder_layers`` over the low-resolution image ``batch['inputs']`` (its sub-pixels embedded
+    like the decoder's, self-attention ``model.encoder_attention``: full or unmasked local 2D), and
+    encoder-decoder attention in every decoder layer: p(image | low-resolution image).
     """
 
     stops_at_eos = False   # an image has a fixed length; intensity 1 is no end-of-sequence token
@@ -125,7 +130,13 @@ class ImageTransformer(nnx.Module):
         self.class_embedding = (nnx.Embed(config.num_classes, config.d_model, **_dtypes(config), rngs=rngs)
                                 if config.num_classes else None)
         self.dropout = nnx.Dropout(config.dropout_rate)
-        self.layers = nnx.List([DecoderLayer(config, cross_attention=False, rngs=rngs)
+        self.input_shape = tuple(config.input_shape) if config.get('input_shape') else None
+        if self.input_shape is not None:
+            self.input_positions = PixelPositions(config.positional, self.input_shape, config.d_model, rngs=rngs)
+            self.encoder_layers = nnx.List([EncoderLayer(config, rngs=rngs) for _ in range(config.num_encoder_layers)])
+            self.encoder_norm = (nnx.LayerNorm(config.d_model, **_dtypes(config), rngs=rngs)
+                                 if config.norm == 'pre' else None)
+        self.layers = nnx.List([DecoderLayer(config, cross_attention=self.input_shape is not None, rngs=rngs)
                                 for _ in range(config.num_decoder_layers)])
         self.final_norm = (nnx.LayerNorm(config.d_model, **_dtypes(config), rngs=rngs)
                            if config.norm == 'pre' else None)
@@ -156,6 +167,16 @@ class ImageTransformer(nnx.Module):
         x = x if self.final_norm is None else self.final_norm(x)
         return self.head(x).astype(jnp.float32)
 
+    def encode(self, inputs: Array, rngs: nnx.Rngs | None) -> Array:
+        """Super-resolution: low-resolution sub-pixels [batch, h w C] (raster) -> encoder output [batch, h w C, d]."""
+        raster_index = jnp.arange(inputs.shape[1])
+        x = self.intensity_embedding(inputs + INTENSITIES * (raster_index % self.input_shape[2]))
+        x = self.dropout(x + self.input_positions(raster_index).astype(self.compute_dtype), deterministic=rngs is None,
+                         rngs=rngs)
+        for layer in self.encoder_layers:
+            x = layer(x, None, rngs)
+        return x if self.encoder_norm is None else self.encoder_norm(x)
+
     def __call__(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
         """batch['targets'] int [batch, H W C] in raster order -> outputs float32 in raster order of
         positions: logits [batch, H W C, 256], or DMOL parameters [batch, H W, 100 for K = 10 of RGB]."""
@@ -165,8 +186,9 @@ class ImageTransformer(nnx.Module):
         embedded = self.embed_values(values, order[None])
         previous = jnp.pad(embedded, ((0, 0), (1, 0), (0, 0)))[:, :-1]      # teacher forcing: shift right
         x = self._step_inputs(previous, jnp.arange(values.shape[1]), batch.get('label'), rngs)
+        encoded = None if self.input_shape is None else self.encode(batch['inputs'], rngs)
         for layer in self.layers:
-            x = layer(x, None, None, None, rngs)
+            x = layer(x, None, encoded, None, rngs)
         return self._output(x)[:, jnp.asarray(np.argsort(self.order))]
 
     # --- what the outputs mean -----------------------------------------------------------------
@@ -211,12 +233,15 @@ class ImageTransformer(nnx.Module):
 
     # --- cached decoding -----------------------------------------------------------------------
     def init_decode_state(self, batch_size: int, max_length: int, inputs: Array | None = None) -> dict:
-        """``inputs``: the class labels [batch] of a class-conditional model, else None."""
-        if (inputs is None) != (self.class_embedding is None):
-            raise ValueError('a class-conditional model samples given labels [batch] as inputs; an '
-                             'unconditional one takes none')
-        caches = [layer.init_cache(batch_size, max_length, None) for layer in self.layers]
-        return {'caches': caches, 'label': inputs}
+        """``inputs``: the low-resolution images [batch, h w C] of a super-resolution model, the class
+        labels [batch] of a class-conditional one, else None."""
+        conditioned = self.input_shape is not None or self.class_embedding is not None
+        if (inputs is None) == conditioned:
+            raise ValueError('a class-conditional model samples given labels [batch] as inputs, a super-resolution '
+                             'model given low-resolution images [batch, h w C]; an unconditional one takes none')
+        encoded = None if self.input_shape is None else self.encode(inputs, None)
+        caches = [layer.init_cache(batch_size, max_length, encoded) for layer in self.layers]
+        return {'caches': caches, 'label': None if self.input_shape is not None else inputs}
 
     def decode_step(self, tokens: Array, position: Array, state: dict) -> tuple[Array, dict]:
         """tokens [batch]: the token generated at step position - 1 -> outputs [batch, ...] of step position."""

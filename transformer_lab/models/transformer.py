@@ -56,10 +56,13 @@ def attention_mask(tokens_q: Array, tokens_k: Array, segments_q: Array | None,
 
 
 class EncoderLayer(nnx.Module):
-    """Self-attention then feed-forward, each inside a residual sublayer (Sec. 3.1)."""
+    """Self-attention then feed-forward, each inside a residual sublayer (Sec. 3.1). The self-attention
+    core is ``model.encoder_attention`` when the config has one (e.g. unmasked local 2D over a
+    low-resolution image), else ``model.attention``."""
 
     def __init__(self, config, *, rngs: nnx.Rngs):
-        self.self_attention = _attention(config, causal=False, rngs=rngs)
+        self.self_attention = _attention(config, causal=False, rngs=rngs,
+                                         attention_config=config.get('encoder_attention'))
         self.attention_residual = _residual(config, rngs=rngs)
         self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout_rate,
                                         **_dtypes(config), rngs=rngs)
