@@ -5,7 +5,8 @@
 
 Each ``--variant`` is a comma-separated list of ``section.field=value`` overrides of the config. Times
 ``--steps`` jitted train steps on pre-loaded batches (input pipeline excluded), after one compile
-step, and reports ms/step, real target tokens/s and model FLOP/s from XLA's cost analysis.
+step, and reports ms/step, real target tokens/s, model FLOP/s from XLA's cost analysis and the
+compiled step's temporary memory (activations kept for the backward pass and scratch).
 """
 
 import datetime
@@ -53,7 +54,9 @@ def measure(config) -> dict:
     layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
     iterator = iter(pipeline.train_batches(layout.host_rows, seed=0))
     batches = [strategy.put_batch(next(iterator)) for _ in range(4)]
-    flops = train_step.lower(state, batches[0]).compile().cost_analysis().get('flops', 0.0)
+    compiled = train_step.lower(state, batches[0]).compile()
+    flops = compiled.cost_analysis().get('flops', 0.0)
+    memory = compiled.memory_analysis()
     state, metrics = train_step(state, batches[0])
     jax.block_until_ready(metrics)
     start = time.perf_counter()
@@ -63,7 +66,7 @@ def measure(config) -> dict:
         tokens += float(np.ravel(metrics['tokens'])[0])  # pmap: one (equal) value per device
     seconds = (time.perf_counter() - start) / FLAGS.steps
     return {'ms_per_step': 1000 * seconds, 'tokens_per_s': tokens / FLAGS.steps / seconds,
-            'gflops_per_s': flops / seconds / 1e9}
+            'gflops_per_s': flops / seconds / 1e9, 'temporary_mb': memory.temp_size_in_bytes / 2**20}
 
 
 def main(argv):
@@ -71,12 +74,12 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     machine = f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}'
     lines = [f'### {FLAGS.config.data.name} ({datetime.date.today()}, {machine}, jax {jax.__version__})', '',
-             '| variant | ms/step | target tokens/s | GFLOP/s |', '|---|---|---|---|']
+             '| variant | ms/step | target tokens/s | GFLOP/s | compiled temporaries (MB) |', '|---|---|---|---|---|']
     for variant in FLAGS.variant:
         config = apply_overrides(FLAGS.config.copy_and_resolve_references(), variant)
         result = measure(config)
         lines.append(f'| `{variant or "config as is"}` | {result["ms_per_step"]:.0f} | '
-                     f'{result["tokens_per_s"]:.0f} | {result["gflops_per_s"]:.1f} |')
+                     f'{result["tokens_per_s"]:.0f} | {result["gflops_per_s"]:.1f} | {result["temporary_mb"]:.0f} |')
         print(lines[-1], flush=True)
     table = '\n'.join(lines) + '\n'
     print(table)
