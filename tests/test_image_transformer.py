@@ -212,3 +212,14 @@ def test_the_super_resolution_config_trains_and_samples_inputs_beside_outputs(tm
     assert result.returncode == 0, result.stderr[-3000:]
     with Image.open(tmp_path / 'samples' / 'step_20.png') as grid:
         assert grid.size == (2 * (3 * 30 + 2), 2 * (2 * 30 + 2))   # input | sample | original, 2 rows
+
+
+def test_learned_positions_have_a_table_per_coordinate_and_keep_causality():
+    config = image_model_config('1d')
+    config.positional = 'learned'
+    model = ImageTransformer(config, 256, rngs=nnx.Rngs(0))
+    assert [table[...].shape for table in model.positions.tables] == [(5, 24), (4, 24), (3, 24)]
+    images = random_images(1)
+    base = np.asarray(model({'targets': images}))
+    changed = np.asarray(model({'targets': images.at[0, 30].set((images[0, 30] + 1) % 256)}))
+    np.testing.assert_allclose(changed[0, :31], base[0, :31], atol=1e-5)
