@@ -181,11 +181,18 @@ def test_downsampling_averages_blocks():
     assert low[1, 2, 1] == np.round(image[2:4, 4:6, 1].mean())
 
 
-@pytest.mark.parametrize('attention', ['full', '2d'])
-def test_super_resolution_conditions_on_the_input_and_samples_from_the_cache(attention):
+ENCODER_ATTENTION = {
+    'full': {'type': 'dot_product'},
+    # Unmasked local 2D over the (2, 6) sub-pixel image of the 2x2x3 input.
+    'local_2d': {'type': 'local_2d', 'image_shape': (2, 6), 'query_shape': (1, 3), 'memory_flange': (1, 3)},
+}
+
+
+@pytest.mark.parametrize('attention,encoder_attention', [('full', 'full'), ('2d', 'local_2d')])
+def test_super_resolution_conditions_on_the_input_and_samples_from_the_cache(attention, encoder_attention):
     config = image_model_config(attention)
     config.input_shape, config.num_encoder_layers = (2, 2, 3), 1
-    config.encoder_attention = ConfigDict({'type': 'dot_product'})
+    config.encoder_attention = ConfigDict(ENCODER_ATTENTION[encoder_attention])
     model = ImageTransformer(config, 256, rngs=nnx.Rngs(0))
     images, inputs = random_images(2), random_images(2, shape=(2, 2, 3), seed=1)
     base = model({'targets': images, 'inputs': inputs})
