@@ -6,12 +6,15 @@ from transformer_lab.attention.core import (AttentionCore, DotProductCore, Multi
                                             combine_masks, padding_mask, scaled_dot_product_attention,
                                             segment_mask)
 from transformer_lab.attention.local import Local1DCore, Local2DCore
+from transformer_lab.attention.relative import RelativeCore, RelativeLocal1DCore
 
 # Variants join by name: `model.attention.type` picks one, the rest of `model.attention` are its options.
 CORES = {
     'dot_product': DotProductCore,
     'local_1d': Local1DCore,
     'local_2d': Local2DCore,
+    'relative': RelativeCore,
+    'relative_local_1d': RelativeLocal1DCore,
 }
 
 # Arguments every core takes from the model rather than from `model.attention`.
@@ -26,5 +29,5 @@ def make_core(attention_config, *, num_heads: int, head_dim: int, causal: bool, 
 
 
 __all__ = ['CORES', 'MODEL_ARGUMENTS', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
-           'Local1DCore', 'Local2DCore', 'causal_mask',
+           'Local1DCore', 'Local2DCore', 'RelativeCore', 'RelativeLocal1DCore', 'causal_mask',
            'combine_masks', 'padding_mask', 'segment_mask', 'scaled_dot_product_attention']

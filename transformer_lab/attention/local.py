@@ -43,20 +43,23 @@ def _reject_mask(mask: Array | None, name: str) -> None:
                          f'padding or segment mask: use it on unpacked, fixed-length sequences (images)')
 
 
-def blocked_attention(query_blocks: Array, memory_keys: Array, memory_values: Array, mask: np.ndarray) -> Array:
+def blocked_attention(query_blocks: Array, memory_keys: Array, memory_values: Array, mask: np.ndarray,
+                      bias: Array | None = None) -> Array:
     """Attention of every query block to its own memory block.
 
     query_blocks [batch, blocks, q, heads, d], memory keys/values [batch, blocks, m, heads, d], mask bool
-    [blocks, q, m] (the same for every batch row). Returns [batch, blocks, q, heads, d]. Blocks are
-    folded into the batch for ``jax.nn.dot_product_attention``.
+    [blocks, q, m] (the same for every batch row), bias (additive logits) [batch, blocks, heads, q, m] or
+    None. Returns [batch, blocks, q, heads, d]. Blocks are folded into the batch for
+    ``jax.nn.dot_product_attention``.
     """
     batch, blocks = query_blocks.shape[:2]
 
     def fold(x):
-        return x.reshape(batch * blocks, *x.shape[2:])
+        return None if x is None else x.reshape(batch * blocks, *x.shape[2:])
 
     mask = jnp.broadcast_to(jnp.asarray(mask)[None, :, None], (batch, blocks, 1, *mask.shape[1:]))
-    out = scaled_dot_product_attention(fold(query_blocks), fold(memory_keys), fold(memory_values), fold(mask))
+    out = scaled_dot_product_attention(fold(query_blocks), fold(memory_keys), fold(memory_values), fold(mask),
+                                       fold(bias))
     return out.reshape(batch, blocks, *out.shape[1:])
 
 
@@ -106,11 +109,17 @@ class Local1DCore(AttentionCore):
             raise ValueError(f'block_length must be positive, got {block_length}')
         self.block_length = block_length
 
+    def block_bias(self, query_blocks: Array) -> Array | None:
+        """Additive logits over each block's memory; none here (relative_local_1d adds relative ones)."""
+        del query_blocks
+        return None
+
     def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
         _reject_mask(mask, 'local_1d')
         length, b = query.shape[1], self.block_length
+        query_blocks = split_query_blocks(query, b)
         keys, values = (local_1d_memory(split_query_blocks(x, b)) for x in (key, value))
-        out = blocked_attention(split_query_blocks(query, b), keys, values, local_1d_mask(length, b))
+        out = blocked_attention(query_blocks, keys, values, local_1d_mask(length, b), self.block_bias(query_blocks))
         return out.reshape(out.shape[0], -1, *out.shape[3:])[:, :length]
 
     def visible_keys(self, position: Array, cache_length: int) -> Array:

@@ -1,0 +1,147 @@
+"""Relative positional self-attention (Shaw et al. 2018) made memory-efficient by "skewing"
+(Huang et al. 2018, Music Transformer, Sec. 3.4), globally or inside local 1D blocks.
+
+Each head learns a vector E_r for every distance r = j - i <= 0 between a key j and a query i, and the
+logits become
+
+    logits[i, j] = (q_i . k_j + q_i . E_{j-i}) / sqrt(d_h)         (j <= i; the future stays masked)
+
+Shaw et al. gather E_{j-i} into an [L, L, d_h] tensor, O(L^2 d_h) memory (8.5 GB per layer at L = 2048,
+d = 512, 8 heads). Skewing computes Q E^T once, [L, L] per head, and shifts each row into place
+(``skew``), so the extra memory is O(L d_h) for E and O(L^2) for the logits plain attention has anyway.
+
+Distances beyond ``max_relative_position`` are either **clipped** to it (Shaw et al.: every far key
+shares E_{-max}), or get **zero**, i.e. no relative logit (the Music Transformer reference pads E with
+zeros). ``max_relative_position = 0`` is plain causal attention, the baseline. Written by hand: no
+maintained library implements skewing; tested against a naive gather of E_{j-i}
+(tests/test_relative_attention.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from transformer_lab.attention.core import (AttentionCore, causal_mask, combine_masks,
+                                            scaled_dot_product_attention)
+from transformer_lab.attention.local import Local1DCore
+
+Array = jax.Array
+FAR_DISTANCES = ('clip', 'zero')
+
+
+def skew(relative: Array) -> Array:
+    """The skewing procedure (Huang et al., Sec. 3.4.1), for ``q_len <= k_len``.
+
+    relative [..., q_len, k_len] = Q E^T, column r holding distance r - (k_len - 1). Query i sits at
+    key index k_len - q_len + i, so its logit for key j needs column j + q_len - 1 - i: a different
+    shift per row. Pad one zero column on the left, flatten the rows, drop the first q_len entries and
+    cut the rest into rows of k_len: entry (i, j) lands on q_i . E_{j - (k_len - q_len + i)}. (For a
+    square input this is the paper's pad, reshape to [L + 1, L], drop the first row.) Entries for keys
+    after their query (j > its index) hold garbage and must be masked.
+    """
+    *batch, q_len, k_len = relative.shape
+    padded = jnp.pad(relative, [(0, 0)] * len(batch) + [(0, 0), (1, 0)])
+    flat = padded.reshape(*batch, q_len * (k_len + 1))
+    return flat[..., q_len:].reshape(*batch, q_len, k_len)
+
+
+class RelativeEmbeddings(nnx.Module):
+    """E: one learned vector per distance 0, -1, ..., -max_relative_position, per head (or shared by
+    all heads), initialised like the projections (std d_h^-0.5)."""
+
+    def __init__(self, *, num_heads: int, head_dim: int, max_relative_position: int, share_heads: bool,
+                 far_distances: str, rngs: nnx.Rngs):
+        if far_distances not in FAR_DISTANCES:
+            raise ValueError(f'far_distances must be one of {FAR_DISTANCES}, got {far_distances!r}')
+        self.num_heads, self.max_relative_position, self.far_distances = num_heads, max_relative_position, far_distances
+        shape = (1 if share_heads else num_heads, max_relative_position + 1, head_dim)
+        self.table = nnx.Param(nnx.initializers.normal(stddev=head_dim ** -0.5)(rngs.params(), shape))
+
+    def lookup(self, distances: Array) -> Array:
+        """distances int [n] (<= 0) -> E [heads, n, d_h]: clipped to -max, or zero beyond it."""
+        steps = -distances
+        table = self.table[...]
+        rows = jnp.take(table, jnp.minimum(steps, self.max_relative_position), axis=1)
+        if self.far_distances == 'zero':
+            rows = jnp.where((steps <= self.max_relative_position)[None, :, None], rows, 0.0)
+        return jnp.broadcast_to(rows, (self.num_heads, *rows.shape[1:]))
+
+    def logits(self, query: Array, key_length: int) -> Array:
+        """query [batch, q_len, heads, d_h] (the last q_len of key_length positions) -> the relative logits
+        q_i . E_{j-i}, [batch, heads, q_len, key_length], by skewing (unscaled; garbage above the diagonal)."""
+        embeddings = self.lookup(jnp.arange(-(key_length - 1), 1)).astype(query.dtype)
+        return skew(jnp.einsum('bqhd,hkd->bhqk', query, embeddings))
+
+    def logits_at(self, query: Array, position: Array, key_length: int) -> Array:
+        """One decoding query [batch, 1, heads, d_h] at ``position`` against cache keys 0..key_length-1 ->
+        [batch, heads, 1, key_length]: O(key_length d_h), no skewing needed for a single row."""
+        embeddings = self.lookup(jnp.minimum(jnp.arange(key_length) - position, 0)).astype(query.dtype)
+        return jnp.einsum('bqhd,hkd->bhqk', query, embeddings)
+
+
+def _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads, far_distances, rngs):
+    if max_relative_position < 0:
+        raise ValueError(f'max_relative_position must be >= 0, got {max_relative_position}')
+    if max_relative_position == 0:  # the baseline: plain causal attention
+        return None
+    return RelativeEmbeddings(num_heads=num_heads, head_dim=head_dim, max_relative_position=max_relative_position,
+                              share_heads=share_heads, far_distances=far_distances, rngs=rngs)
+
+
+def _attend_cached_relative(core, query, key, value, position, mask):
+    """Cached decoding for the relative cores: the core's visible keys plus relative logits of the row."""
+    visible = core.visible_keys(position, key.shape[1])[None, None, None, :]
+    bias = None
+    if core.relative is not None:
+        bias = core.relative.logits_at(query, position, key.shape[1]) / math.sqrt(query.shape[-1])
+    return scaled_dot_product_attention(query, key, value, combine_masks(visible, mask), bias)
+
+
+class RelativeCore(AttentionCore):
+    """Causal relative self-attention over the whole sequence (the Music Transformer's "relative global")."""
+
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
+                 max_relative_position: int = 256, share_heads: bool = False, far_distances: str = 'clip'):
+        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs)
+        if not causal:
+            raise ValueError('relative attention here is the masked (decoder) kind; encoders use dot_product')
+        self.relative = _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads,
+                                             far_distances, rngs)
+
+    def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
+        mask = combine_masks(causal_mask(query.shape[1], key.shape[1]), mask)
+        bias = None
+        if self.relative is not None:
+            bias = self.relative.logits(query, key.shape[1]) / math.sqrt(query.shape[-1])
+        return scaled_dot_product_attention(query, key, value, mask, bias)
+
+    def attend_cached(self, query, key, value, position, mask):
+        return _attend_cached_relative(self, query, key, value, position, mask)
+
+
+class RelativeLocal1DCore(Local1DCore):
+    """Relative attention inside masked local 1D blocks (the Music Transformer's "relative local"):
+    query block n attends to blocks n-1 and n with relative logits over the 2 b memory positions."""
+
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, block_length: int = 512,
+                 max_relative_position: int = 1024, share_heads: bool = False, far_distances: str = 'clip'):
+        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs, block_length=block_length)
+        self.relative = _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads,
+                                             far_distances, rngs)
+
+    def block_bias(self, query_blocks: Array) -> Array | None:
+        """query_blocks [batch, n, b, heads, d_h] -> relative logits over each block's memory
+        [batch, n, heads, b, 2 b], scaled; the queries are the last b of the 2 b memory positions."""
+        if self.relative is None:
+            return None
+        batch, blocks, b = query_blocks.shape[:3]
+        folded = query_blocks.reshape(batch * blocks, *query_blocks.shape[2:])
+        logits = self.relative.logits(folded, 2 * b) / math.sqrt(query_blocks.shape[-1])
+        return logits.reshape(batch, blocks, *logits.shape[1:])
+
+    def attend_cached(self, query, key, value, position, mask):
+        return _attend_cached_relative(self, query, key, value, position, mask)
