@@ -5,8 +5,11 @@ compared in one run: median time of interleaved calls and XLA's compiled memory.
         --core=type=dot_product --core=type=local_1d,block_length=256 \
         --core=type=local_2d,image_shape=32x96,query_shape=8x32,memory_flange=8x32 [--record=docs/benchmarks.md]
 
-A ``--core`` is ``key=value`` options of one attention core; ``AxB`` is the tuple (A, B). Memory is
-the compiled function's temporaries plus outputs (``memory_analysis``), not a timer's guess.
+A ``--core`` is ``key=value`` options of one attention core; ``AxB`` is the tuple (A, B).
+``type=naive_relative,max_relative_position=N`` is the contrast for relative attention: Shaw et al.'s
+form, gathering E[j - i] into an [L, L, d_h] tensor per head (defined here, not in the library).
+Memory is the compiled function's temporaries plus outputs (``memory_analysis``), not a timer's guess.
+``--compile_only`` reports memory without running (for sizes that do not fit).
 """
 
 import datetime
@@ -21,6 +24,8 @@ from absl import app, flags
 from flax import nnx
 
 from transformer_lab.attention import MultiHeadAttention, make_core
+from transformer_lab.attention.core import AttentionCore, causal_mask, scaled_dot_product_attention
+from transformer_lab.attention.relative import RelativeEmbeddings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('core', ['type=dot_product'], 'Attention core options, e.g. type=local_1d,block_length=256.')
@@ -30,6 +35,24 @@ flags.DEFINE_integer('heads', 8, 'Attention heads.')
 flags.DEFINE_integer('batch', 1, 'Batch size.')
 flags.DEFINE_integer('repeats', 5, 'Timed rounds (each calls every core once).')
 flags.DEFINE_string('record', None, 'Append the results table to this markdown file.')
+flags.DEFINE_bool('compile_only', False, 'Report compiled memory only, without running.')
+
+
+class NaiveRelativeCore(AttentionCore):
+    """Relative attention without skewing: E[j - i] gathered for every (query, key) pair."""
+
+    def __init__(self, *, num_heads, head_dim, causal, rngs, max_relative_position=1024):
+        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs)
+        self.relative = RelativeEmbeddings(num_heads=num_heads, head_dim=head_dim, share_heads=False,
+                                           max_relative_position=max_relative_position, far_distances='clip',
+                                           rngs=rngs)
+
+    def __call__(self, query, key, value, mask):
+        length = query.shape[1]
+        distances = jnp.minimum(jnp.arange(length)[None, :] - jnp.arange(length)[:, None], 0)
+        gathered = self.relative.lookup(distances.reshape(-1)).reshape(query.shape[2], length, length, -1)
+        bias = jnp.einsum('bqhd,hqkd->bhqk', query, gathered) / query.shape[-1] ** 0.5
+        return scaled_dot_product_attention(query, key, value, causal_mask(length), bias)
 
 
 def parse_core(spec: str) -> dict:
@@ -44,8 +67,11 @@ def parse_core(spec: str) -> dict:
 
 
 def compile_layer(options: dict):
-    core = make_core(options, num_heads=FLAGS.heads, head_dim=FLAGS.d_model // FLAGS.heads, causal=True,
-                     rngs=nnx.Rngs(0))
+    arguments = dict(num_heads=FLAGS.heads, head_dim=FLAGS.d_model // FLAGS.heads, causal=True, rngs=nnx.Rngs(0))
+    if options['type'] == 'naive_relative':
+        core = NaiveRelativeCore(**arguments, **{k: v for k, v in options.items() if k != 'type'})
+    else:
+        core = make_core(options, **arguments)
     graphdef, params = nnx.split(MultiHeadAttention(FLAGS.d_model, FLAGS.heads, core, rngs=nnx.Rngs(0)))
 
     def loss(params, x):
@@ -61,11 +87,18 @@ def main(argv):
     del argv
     specs = [parse_core(spec) for spec in FLAGS.core]
     layers = [compile_layer(options) for options in specs]
-    for compiled, args, _ in layers:
-        jax.block_until_ready(compiled(*args))
+    if FLAGS.compile_only:
+        for spec, (_, _, memory) in zip(FLAGS.core, layers):
+            print(f'| `{spec}` | compiled memory {memory / 2**20:.0f} MB (length {FLAGS.length}) |')
+        return
+    for _ in range(2):  # warm-up rounds: the first calls after compiling run slow, whichever core
+        for compiled, args, _ in layers:
+            jax.block_until_ready(compiled(*args))
     times = [[] for _ in layers]
-    for _ in range(FLAGS.repeats):
-        for index, (compiled, args, _) in enumerate(layers):
+    for round_index in range(FLAGS.repeats):
+        # Each round starts at another core, so no core always runs first (or right after another).
+        for index in [(round_index + i) % len(layers) for i in range(len(layers))]:
+            compiled, args, _ = layers[index]
             start = time.perf_counter()
             jax.block_until_ready(compiled(*args))
             times[index].append(time.perf_counter() - start)
@@ -73,7 +106,7 @@ def main(argv):
     base_time, base_memory = statistics.median(times[0]), layers[0][2]
     lines = [f'### One attention layer, forward + backward ({datetime.date.today()}, {machine}, jax {jax.__version__})',
              '', f'length {FLAGS.length}, d_model {FLAGS.d_model}, {FLAGS.heads} heads, batch {FLAGS.batch}, float32; '
-             f'median of {FLAGS.repeats} interleaved rounds', '',
+             f'median of {FLAGS.repeats} interleaved rounds (rotating order, after 2 warm-up rounds)', '',
              '| core | ms | speed-up | compiled memory (MB) | memory ratio |', '|---|---|---|---|---|']
     for spec, (_, _, memory), runs in zip(FLAGS.core, layers, times):
         median = statistics.median(runs)
