@@ -42,7 +42,8 @@ def test_variants_combine():
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('model.attention.type', 'local_3d', "'local_3d' is not one of ['dot_product', 'local_1d', 'local_2d']"),
+    ('model.attention.type', 'local_3d',
+     "'local_3d' is not one of ['dot_product', 'local_1d', 'local_2d', 'relative', 'relative_local_1d']"),
     ('model.norm', 'middle', 'model.norm'),
     ('data.name', 'imagenet', "data.name: 'imagenet' is not one of"),
     ('eval.evaluators', ('nll', 'rouge'), "eval.evaluators: 'rouge'"),
