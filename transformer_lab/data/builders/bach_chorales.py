@@ -1,0 +1,97 @@
+"""Bach chorales on a 16th-note grid, from music21's corpus (pip ``music21``; no download).
+
+Every chorale of ``music21.corpus.getComposer('bach')`` with exactly one part named Soprano, Alto,
+Tenor and Bass becomes ``voices``: uint8 [steps, 4], the sounding MIDI pitch of S, A, T, B at each
+16th note (0 = rest); a note held over several steps repeats its pitch. Serialised in time order
+(S, A, T, B at each step) this is the JSB-style sequence of the Music Transformer (Huang et al. 2018,
+Sec. 5.1). Chords within one part keep their highest pitch; grace notes (no duration) are dropped.
+
+Duplicates (the same grid under another catalogue number) are removed, keeping the first in corpus
+order. Split by piece, deterministic: the md5 of the piece name (e.g. ``bwv66.6``) modulo 10 is 0 for
+``test``, 1 for ``validation``, otherwise ``train``. Features: ``voices`` and ``piece``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+VOICES = ('soprano', 'alto', 'tenor', 'bass')
+STEPS_PER_QUARTER = 4
+INSTALL_HINT = 'pip install music21'
+
+
+def split_of(piece: str) -> str:
+    bucket = int(hashlib.md5(piece.encode()).hexdigest(), 16) % 10
+    return 'test' if bucket == 0 else 'validation' if bucket == 1 else 'train'
+
+
+def chorale_grid(score) -> np.ndarray | None:
+    """A music21 score -> uint8 [steps, 4] pitches of S, A, T, B per 16th note, or None if the score
+    does not have exactly the four voices."""
+    parts = {}
+    for part in score.parts:
+        name = (part.partName or '').strip().lower()
+        if name in VOICES:
+            if name in parts:
+                return None
+            parts[name] = part
+    if len(parts) != len(VOICES):
+        return None
+    steps = int(round(max(float(part.highestTime) for part in parts.values()) * STEPS_PER_QUARTER))
+    grid = np.zeros((steps, len(VOICES)), np.uint8)
+    for column, voice in enumerate(VOICES):
+        for note in parts[voice].flatten().notes:
+            start = int(round(float(note.offset) * STEPS_PER_QUARTER))
+            length = int(round(float(note.quarterLength) * STEPS_PER_QUARTER))
+            pitch = max(p.midi for p in note.pitches)
+            grid[start:start + length, column] = pitch
+    return grid
+
+
+def read_chorales() -> list[tuple[str, np.ndarray]]:
+    """(piece name, grid) of every usable chorale, duplicates removed, in corpus order."""
+    try:
+        from music21 import corpus
+    except ModuleNotFoundError as error:
+        raise FileNotFoundError(f'The chorales come from music21: `{INSTALL_HINT}`.') from error
+    chorales, seen = [], set()
+    for path in corpus.getComposer('bach'):
+        grid = chorale_grid(corpus.parse(path))
+        if grid is None or not len(grid):
+            continue
+        digest = hashlib.md5(grid.tobytes()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        chorales.append((os.path.splitext(os.path.basename(str(path)))[0], grid))
+    return chorales
+
+
+class BachChorales(tfds.core.GeneratorBasedBuilder):
+    """Four-voice Bach chorales on a 16th-note grid (music21 corpus)."""
+
+    VERSION = tfds.core.Version('1.0.0')
+    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self, description=__doc__,
+            features=tfds.features.FeaturesDict({
+                'voices': tfds.features.Tensor(shape=(None, len(VOICES)), dtype=np.uint8),
+                'piece': tfds.features.Text(),
+            }),
+            disable_shuffling=True, homepage='https://www.music21.org/')
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # the scores ship inside the music21 package
+        chorales = read_chorales()
+        return {split: self._generate_examples([c for c in chorales if split_of(c[0]) == split])
+                for split in ('train', 'validation', 'test')}
+
+    def _generate_examples(self, chorales):
+        for piece, grid in chorales:
+            yield piece, {'voices': grid, 'piece': piece}
