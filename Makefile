@@ -31,7 +31,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data: setup
-	$(BIN)/python scripts/prepare_data.py --dataset=bible_translation --dataset=kjv_text --dataset=fashion_mnist_offline
+	$(BIN)/python scripts/prepare_data.py --dataset=bible_translation --dataset=kjv_text --dataset=fashion_mnist_offline \
+	  --dataset=bach_chorales
 
 clean:
 	rm -rf $(VENV) workdirs

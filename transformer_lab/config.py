@@ -76,7 +76,7 @@ def base_config() -> ConfigDict:
     data.data_dir = ''                  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
     data.inputs_feature = 'en'          # source text feature; '' for a language model
     data.targets_feature = 'es'
-    data.tokenizer = 'sentencepiece'    # or 'bytes'; 'pixels' for images (intensities 0..255)
+    data.tokenizer = 'sentencepiece'    # or 'bytes'; 'pixels' for images; 'chorale' for chorale grids
     data.vocab_size = 8000              # sentencepiece only; trained on the training split
     data.max_length = 128               # tokens per row (longer examples are dropped, see pipeline)
     data.packing = True                 # pack several examples per row (else pad each to max_length)
@@ -215,7 +215,7 @@ def validate(config: ConfigDict, *, models, attention_cores, attention_model_arg
 
     data = config.data
     one_of('data.name', data.name, datasets)
-    one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes', 'pixels'))
+    one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes', 'pixels', 'chorale'))
     if 'image_shape' in data and 'image_shape' in model:
         _require(tuple(data.image_shape) == tuple(model.image_shape), 'model.image_shape',
                  f'{tuple(model.image_shape)} differs from data.image_shape={tuple(data.image_shape)}')

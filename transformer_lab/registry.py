@@ -11,6 +11,7 @@ from flax import nnx
 from transformer_lab import config as config_lib
 from transformer_lab.attention import CORES, MODEL_ARGUMENTS
 from transformer_lab.data.images import ImagePipeline
+from transformer_lab.data.music import MusicPipeline
 from transformer_lab.data.pipeline import Dataset, TextPipeline
 from transformer_lab.models.image_transformer import ImageTransformer
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
@@ -41,9 +42,12 @@ DATASETS = {
     'imagenet32_files': Dataset(
         'imagenet32_files', 'transformer_lab.data.builders.imagenet32_files',
         'ImageNet 32x32 from the official downsampled files in a manual_dir', modality='image'),
+    'bach_chorales': Dataset(
+        'bach_chorales', 'transformer_lab.data.builders.bach_chorales',
+        'Bach chorales, S/A/T/B on a 16th-note grid (pip music21 corpus)', modality='music'),
 }
 
-PIPELINES = {'text': TextPipeline, 'image': ImagePipeline}
+PIPELINES = {'text': TextPipeline, 'image': ImagePipeline, 'music': MusicPipeline}
 
 
 def validate(config) -> None:
@@ -58,6 +62,6 @@ def build_model(model_config, vocab_size: int, *, seed: int) -> nnx.Module:
     return MODELS[model_config.name](model_config, vocab_size, rngs=nnx.Rngs(params=seed))
 
 
-def build_pipeline(data_config, *, tokenizer=None) -> TextPipeline | ImagePipeline:
+def build_pipeline(data_config, *, tokenizer=None) -> TextPipeline | ImagePipeline | MusicPipeline:
     dataset = DATASETS[data_config.name]
     return PIPELINES[dataset.modality](data_config, dataset, tokenizer=tokenizer)

@@ -11,7 +11,7 @@ import ml_collections
 from flax import nnx
 
 from transformer_lab import registry
-from transformer_lab.data.tokenizers import ByteTokenizer, PixelTokenizer, SentencePieceTokenizer
+from transformer_lab.data.tokenizers import ByteTokenizer, ChoraleTokenizer, PixelTokenizer, SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training.loop import initial_state
 
@@ -39,6 +39,8 @@ def load_tokenizer(config, workdir: str):
         return ByteTokenizer()
     if config.data.tokenizer == 'pixels':
         return PixelTokenizer()
+    if config.data.tokenizer == 'chorale':
+        return ChoraleTokenizer()
     return SentencePieceTokenizer(os.path.join(workdir, 'tokenizer.model'))
 
 

@@ -83,3 +83,21 @@ class PixelTokenizer:
     """Images: a token is an intensity 0..255 of one colour channel of one pixel (no text to encode)."""
 
     vocab_size = 256
+
+
+class ChoraleTokenizer:
+    """Chorale grids as tokens: the S, A, T, B pitches of each 16th note in turn, MIDI pitch p -> p + 2
+    and a rest -> 2 (0 and 1 stay padding and EOS)."""
+
+    OFFSET = 2
+    vocab_size = 128 + OFFSET
+
+    def encode(self, grid) -> list[int]:
+        """uint8 [steps, 4] pitches (0 = rest) -> tokens, time-major."""
+        return [int(p) + self.OFFSET for p in np.asarray(grid).reshape(-1)]
+
+    def decode(self, ids: Iterable[int]) -> np.ndarray:
+        """Tokens (up to EOS; an unfinished last step is dropped) -> uint8 [steps, 4] pitches."""
+        pitches = [max(int(i) - self.OFFSET, 0) for i in _until_eos(ids)]
+        steps = len(pitches) // 4
+        return np.asarray(pitches[:steps * 4], np.uint8).reshape(steps, 4)
