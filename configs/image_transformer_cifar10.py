@@ -17,7 +17,7 @@ The batch (data.batch_size = 32 images) is this project's choice; add train.grad
 """
 
 from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_to_tiny)
+                                    shrink_image_to_tiny)
 
 
 def get_config(arg=None):
@@ -46,8 +46,5 @@ def get_config(arg=None):
     config.sample.num_samples = 16
 
     if arg.tiny:
-        length = config.model.max_length
-        shrink_to_tiny(config, max_examples=8)
-        config.model.max_length = config.data.max_length = config.sample.max_length = length
-        config.data.batch_size, config.eval.batch_size = 2, 4
+        shrink_image_to_tiny(config, max_examples=8, batch_size=2, eval_batch_size=4)
     return apply_common_variants(config, arg)

@@ -14,7 +14,7 @@ Default: 1d. data.md's baselines on this data: independent pixels 4.59 bits/dim,
 """
 
 from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_to_tiny)
+                                    shrink_image_to_tiny)
 
 IMAGE_SHAPE = (28, 28, 1)
 ATTENTION = {
@@ -51,8 +51,5 @@ def get_config(arg=None):
     config.sample.num_samples = 16
 
     if arg.tiny:
-        length = config.model.max_length
-        shrink_to_tiny(config, max_examples=16)
-        config.data.max_length = config.model.max_length = config.sample.max_length = length
-        config.data.batch_size = 4
+        shrink_image_to_tiny(config, max_examples=16, batch_size=4)
     return apply_common_variants(config, arg)

@@ -10,7 +10,7 @@ Model: 12 layers, d 512, 8 heads, d_ff 2048, categorical over 3072 sub-pixels, m
 """
 
 from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_to_tiny)
+                                    shrink_image_to_tiny)
 
 
 def get_config(arg=None):
@@ -34,8 +34,5 @@ def get_config(arg=None):
     config.sample.num_samples = 16
 
     if arg.tiny:
-        length = config.model.max_length
-        shrink_to_tiny(config, max_examples=8)
-        config.model.max_length = config.data.max_length = config.sample.max_length = length
-        config.data.batch_size, config.eval.batch_size = 2, 4
+        shrink_image_to_tiny(config, max_examples=8, batch_size=2, eval_batch_size=4)
     return apply_common_variants(config, arg)

@@ -11,7 +11,7 @@ paper's CelebA 8x8 -> 32x32 needs CelebA), decoder local 2D with query blocks 8x
 """
 
 from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_to_tiny)
+                                    shrink_image_to_tiny)
 
 
 def get_config(arg=None):
@@ -46,8 +46,5 @@ def get_config(arg=None):
     config.sample.num_samples = 8
 
     if arg.tiny:
-        length = config.model.max_length
-        shrink_to_tiny(config, max_examples=16)
-        config.data.max_length = config.model.max_length = config.sample.max_length = length
-        config.data.batch_size = 4
+        shrink_image_to_tiny(config, max_examples=16, batch_size=4)
     return apply_common_variants(config, arg)

@@ -9,9 +9,6 @@ step, and reports ms/step, real target tokens/s, model FLOP/s from XLA's cost an
 compiled step's temporary memory (activations kept for the backward pass and scratch).
 """
 
-import datetime
-import os
-import platform
 import time
 
 import jax
@@ -20,6 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from transformer_lab import registry
+from transformer_lab.benchmarking import heading, publish
 from transformer_lab.training import parallel
 from transformer_lab.training.loop import initial_state
 
@@ -72,8 +70,7 @@ def measure(config) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    machine = f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}'
-    lines = [f'### {FLAGS.config.data.name} ({datetime.date.today()}, {machine}, jax {jax.__version__})', '',
+    lines = [heading(FLAGS.config.data.name), '',
              '| variant | ms/step | target tokens/s | GFLOP/s | compiled temporaries (MB) |', '|---|---|---|---|---|']
     for variant in FLAGS.variant:
         config = apply_overrides(FLAGS.config.copy_and_resolve_references(), variant)
@@ -81,11 +78,7 @@ def main(argv):
         lines.append(f'| `{variant or "config as is"}` | {result["ms_per_step"]:.0f} | '
                      f'{result["tokens_per_s"]:.0f} | {result["gflops_per_s"]:.1f} | {result["temporary_mb"]:.0f} |')
         print(lines[-1], flush=True)
-    table = '\n'.join(lines) + '\n'
-    print(table)
-    if FLAGS.record:
-        with open(FLAGS.record, 'a') as f:
-            f.write('\n' + table)
+    publish(lines, FLAGS.record)
 
 
 if __name__ == '__main__':

@@ -12,9 +12,6 @@ Memory is the compiled function's temporaries plus outputs (``memory_analysis``)
 ``--compile_only`` reports memory without running (for sizes that do not fit).
 """
 
-import datetime
-import os
-import platform
 import statistics
 import time
 
@@ -26,6 +23,7 @@ from flax import nnx
 from transformer_lab.attention import MultiHeadAttention, make_core
 from transformer_lab.attention.core import AttentionCore, causal_mask, scaled_dot_product_attention
 from transformer_lab.attention.relative import RelativeEmbeddings
+from transformer_lab.benchmarking import heading, publish
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('core', ['type=dot_product'], 'Attention core options, e.g. type=local_1d,block_length=256.')
@@ -102,9 +100,8 @@ def main(argv):
             start = time.perf_counter()
             jax.block_until_ready(compiled(*args))
             times[index].append(time.perf_counter() - start)
-    machine = f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}'
     base_time, base_memory = statistics.median(times[0]), layers[0][2]
-    lines = [f'### One attention layer, forward + backward ({datetime.date.today()}, {machine}, jax {jax.__version__})',
+    lines = [heading('One attention layer, forward + backward'),
              '', f'length {FLAGS.length}, d_model {FLAGS.d_model}, {FLAGS.heads} heads, batch {FLAGS.batch}, float32; '
              f'median of {FLAGS.repeats} interleaved rounds (rotating order, after 2 warm-up rounds)', '',
              '| core | ms | speed-up | compiled memory (MB) | memory ratio |', '|---|---|---|---|---|']
@@ -112,11 +109,7 @@ def main(argv):
         median = statistics.median(runs)
         lines.append(f'| `{spec}` | {1000 * median:.0f} | {base_time / median:.2f}x | {memory / 2**20:.0f} | '
                      f'{memory / base_memory:.2f} |')
-    table = '\n'.join(lines) + '\n'
-    print(table)
-    if FLAGS.record:
-        with open(FLAGS.record, 'a') as f:
-            f.write('\n' + table)
+    publish(lines, FLAGS.record)
 
 
 if __name__ == '__main__':

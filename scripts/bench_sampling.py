@@ -9,9 +9,6 @@ The uncached sampler's time is the measured forward pass times the number of pos
 recomputes the whole sequence), so it is measured, not run for hours.
 """
 
-import datetime
-import os
-import platform
 import time
 
 import jax
@@ -21,6 +18,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from transformer_lab import decoding, registry
+from transformer_lab.benchmarking import heading, publish
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, optionally with :variant.', lock_config=False)
@@ -53,21 +51,16 @@ def main(argv):
     per_forward = (time.perf_counter() - start) / repeats
     uncached = per_forward * length
 
-    machine = f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}'
     model_config = config.model
-    table = '\n'.join([
-        f'### Sampling with and without the cache ({datetime.date.today()}, {machine}, jax {jax.__version__})', '',
+    publish([
+        heading('Sampling with and without the cache'), '',
         f'{model_config.name}, {model_config.num_decoder_layers} layers, d_model {model_config.d_model}, attention '
         f'{model_config.attention.type}, {length} positions, batch {FLAGS.batch}', '',
         '| sampler | seconds per batch | ms per position |', '|---|---|---|',
         f'| cached (decoding.generate) | {cached:.1f} | {1000 * cached / length:.2f} |',
         f'| recompute the prefix ({length} forward passes of {1000 * per_forward:.0f} ms) | {uncached:.0f} | '
         f'{1000 * per_forward:.0f} |', '',
-        f'Cached sampling is {uncached / cached:.0f}x faster.']) + '\n'
-    print(table)
-    if FLAGS.record:
-        with open(FLAGS.record, 'a') as f:
-            f.write('\n' + table)
+        f'Cached sampling is {uncached / cached:.0f}x faster.'], FLAGS.record)
 
 
 if __name__ == '__main__':

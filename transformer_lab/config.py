@@ -167,6 +167,18 @@ def shrink_to_tiny(config: ConfigDict, *, num_steps: int = 20, max_examples: int
     return config
 
 
+def shrink_image_to_tiny(config: ConfigDict, *, max_examples: int, batch_size: int,
+                         eval_batch_size: int = 0) -> ConfigDict:
+    """``shrink_to_tiny`` for image configs: a tiny model, but the sequence stays the whole image."""
+    length = config.model.max_length
+    shrink_to_tiny(config, max_examples=max_examples)
+    config.model.max_length = config.data.max_length = config.sample.max_length = length
+    config.data.batch_size = batch_size
+    if eval_batch_size:
+        config.eval.batch_size = eval_batch_size
+    return config
+
+
 def apply_common_variants(config: ConfigDict, arg: ConfigDict) -> ConfigDict:
     """The variants every config offers besides its own: ``steps=N`` and ``layers=N`` (encoder and
     decoder alike); 0 keeps the config's value."""
