@@ -8,6 +8,10 @@ Translation runs translate ``--inputs`` (default: the first examples of the eval
 models continue ``--prompt``; output goes to stdout and to WORKDIR/samples/step_<N>.txt. Image
 models write WORKDIR/samples/step_<N>.png, a grid of ``num_samples`` images (class-conditional
 models: one row per class; super-resolution: validation inputs, samples and originals side by side).
+Music models write WORKDIR/samples/step_<N>_<k>.mid and a piano roll step_<N>_<k>.png per sample,
+unconditioned or continuing the first ``--primer_tokens`` tokens of the first validation pieces:
+
+    python scripts/sample.py --workdir=DIR --primer_tokens=64 --temperature=0.9 --top_k=20
 """
 
 import os
@@ -17,6 +21,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from transformer_lab import decoding, registry
+from transformer_lab.data import midi
 from transformer_lab.data.images import image_grid, save_png
 from transformer_lab.data.pipeline import DatasetNotPreparedError
 from transformer_lab.runs import load
@@ -31,6 +36,8 @@ flags.DEFINE_integer('top_k', None, '0 = whole vocabulary (default: config.sampl
 flags.DEFINE_integer('max_length', None, 'Tokens to generate (default: config.sample.max_length).')
 flags.DEFINE_string('prompt', None, 'Language models: text to continue (default: config.sample.prompt).')
 flags.DEFINE_string('inputs', None, 'Translation: a file of source sentences, one per line.')
+flags.DEFINE_integer('primer_tokens', None, 'Music: continue this many opening tokens of validation pieces; '
+                     '0 = unconditioned (default: config.sample.primer_tokens).')
 flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.mark_flag_as_required('workdir')
 
@@ -76,6 +83,25 @@ def sample_images(run, rows: int, options: dict) -> str:
     return path
 
 
+def sample_music(run, rows: int, options: dict) -> list[str]:
+    """A MIDI file and a piano-roll PNG per sample; with a primer, each sample holds the primer's tokens
+    and then the model's continuation."""
+    primer_tokens = pick(FLAGS.primer_tokens, run.config.sample.primer_tokens)
+    prompt = None
+    if primer_tokens:
+        pipeline = registry.build_pipeline(run.config.data, tokenizer=run.tokenizer)
+        prompt = pipeline.primers(run.config.data.eval_split, rows, primer_tokens)
+    tokens = decoding.generate(run.graphdef, run.params, batch_size=rows, prompt=prompt, **options)
+    paths = []
+    for index, row in enumerate(np.asarray(tokens)):
+        notes = run.tokenizer.to_notes(row)
+        stem = os.path.join(FLAGS.workdir, 'samples', f'step_{run.step}_{index}')
+        midi.notes_to_midi(notes).write(stem + '.mid')
+        midi.save_piano_roll_png(notes, stem + '.png')
+        paths.append(f'{stem}.mid ({len(notes)} notes, {notes[:, 3].max(initial=0):.1f} s)')
+    return paths
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -87,8 +113,12 @@ def main(argv):
         options = dict(temperature=pick(FLAGS.temperature, sample.temperature),
                        top_k=pick(FLAGS.top_k, sample.top_k), seed=FLAGS.seed, max_length=max_length)
         os.makedirs(os.path.join(FLAGS.workdir, 'samples'), exist_ok=True)
-        if registry.DATASETS[run.config.data.name].modality == 'image':
+        modality = registry.DATASETS[run.config.data.name].modality
+        if modality == 'image':
             print(f'(written to {sample_images(run, rows, options)})')
+            return
+        if modality == 'music':
+            print('written:\n' + '\n'.join(sample_music(run, rows, options)))
             return
         if run.config.data.inputs_feature:
             sources = translation_sources(run, rows)
@@ -100,7 +130,7 @@ def main(argv):
             prompt = np.tile(np.asarray(run.tokenizer.encode(prompt_text), np.int32), (rows, 1))
             tokens = decoding.generate(run.graphdef, run.params, batch_size=rows, prompt=prompt, **options)
             lines = [run.tokenizer.decode(row) for row in np.asarray(tokens)]
-    except (DatasetNotPreparedError, FileNotFoundError, CheckpointError) as error:
+    except (DatasetNotPreparedError, FileNotFoundError, CheckpointError, ValueError) as error:
         sys.exit(f'error: {error}')
     text = '\n\n'.join(lines) + '\n'
     path = os.path.join(FLAGS.workdir, 'samples', f'step_{run.step}.txt')

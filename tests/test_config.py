@@ -1,5 +1,7 @@
 """Config variants (big_vision style), the shipped configs' paper values, and validation errors."""
 
+import re
+
 import pytest
 
 from conftest import load_config
@@ -85,3 +87,43 @@ def test_a_batch_that_does_not_split_over_devices_and_micro_batches_names_both()
         parallel.batch_layout(6, micro_batches=4)
     assert parallel.batch_layout(8, micro_batches=4).describe() == (
         'batch: 8 rows per update = 1 devices x 4 micro-batches x 2 rows (8 rows per host, 1 hosts)')
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'model.positional': 'sinusoidal_concat'}, 'model.position_features: must be even and in (0, d_model=32)'),
+    ({'model.positional': 'sinusoidal_concat', 'model.position_features': 16, 'model.tie_output': True},
+     "model.tie_output: must be False with positional='sinusoidal_concat'"),
+    ({'model.num_voices': 3}, "model.num_voices: 3 voices, but data.tokenizer='chorale' has 4; valid: [0, 4]"),
+    ({'data.time_stretches': (0.95, 1.05)}, "data.time_stretches: stretches performances only"),
+    ({'model.attention_dims': 31}, 'model.attention_dims: 31 is not divisible by model.num_heads=2'),
+])
+def test_music_fields_are_validated(changes, message):
+    config = load_config('configs/music_transformer_bach_chorales.py:tiny')
+    for field, value in changes.items():
+        section, name = field.split('.')
+        config[section][name] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        registry.validate(config)
+
+
+def test_music_configs_are_the_papers_models():
+    jsb = load_config('configs/music_transformer_jsb.py:relative')
+    assert (jsb.model.num_decoder_layers, jsb.model.d_model, jsb.model.d_ff, jsb.model.num_heads) == (5, 512, 512, 8)
+    assert jsb.model.attention.to_dict() == {'type': 'relative', 'max_relative_position': 256}
+    assert jsb.data.max_length == 1024 and jsb.data.transpose == 3
+    relative, local, baseline = (load_config(f'configs/music_transformer_maestro.py:{variant}')
+                                 for variant in ('relative', 'local', 'baseline'))
+    for config in (relative, local, baseline):
+        assert (config.model.num_decoder_layers, config.model.d_model, config.model.attention_dims) == (6, 256, 512)
+        assert config.data.max_length == 2048 and tuple(config.data.time_stretches) == (0.95, 0.975, 1.0, 1.025, 1.05)
+        registry.validate(config)
+    assert relative.model.attention.max_relative_position == 1024 and relative.model.d_ff == 2048
+    assert local.model.attention.to_dict() == {'type': 'relative_local_1d', 'max_relative_position': 2048,
+                                               'block_length': 512}
+    assert local.model.d_ff == 1024 and baseline.model.attention.type == 'dot_product'
+    assert load_config('configs/music_transformer_maestro.py').model.attention.type == 'relative'
+    combined = load_config('configs/music_transformer_bach_chorales.py:relative,concat,voices')
+    assert combined.model.positional == 'sinusoidal_concat' and combined.model.position_features == 64
+    assert combined.model.num_voices == 4 and not combined.model.tie_output
+    with pytest.raises(ConfigError, match='pick one attention variant'):
+        load_config('configs/music_transformer_bach_chorales.py:relative,local')

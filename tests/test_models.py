@@ -129,3 +129,50 @@ def test_tied_output_shares_the_embedding(tiny_model_config):
     count = lambda m: sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
     d = tiny_model_config.d_model
     assert count(untied) - count(tied) == VOCAB * d + (d * VOCAB + VOCAB)
+
+
+def music_model_config(config, *, concat: bool, voices: bool):
+    if concat:
+        config.positional, config.position_features, config.tie_output = 'sinusoidal_concat', 12, False
+    config.num_voices = 4 if voices else 0
+    return config
+
+
+def test_concatenated_sinusoids_fill_the_last_dimensions(tiny_model_config):
+    model = DecoderOnly(music_model_config(tiny_model_config, concat=True, voices=False), VOCAB, rngs=nnx.Rngs(0))
+    targets = tokens(2, 7)
+    positions = jnp.broadcast_to(jnp.arange(7), (2, 7))
+    embedded = model.decoder.embed(targets, positions, None)
+    assert embedded.shape == (2, 7, tiny_model_config.d_model)
+    np.testing.assert_allclose(embedded[..., -12:], sinusoidal_position_encoding(positions, 12), atol=1e-6)
+    np.testing.assert_allclose(embedded[..., :-12], model.decoder.embedding(targets), atol=1e-6)
+
+
+def voices_of(length):
+    return jnp.broadcast_to(jnp.arange(length) % 4 + 1, (2, length))
+
+
+def test_a_voice_tells_only_its_own_position(tiny_model_config):
+    model = DecoderOnly(music_model_config(tiny_model_config, concat=False, voices=True), VOCAB, rngs=nnx.Rngs(0))
+    batch = {'targets': tokens(2, 8), 'targets_voices': voices_of(8)}
+    base = model(batch)
+    changed = model({**batch, 'targets_voices': batch['targets_voices'].at[:, 5].set(0)})
+    np.testing.assert_allclose(changed[:, :5], base[:, :5], atol=1e-5)
+    assert not np.allclose(changed[:, 5], base[:, 5])
+
+
+@pytest.mark.parametrize('concat,voices', [(True, False), (False, True), (True, True)])
+def test_music_variants_decode_like_the_full_pass(tiny_model_config, concat, voices):
+    """Cached decoding derives each position's voice from the position (S, A, T, B in turn from the
+    start of a piece), which must agree with the voices the data gives the full pass."""
+    tiny_model_config.norm = 'pre'
+    model = DecoderOnly(music_model_config(tiny_model_config, concat=concat, voices=voices), VOCAB,
+                        rngs=nnx.Rngs(0))
+    batch = {'targets': tokens(2, 9), 'targets_voices': voices_of(9)}
+    full = model(batch)
+    state = model.init_decode_state(2, 9)
+    previous = jnp.zeros((2,), jnp.int32)
+    for position in range(9):
+        logits, state = model.decode_step(previous, position, state)
+        np.testing.assert_allclose(logits, full[:, position], atol=1e-4)
+        previous = batch['targets'][:, position]

@@ -4,6 +4,7 @@ import numpy as np
 from music21 import corpus
 
 from transformer_lab.data.builders.bach_chorales import chorale_grid, split_of
+from transformer_lab.data.tokenizers import EOS_ID, ChoraleTokenizer
 
 
 def test_bwv_66_6_on_the_sixteenth_note_grid():
@@ -31,14 +32,12 @@ def test_the_split_is_a_fixed_function_of_the_piece():
 
 
 def test_chorale_tokens_round_trip_and_transposition_keeps_rests():
-    from transformer_lab.data.music import transpose
-    from transformer_lab.data.tokenizers import EOS_ID, ChoraleTokenizer
     grid = np.array([[72, 64, 0, 48], [71, 0, 55, 47]], np.uint8)
     tokenizer = ChoraleTokenizer()
     tokens = tokenizer.encode(grid)
     assert tokens[:4] == [74, 66, 2, 50] and min(tokens) >= 2
     np.testing.assert_array_equal(tokenizer.decode(tokens + [EOS_ID, 80]), grid)
-    np.testing.assert_array_equal(transpose(grid, -3), [[69, 61, 0, 45], [68, 0, 52, 44]])
+    np.testing.assert_array_equal(tokenizer.transpose(grid, -3), [[69, 61, 0, 45], [68, 0, 52, 44]])
 
 
 def test_chorale_evaluation_windows_hold_every_token_once():
@@ -54,12 +53,66 @@ def test_chorale_evaluation_windows_hold_every_token_once():
     np.testing.assert_array_equal(first, next(iter(pipeline.train_batches(4, seed=0)))['targets'])
 
 
-def test_baseline_and_relative_chorale_models_train_at_tiny_scale(tmp_path):
-    from conftest import load_config, train_losses
+def test_voices_follow_the_tokens_through_the_windows():
+    from conftest import load_config
+    from transformer_lab import registry
+    config = load_config('configs/music_transformer_bach_chorales.py:voices,tiny')
+    pipeline = registry.build_pipeline(config.data)
+    batches = [next(iter(pipeline.train_batches(4, seed=0)))] + list(pipeline.eval_batches('validation', 4,
+                                                                                          max_examples=3))
+    for batch in batches:
+        tokens, voices = batch['targets'], batch['targets_voices']
+        np.testing.assert_array_equal(voices == 0, (tokens == EOS_ID) | (tokens == 0))
+        for row_tokens, row_voices in zip(tokens, voices):
+            # Between two EOS the voices run S, A, T, B, S, ... from wherever the window starts.
+            for piece in np.split(row_voices, np.flatnonzero(row_tokens == EOS_ID)):
+                sounding = piece[piece > 0]
+                np.testing.assert_array_equal(np.diff(sounding) % 4, np.ones(len(sounding) - 1) if len(sounding)
+                                              else [])
+
+
+def test_a_chorale_becomes_notes_with_held_pitches_merged():
+    tokenizer = ChoraleTokenizer()
+    grid = np.array([[72, 64, 0, 48], [72, 65, 0, 48], [71, 65, 55, 0]], np.uint8)
+    notes = tokenizer.to_notes(tokenizer.encode(grid))
+    step = tokenizer.seconds_per_step
+    expected = [(48, 0, 2), (64, 0, 1), (72, 0, 2), (65, 1, 3), (55, 2, 3), (71, 2, 3)]
+    np.testing.assert_allclose(notes[:, [0, 2, 3]], [(p, a * step, b * step) for p, a, b in expected])
+    assert (notes[:, 1] == tokenizer.velocity).all()
+
+
+def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
+    """Each Music Transformer variant trains at tiny scale; sampling writes MIDI files that pretty_midi
+    reads back, holding the primer's notes first; evaluation reports NLL per token on the test split."""
+    import json
+
+    import pretty_midi
+    from conftest import load_config, run_script, train_losses
+    from transformer_lab import registry
     from transformer_lab.training.loop import train_and_evaluate
-    for variant in ('baseline', 'relative'):
+    for variant in ('baseline', 'relative', 'local,concat,voices'):
         config = load_config(f'configs/music_transformer_bach_chorales.py:{variant},tiny')
-        metrics = train_and_evaluate(config, str(tmp_path / variant))
-        losses = train_losses(str(tmp_path / variant))
+        workdir = str(tmp_path / variant)
+        metrics = train_and_evaluate(config, workdir)
+        losses = train_losses(workdir)
         assert losses[-1] < losses[0] - 0.5, (variant, losses)
         assert np.isfinite(metrics['validation/nll'])
+    workdir = tmp_path / 'local,concat,voices'
+    sample = run_script('sample.py', f'--workdir={workdir}', '--num_samples=2', '--primer_tokens=8',
+                        '--max_length=40', '--top_k=8')
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    primer = registry.build_pipeline(config.data).primers('validation', 2, 8)
+    tokenizer = ChoraleTokenizer()
+    for index in range(2):
+        midi = pretty_midi.PrettyMIDI(str(workdir / 'samples' / f'step_20_{index}.mid'))
+        notes = midi.instruments[0].notes
+        assert (workdir / 'samples' / f'step_20_{index}.png').exists()
+        # The primer's two 16th notes come first: their onsets and pitches survive the MIDI file.
+        onsets = lambda pairs: sorted((round(start / tokenizer.seconds_per_step), int(pitch)) for start, pitch in pairs
+                                      if start < 2 * tokenizer.seconds_per_step - 1e-6)
+        assert onsets((n.start, n.pitch) for n in notes) == onsets(tokenizer.to_notes(primer[index])[:, [2, 0]])
+        assert max(n.end for n in notes) > 2 * tokenizer.seconds_per_step   # the model went on past the primer
+    evaluation = run_script('evaluate.py', f'--workdir={workdir}', '--split=test')
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
+    assert reported['step'] == 20 and 0 < reported['test/nll'] < 6

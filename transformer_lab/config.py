@@ -61,9 +61,12 @@ def base_config() -> ConfigDict:
     model.num_decoder_layers = 6
     model.d_model = 512
     model.num_heads = 8
+    model.attention_dims = 0            # width of the attention's queries, keys and values; 0 = d_model
     model.d_ff = 2048
     model.dropout_rate = 0.1
-    model.positional = 'sinusoidal'     # or 'learned' (Table 3, row E)
+    model.positional = 'sinusoidal'     # or 'learned' (Table 3, row E), or 'sinusoidal_concat' (Music Transformer)
+    model.position_features = 0         # sinusoidal_concat: sinusoid dims concatenated to d_model minus these
+    model.num_voices = 0                # > 0: a learned embedding of each token's voice (chorales: 4, S A T B)
     model.max_length = 256              # longest sequence (learned positions, decoding)
     model.norm = 'post'                 # 'post' = the paper; 'pre' = LayerNorm inside the residual
     model.share_embeddings = True       # source and target share one table (shared vocabulary)
@@ -153,6 +156,50 @@ def image_config(dataset: str, image_shape: tuple[int, int, int]) -> ConfigDict:
     return config
 
 
+def music_config(dataset: str, *, targets_feature: str, tokenizer: str) -> ConfigDict:
+    """``base_config`` for a decoder-only Music Transformer on ``dataset``: pieces as token windows,
+    transposition by up to +-3 semitones (Huang et al. 2018, Sec. 5.1), no label smoothing, NLL per token."""
+    config = base_config()
+    data = config.data
+    data.name, data.inputs_feature, data.targets_feature = dataset, '', targets_feature
+    data.tokenizer, data.packing = tokenizer, False
+    data.transpose = 3                  # training pieces move by a random -transpose..+transpose semitones
+    data.time_stretches = ()            # performances: tempo factors drawn per training piece
+    model = config.model
+    model.name, model.norm = 'decoder_only', 'pre'
+    config.train.label_smoothing = 0.0
+    config.eval.evaluators = ('nll',)
+    config.sample.primer_tokens = 0     # > 0: samples continue this many opening tokens of validation pieces
+    return config
+
+
+MUSIC_VARIANTS = dict(baseline=False, relative=False, local=False, concat=False, voices=False)
+
+
+def apply_music_variants(config: ConfigDict, arg: ConfigDict, *, max_relative_position: int,
+                         block_length: int) -> ConfigDict:
+    """The Music Transformer's model variants (Huang et al. 2018, Tables 1 and 3), combinable except
+    for the attention: ``baseline`` (absolute sinusoids added, full causal attention; the default),
+    ``relative`` (relative attention with skewing), ``local`` (relative local attention in blocks of
+    ``block_length``), ``concat`` (sinusoids concatenated instead of added, half the dimensions) and
+    ``voices`` (a voice embedding: the paper's instrument labels)."""
+    if arg.baseline + arg.relative + arg.local > 1:
+        raise ConfigError('arg', 'pick one attention variant of baseline, relative and local')
+    model = config.model
+    if arg.relative:
+        model.attention = ConfigDict({'type': 'relative', 'max_relative_position': max_relative_position})
+    elif arg.local:
+        model.attention = ConfigDict({'type': 'relative_local_1d', 'max_relative_position': max_relative_position,
+                                      'block_length': block_length})
+    else:
+        model.attention = ConfigDict({'type': 'dot_product'})
+    if arg.concat:
+        model.positional, model.position_features, model.tie_output = 'sinusoidal_concat', model.d_model // 2, False
+    if arg.voices:
+        model.num_voices = 4
+    return config
+
+
 def shrink_to_tiny(config: ConfigDict, *, num_steps: int = 20, max_examples: int = 16) -> ConfigDict:
     """The shared ``:tiny`` variant: a one-layer, 32-wide model on 8 rows of 32 tokens, evaluated and
     checkpointed every 10 steps, so that any config trains and evaluates in seconds (tests, smoke runs)."""
@@ -216,18 +263,31 @@ def validate(config: ConfigDict, *, models, attention_cores, attention_model_arg
             raise ConfigError(f'model.{section}.{option}', f'not an option of attention type '
                               f'{attention.type!r}; its options: {sorted(accepted)}')
     one_of('model.norm', model.norm, ('post', 'pre'))
-    one_of('model.positional', model.positional, ('sinusoidal', 'learned'))
+    one_of('model.positional', model.positional, models[model.name].POSITIONALS)
+    if model.positional == 'sinusoidal_concat':
+        _require(0 < model.position_features < model.d_model and model.position_features % 2 == 0,
+                 'model.position_features', f'must be even and in (0, d_model={model.d_model}) with '
+                 f"positional='sinusoidal_concat', got {model.position_features}")
+        _require(not model.tie_output, 'model.tie_output', "must be False with positional='sinusoidal_concat': "
+                 'the output projection is d_model wide, the token embeddings are narrower')
     one_of('model.dtype', model.dtype, ('float32', 'bfloat16'))
     for field in ('d_model', 'num_heads', 'd_ff', 'max_length'):
         _require(model[field] > 0, f'model.{field}', f'must be positive, got {model[field]}')
-    _require(model.d_model % model.num_heads == 0, 'model.d_model',
-             f'{model.d_model} is not divisible by model.num_heads={model.num_heads}; '
-             f'each head gets d_model / num_heads dimensions')
+    attention_dims = model.attention_dims or model.d_model
+    _require(attention_dims % model.num_heads == 0, 'model.attention_dims' if model.attention_dims else 'model.d_model',
+             f'{attention_dims} is not divisible by model.num_heads={model.num_heads}; '
+             f'each head gets {"attention_dims" if model.attention_dims else "d_model"} / num_heads dimensions')
     _require(0 <= model.dropout_rate < 1, 'model.dropout_rate', f'must be in [0, 1), got {model.dropout_rate}')
 
     data = config.data
     one_of('data.name', data.name, datasets)
-    one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes', 'pixels', 'chorale'))
+    one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes', 'pixels', 'chorale', 'performance'))
+    voices = 4 if data.tokenizer == 'chorale' else 0
+    _require(model.num_voices in (0, voices), 'model.num_voices',
+             f'{model.num_voices} voices, but data.tokenizer={data.tokenizer!r} has {voices}; valid: '
+             f'{sorted({0, voices})}')
+    _require(not (data.get('time_stretches') and data.tokenizer != 'performance'), 'data.time_stretches',
+             f"stretches performances only (data.tokenizer='performance'), not {data.tokenizer!r}; valid: ()")
     if 'image_shape' in data and 'image_shape' in model:
         _require(tuple(data.image_shape) == tuple(model.image_shape), 'model.image_shape',
                  f'{tuple(model.image_shape)} differs from data.image_shape={tuple(data.image_shape)}')

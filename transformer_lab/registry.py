@@ -45,6 +45,15 @@ DATASETS = {
     'bach_chorales': Dataset(
         'bach_chorales', 'transformer_lab.data.builders.bach_chorales',
         'Bach chorales, S/A/T/B on a 16th-note grid (pip music21 corpus)', modality='music'),
+    'jsb_chorales': Dataset(
+        'jsb_chorales', 'transformer_lab.data.builders.jsb_chorales',
+        "JSB Chorales on a 16th-note grid, Coconet's Jsb16thSeparated.npz in a manual_dir", modality='music'),
+    'maestro': Dataset(
+        'maestro', 'transformer_lab.data.builders.maestro',
+        'MAESTRO piano performances (MIDI and metadata in a manual_dir)', modality='music'),
+    'music21_performances': Dataset(
+        'music21_performances', 'transformer_lab.data.builders.music21_performances',
+        "Scores of music21's corpus rendered as performances (pip music21)", modality='music'),
 }
 
 PIPELINES = {'text': TextPipeline, 'image': ImagePipeline, 'music': MusicPipeline}

@@ -11,7 +11,7 @@ import ml_collections
 from flax import nnx
 
 from transformer_lab import registry
-from transformer_lab.data.tokenizers import ByteTokenizer, ChoraleTokenizer, PixelTokenizer, SentencePieceTokenizer
+from transformer_lab.data.tokenizers import FIXED_TOKENIZERS, SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training.loop import initial_state
 
@@ -35,12 +35,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def load_tokenizer(config, workdir: str):
-    if config.data.tokenizer == 'bytes':
-        return ByteTokenizer()
-    if config.data.tokenizer == 'pixels':
-        return PixelTokenizer()
-    if config.data.tokenizer == 'chorale':
-        return ChoraleTokenizer()
+    if config.data.tokenizer in FIXED_TOKENIZERS:
+        return FIXED_TOKENIZERS[config.data.tokenizer]()
     return SentencePieceTokenizer(os.path.join(workdir, 'tokenizer.model'))
 
 

@@ -113,18 +113,19 @@ def init_kv_cache(batch_size: int, max_length: int, num_heads: int, head_dim: in
 class MultiHeadAttention(nnx.Module):
     """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
 
-    Projections have no biases, as in the paper. ``core`` is any attention core (see the module
+    Projections have no biases, as in the paper; each head is ``head_dim`` wide (default d_model / heads;
+    the Music Transformer's piano models attend with 512 dimensions over a 256-wide model). ``core`` is any attention core (see the module
     docstring); ``__call__`` serves training and encoding, ``decode_step`` one new position against a
     key/value cache, and ``project_key_value`` + ``attend`` let encoder-decoder attention project the
     encoder output once per decoded sequence instead of once per step.
     """
 
-    def __init__(self, d_model: int, num_heads: int, core: nnx.Module, *,
+    def __init__(self, d_model: int, num_heads: int, core: nnx.Module, *, head_dim: int | None = None,
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
-        if d_model % num_heads:
+        if head_dim is None and d_model % num_heads:
             raise ValueError(f'd_model={d_model} is not divisible by num_heads={num_heads}')
         self.num_heads = num_heads
-        self.head_dim = d_model // num_heads
+        self.head_dim = head_dim or d_model // num_heads
         heads = (num_heads, self.head_dim)
         linear = dict(use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.query = nnx.LinearGeneral(d_model, heads, **linear)

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 import numpy as np
 import sentencepiece as spm
 
+from transformer_lab.data import midi
+
 PAD_ID = 0
 EOS_ID = 1
 
@@ -87,17 +89,70 @@ class PixelTokenizer:
 
 class ChoraleTokenizer:
     """Chorale grids as tokens: the S, A, T, B pitches of each 16th note in turn, MIDI pitch p -> p + 2
-    and a rest -> 2 (0 and 1 stay padding and EOS)."""
+    and a rest -> 2 (0 and 1 stay padding and EOS). ``voice_ids`` tells each token's voice (1..4)."""
 
     OFFSET = 2
     vocab_size = 128 + OFFSET
+    voices = 4
+    seconds_per_step = 0.125     # a 16th note at 120 quarter notes per minute, for listening
+    velocity = 80
 
     def encode(self, grid) -> list[int]:
         """uint8 [steps, 4] pitches (0 = rest) -> tokens, time-major."""
         return [int(p) + self.OFFSET for p in np.asarray(grid).reshape(-1)]
+
+    def voice_ids(self, grid) -> list[int]:
+        """The voice (1 = S, ..., 4 = B) of each token of ``encode(grid)``."""
+        return list(np.tile(np.arange(1, self.voices + 1), len(grid)))
 
     def decode(self, ids: Iterable[int]) -> np.ndarray:
         """Tokens (up to EOS; an unfinished last step is dropped) -> uint8 [steps, 4] pitches."""
         pitches = [max(int(i) - self.OFFSET, 0) for i in _until_eos(ids)]
         steps = len(pitches) // 4
         return np.asarray(pitches[:steps * 4], np.uint8).reshape(steps, 4)
+
+    @staticmethod
+    def transpose(grid: np.ndarray, semitones: int) -> np.ndarray:
+        """Moves every sounding pitch by ``semitones`` (clipped to MIDI 1..127), keeping the rests."""
+        shifted = np.clip(grid.astype(np.int32) + semitones, 1, 127)
+        return np.where(grid > 0, shifted, 0).astype(grid.dtype)
+
+    def to_notes(self, ids: Iterable[int]) -> np.ndarray:
+        """Tokens -> float32 [n, 4] notes (pitch, velocity, start s, end s): a voice holding one pitch
+        over consecutive steps is one note (the grid cannot tell a repeated note from a held one)."""
+        grid = self.decode(ids)
+        notes = []
+        for voice in grid.T:
+            changes = np.flatnonzero(np.diff(voice.astype(np.int32), prepend=-1, append=-1))
+            for start, end in zip(changes[:-1], changes[1:]):
+                if voice[start]:
+                    notes.append((voice[start], self.velocity, start * self.seconds_per_step,
+                                  end * self.seconds_per_step))
+        notes = np.asarray(notes, np.float32).reshape(-1, 4)
+        return notes[np.lexsort((notes[:, 0], notes[:, 2]))]
+
+
+class PerformanceTokenizer:
+    """Performance events as tokens (Oore et al. 2018; Huang et al. 2018, Sec. 5.2): the 388 events of
+    data/midi.py (NOTE_ON, NOTE_OFF, TIME_SHIFT, SET_VELOCITY) as ids 2..389, after padding and EOS."""
+
+    OFFSET = 2
+    vocab_size = midi.NUM_EVENTS + OFFSET
+    voices = 0
+
+    def encode(self, notes) -> list[int]:
+        """float [n, 4] notes (pitch, velocity, start s, end s) -> tokens."""
+        return [int(e) + self.OFFSET for e in midi.notes_to_events(np.asarray(notes))]
+
+    def decode(self, ids: Iterable[int]) -> np.ndarray:
+        """Tokens (up to EOS) -> the events' notes, float32 [n, 4]."""
+        events = [int(i) - self.OFFSET for i in _until_eos(ids) if int(i) >= self.OFFSET]
+        return midi.events_to_notes(np.asarray(events, np.int32))
+
+    to_notes = decode
+    transpose = staticmethod(midi.transpose_notes)
+    stretch = staticmethod(midi.stretch_notes)
+
+
+FIXED_TOKENIZERS = {'bytes': ByteTokenizer, 'pixels': PixelTokenizer, 'chorale': ChoraleTokenizer,
+                    'performance': PerformanceTokenizer}

@@ -103,6 +103,7 @@ class ImageTransformer(nnx.Module):
     """
 
     stops_at_eos = False   # an image has a fixed length; intensity 1 is no end-of-sequence token
+    POSITIONALS = ('sinusoidal', 'learned')   # over rows, columns and channels (PixelPositions)
 
     def __init__(self, config, vocab_size: int, *, rngs: nnx.Rngs):
         if vocab_size != INTENSITIES:

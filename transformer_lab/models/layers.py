@@ -26,18 +26,39 @@ def sinusoidal_position_encoding(positions: Array, d_model: int) -> Array:
 
 
 class PositionEncoding(nnx.Module):
-    """Adds position information: the fixed sinusoids, or a learned table (paper Table 3, row E)."""
+    """Position information for the token embeddings, by ``kind``:
 
-    def __init__(self, kind: str, max_length: int, d_model: int, *, rngs: nnx.Rngs):
-        self.d_model = d_model
+    ``sinusoidal``         the fixed sinusoids added to the embeddings (Vaswani et al., Sec. 3.5);
+    ``learned``            a learned table added instead (Vaswani et al., Table 3, row E);
+    ``sinusoidal_concat``  ``features`` sinusoid dimensions concatenated to embeddings of
+                           d_model - features dimensions (the Music Transformer's "concatenated
+                           positional sinusoids", Huang et al. 2018, Table 1), so that the position
+                           never shares dimensions with what the token says.
+    """
+
+    KINDS = ('sinusoidal', 'learned', 'sinusoidal_concat')
+
+    def __init__(self, kind: str, max_length: int, d_model: int, *, features: int = 0, rngs: nnx.Rngs):
+        if kind not in self.KINDS:
+            raise ValueError(f'positional must be one of {self.KINDS}, got {kind!r}')
+        self.concatenated = kind == 'sinusoidal_concat'
+        self.features = features if self.concatenated else d_model
         self.table = (nnx.Param(nnx.initializers.normal(stddev=d_model ** -0.5)(
             rngs.params(), (max_length, d_model))) if kind == 'learned' else None)
 
     def __call__(self, positions: Array) -> Array:
-        """positions int [batch, length] -> encodings [batch, length, d_model]."""
+        """positions int [batch, length] -> encodings [batch, length, features]."""
         if self.table is None:
-            return sinusoidal_position_encoding(positions, self.d_model)
+            return sinusoidal_position_encoding(positions, self.features)
         return jnp.take(self.table[...], positions, axis=0)
+
+    def with_positions(self, embedded: Array, positions: Array) -> Array:
+        """embedded [batch, length, embedding_features] -> [batch, length, d_model], positions added
+        or concatenated."""
+        encoding = self(positions).astype(embedded.dtype)
+        if self.concatenated:
+            return jnp.concatenate([embedded, encoding], axis=-1)
+        return embedded + encoding
 
 
 class TokenEmbedding(nnx.Module):

@@ -34,9 +34,11 @@ def _dtypes(config) -> dict:
 
 def _attention(config, *, causal: bool, rngs: nnx.Rngs, attention_config=None) -> MultiHeadAttention:
     """Multi-head attention whose core is ``attention_config`` (default: the model's ``attention``)."""
-    core = make_core(attention_config or config.attention, num_heads=config.num_heads,
-                     head_dim=config.d_model // config.num_heads, causal=causal, rngs=rngs)
-    return MultiHeadAttention(config.d_model, config.num_heads, core, **_dtypes(config), rngs=rngs)
+    head_dim = (config.attention_dims or config.d_model) // config.num_heads
+    core = make_core(attention_config or config.attention, num_heads=config.num_heads, head_dim=head_dim,
+                     causal=causal, rngs=rngs)
+    return MultiHeadAttention(config.d_model, config.num_heads, core, head_dim=head_dim, **_dtypes(config),
+                              rngs=rngs)
 
 
 # Encoder-decoder attention relates two sequences of different lengths: always full attention.
@@ -117,23 +119,46 @@ class DecoderLayer(nnx.Module):
         return x, {**cache, 'self': self_cache}
 
 
-class Stack(nnx.Module):
-    """Embedding + positions + dropout, the layers, and (pre-LN only) a final LayerNorm."""
+def token_features(config) -> int:
+    """Width of the token embeddings: d_model, less the sinusoid dimensions they are concatenated with
+    under ``positional='sinusoidal_concat'``."""
+    return config.d_model - (config.position_features if config.positional == 'sinusoidal_concat' else 0)
 
-    def __init__(self, config, embedding: TokenEmbedding, layers: list[nnx.Module], *,
+
+class Stack(nnx.Module):
+    """Embedding + positions (+ voices) + dropout, the layers, and (pre-LN only) a final LayerNorm.
+
+    ``voices`` > 0 adds a learned embedding of each position's voice (1..voices; 0 for EOS and
+    padding): the Music Transformer's instrument labels (Huang et al. 2018, Table 1), here the S, A, T,
+    B voice of the chorale token a position predicts, which the fixed serialisation order tells in advance.
+    """
+
+    def __init__(self, config, embedding: TokenEmbedding, layers: list[nnx.Module], *, voices: int = 0,
                  rngs: nnx.Rngs):
         self.embedding = embedding
         self.compute_dtype = DTYPES[config.dtype]
-        self.position_encoding = PositionEncoding(config.positional, config.max_length,
-                                                  config.d_model, rngs=rngs)
+        self.position_encoding = PositionEncoding(config.positional, config.max_length, config.d_model,
+                                                  features=config.position_features, rngs=rngs)
+        self.voice_embedding = (nnx.Embed(voices + 1, config.d_model, **_dtypes(config), rngs=rngs,
+                                          embedding_init=nnx.initializers.normal(stddev=config.d_model ** -0.5))
+                                if voices else None)
         self.dropout = nnx.Dropout(config.dropout_rate)
         self.layers = nnx.List(layers)
         self.final_norm = (nnx.LayerNorm(config.d_model, **_dtypes(config), rngs=rngs)
                            if config.norm == 'pre' else None)
 
-    def embed(self, tokens: Array, positions: Array, rngs: nnx.Rngs | None) -> Array:
-        x = self.embedding(tokens) + self.position_encoding(positions).astype(self.compute_dtype)
+    def embed(self, tokens: Array, positions: Array, rngs: nnx.Rngs | None, voices: Array | None = None) -> Array:
+        x = self.position_encoding.with_positions(self.embedding(tokens), positions)
+        if self.voice_embedding is not None:
+            x = x + self.voice_embedding(voices)
         return self.dropout(x, deterministic=rngs is None, rngs=rngs)
+
+    def decoding_voices(self, positions: Array) -> Array | None:
+        """The voice of each decoded position: voices take turns (S, A, T, B, S, ...) from position 0,
+        the start of a piece, as the chorales are serialised."""
+        if self.voice_embedding is None:
+            return None
+        return positions % (self.voice_embedding.num_embeddings - 1) + 1
 
     def finish(self, x: Array) -> Array:
         return x if self.final_norm is None else self.final_norm(x)
@@ -150,6 +175,7 @@ class Decoding(nnx.Module):
     """The output side shared by both models: decoder stack, output projection, cached decoding."""
 
     stops_at_eos = True   # a generated sequence ends at EOS (decoding/)
+    POSITIONALS = PositionEncoding.KINDS
 
     def target_losses(self, logits: Array, batch: dict, label_smoothing: float) -> tuple[Array, Array]:
         """(label-smoothed loss, NLL) per target token [batch, length]."""
@@ -178,7 +204,8 @@ class Decoding(nnx.Module):
         # The causal self-attention core masks the future itself, and with it the padding at the end of
         # each row (a real position never sees it); only packed rows need a mask more.
         self_mask = None if segments is None else segment_mask(segments, segments)
-        x = self.decoder.embed(shift_right(targets, batch.get('targets_positions')), positions, rngs)
+        x = self.decoder.embed(shift_right(targets, batch.get('targets_positions')), positions, rngs,
+                               batch.get('targets_voices'))
         for layer in self.decoder.layers:
             x = layer(x, self_mask, encoded, cross_mask, rngs)
         return self.logits(self.decoder.finish(x))
@@ -188,7 +215,7 @@ class Decoding(nnx.Module):
 
     def decode_step(self, tokens: Array, position: Array, state: dict) -> tuple[Array, dict]:
         positions = jnp.full((tokens.shape[0], 1), position)
-        x = self.decoder.embed(tokens[:, None], positions, None)
+        x = self.decoder.embed(tokens[:, None], positions, None, self.decoder.decoding_voices(positions))
         caches = []
         for layer, cache in zip(self.decoder.layers, state['caches']):
             x, cache = layer.decode_step(x, cache, position, state.get('cross_mask'))
@@ -200,15 +227,16 @@ class EncoderDecoder(Decoding):
     """The Transformer for sequence transduction: p(targets | inputs), decoder attends to the encoder."""
 
     def __init__(self, config, vocab_size: int, *, rngs: nnx.Rngs):
-        target_embedding = TokenEmbedding(vocab_size, config.d_model, **_dtypes(config), rngs=rngs)
+        target_embedding = TokenEmbedding(vocab_size, token_features(config), **_dtypes(config), rngs=rngs)
         source_embedding = (target_embedding if config.share_embeddings else
-                            TokenEmbedding(vocab_size, config.d_model, **_dtypes(config), rngs=rngs))
+                            TokenEmbedding(vocab_size, token_features(config), **_dtypes(config), rngs=rngs))
         self.encoder = Stack(config, source_embedding,
                              [EncoderLayer(config, rngs=rngs) for _ in range(config.num_encoder_layers)],
                              rngs=rngs)
         self.decoder = Stack(config, target_embedding,
                              [DecoderLayer(config, cross_attention=True, rngs=rngs)
-                              for _ in range(config.num_decoder_layers)], rngs=rngs)
+                              for _ in range(config.num_decoder_layers)], voices=config.num_voices,
+                             rngs=rngs)
         self._init_output(config, vocab_size, rngs=rngs)
 
     def encode(self, inputs: Array, positions: Array, segments: Array | None,
@@ -240,10 +268,11 @@ class DecoderOnly(Decoding):
     """A Transformer decoder without encoder-decoder attention: an autoregressive model p(targets)."""
 
     def __init__(self, config, vocab_size: int, *, rngs: nnx.Rngs):
-        embedding = TokenEmbedding(vocab_size, config.d_model, **_dtypes(config), rngs=rngs)
+        embedding = TokenEmbedding(vocab_size, token_features(config), **_dtypes(config), rngs=rngs)
         self.decoder = Stack(config, embedding,
                              [DecoderLayer(config, cross_attention=False, rngs=rngs)
-                              for _ in range(config.num_decoder_layers)], rngs=rngs)
+                              for _ in range(config.num_decoder_layers)], voices=config.num_voices,
+                             rngs=rngs)
         self._init_output(config, vocab_size, rngs=rngs)
 
     def __call__(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:

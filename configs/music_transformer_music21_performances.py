@@ -1,0 +1,39 @@
+"""The Music Transformer's performance-event model (Huang et al. 2018, Sec. 5.2) at CPU scale, on scores
+of music21's corpus rendered as performances (installs with pip, no download): what the MAESTRO setup
+(configs/music_transformer_maestro.py) runs on a connected machine, small enough to train here.
+
+    python scripts/prepare_data.py --dataset=music21_performances
+    python scripts/train.py --config=configs/music_transformer_music21_performances.py:relative \
+        --workdir=workdirs/perf_rel
+    python scripts/sample.py --workdir=workdirs/perf_rel --primer_tokens=128 --top_k=40   # MIDI + piano rolls
+
+Variants: ``baseline`` (the default: absolute sinusoids), ``relative`` (relative attention, max distance
+512), ``local`` (relative local attention in blocks of 256), ``tiny``, ``steps=N``, ``layers=N``. Windows of
+512 events; training pieces transposed by up to +-3 semitones and stretched by {0.95, ..., 1.05}.
+"""
+
+from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_common_variants, apply_music_variants,
+                                    music_config, parse_arg, shrink_to_tiny)
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, **MUSIC_VARIANTS, **COMMON_VARIANTS)
+    config = music_config('music21_performances', targets_feature='notes', tokenizer='performance')
+    data = config.data
+    data.max_length, data.batch_size = 512, 16
+    data.time_stretches = (0.95, 0.975, 1.0, 1.025, 1.05)
+
+    model = config.model
+    model.num_decoder_layers, model.d_model, model.num_heads, model.d_ff = 3, 128, 4, 512
+    model.max_length, model.dropout_rate = 1024, 0.1
+
+    config.train.num_steps, config.train.warmup_steps = 2000, 200
+    config.eval.every_steps, config.eval.batch_size = 500, 32
+    config.checkpoint.every_steps = 500
+    config.sample.max_length = 512
+    if arg.tiny:
+        shrink_to_tiny(config, max_examples=4)
+        config.model.max_length = 64
+    apply_music_variants(config, arg, max_relative_position=16 if arg.tiny else 512,
+                         block_length=16 if arg.tiny else 256)
+    return apply_common_variants(config, arg)

@@ -1,0 +1,117 @@
+"""MAESTRO piano performances (Hawthorne et al. 2019), from the files placed by hand in a TFDS manual_dir.
+
+Any release (v2.0.0, v3.0.0) as its zip extracts: the metadata ``maestro-v*.csv`` (or, without a csv,
+``maestro-v*.json``: v3's is column-oriented, {column: {row: value}}, v2's a list of rows) directly in
+the manual_dir or one folder down, and the MIDI files at the metadata's ``midi_filename`` paths,
+relative to the metadata's folder.
+
+Splits: the metadata's ``split`` column (train / validation / test; v3.0.0 has 962 / 137 / 177
+performances). Features: ``notes`` float32 [n, 4] (pitch, velocity, start s, end s; every non-drum
+track, the sustain pedal lengthening the notes it holds, see data/midi.py) and ``piece`` (the
+``midi_filename``). Examples keep metadata order.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from transformer_lab.data import midi
+
+SPLITS = ('train', 'validation', 'test')
+
+_CITATION = """\
+@inproceedings{hawthorne2018enabling,
+  title = {Enabling Factorized Piano Music Modeling and Generation with the {MAESTRO} Dataset},
+  author = {Curtis Hawthorne and Andriy Stasyuk and Adam Roberts and Ian Simon and Cheng-Zhi Anna Huang
+            and Sander Dieleman and Erich Elsen and Jesse Engel and Douglas Eck},
+  booktitle = {International Conference on Learning Representations},
+  year = {2019},
+  url = {https://openreview.net/forum?id=r1lYRjC9F7},
+}
+"""
+
+
+def find_metadata(manual_dir: epath.Path) -> epath.Path:
+    """The one ``maestro-v*.csv`` (else ``maestro-v*.json``) in ``manual_dir`` or one folder down."""
+    for suffix in ('csv', 'json'):
+        found = sorted([*manual_dir.glob(f'maestro-v*.{suffix}'), *manual_dir.glob(f'*/maestro-v*.{suffix}')])
+        if len(found) > 1:
+            raise ValueError(f'Several MAESTRO metadata files under {manual_dir}, keep one release: {found}')
+        if found:
+            return found[0]
+    raise FileNotFoundError(f'No MAESTRO metadata file (maestro-v*.csv or maestro-v*.json) in {manual_dir} nor '
+                            f'one folder down.\n{Maestro.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+
+
+def read_metadata(path: epath.Path) -> list[dict]:
+    """The metadata's rows, each {column: value}, in file order."""
+    text = path.read_text(encoding='utf-8')
+    if path.suffix == '.csv':
+        return list(csv.DictReader(text.splitlines()))
+    table = json.loads(text)
+    if isinstance(table, list):
+        return table
+    rows = sorted(table['midi_filename'], key=int)
+    return [{column: values[row] for column, values in table.items()} for row in rows]
+
+
+def read_notes(path: epath.Path) -> np.ndarray:
+    """A MIDI file -> float32 [n, 4] notes, sustain applied."""
+    import pretty_midi  # imported here like in data/midi.py: only reading MIDI needs it
+    with path.open('rb') as file:
+        return midi.notes_from_midi(pretty_midi.PrettyMIDI(file), sustain=True)
+
+
+class Maestro(tfds.core.GeneratorBasedBuilder):
+    """MAESTRO piano performances as notes, from a manual_dir."""
+
+    VERSION = tfds.core.Version('1.0.0')
+    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+Download the MIDI-only zip of MAESTRO (e.g. maestro-v3.0.0-midi.zip, 57 MB) from
+https://magenta.tensorflow.org/datasets/maestro and extract it into manual_dir, so that manual_dir holds
+maestro-v3.0.0.csv (or .json) and the year folders of MIDI files, directly or in one folder
+(manual_dir/maestro-v3.0.0/...): python scripts/prepare_data.py --dataset=maestro --manual_dir=DIR
+"""
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict({
+                'notes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+                'piece': tfds.features.Text(),
+            }),
+            disable_shuffling=True,
+            homepage='https://magenta.tensorflow.org/datasets/maestro',
+            citation=_CITATION,
+            license='CC BY-NC-SA 4.0',
+        )
+
+    def _split_generators(self, dl_manager):
+        try:
+            manual_dir = dl_manager.manual_dir
+        except AssertionError as error:  # TFDS: the manual_dir does not exist or is empty
+            raise FileNotFoundError(str(error)) from error
+        metadata = find_metadata(manual_dir)
+        rows = read_metadata(metadata)
+        unknown = sorted({row['split'] for row in rows} - set(SPLITS))
+        if unknown:
+            raise ValueError(f'{metadata}: unknown splits {unknown}, expected {SPLITS}')
+        # Checked before anything is written: a half-extracted zip fails here, not hours later.
+        missing = [row['midi_filename'] for row in rows if not (metadata.parent / row['midi_filename']).exists()]
+        if missing:
+            raise FileNotFoundError(f'{len(missing)} MIDI files listed in {metadata} are not under '
+                                    f'{metadata.parent}, e.g. {missing[:3]}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+        return {split: self._generate_examples(
+                    metadata.parent, [row['midi_filename'] for row in rows if row['split'] == split])
+                for split in SPLITS}
+
+    def _generate_examples(self, root: epath.Path, midi_filenames: list[str]):
+        for midi_filename in midi_filenames:
+            yield midi_filename, {'notes': read_notes(root / midi_filename), 'piece': midi_filename}
