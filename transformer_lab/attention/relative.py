@@ -49,6 +49,55 @@ def skew(relative: Array) -> Array:
     return flat[..., q_len:].reshape(*batch, q_len, k_len)
 
 
+QUERY_ROWS_PER_BLOCK = 512
+
+
+def _block_logits(query_block: Array, embeddings: Array, start: int, q_len: int) -> Array:
+    """Skewed relative logits of query rows start .. start + b - 1 over every key [batch, heads, b, k_len]:
+    only the keys these rows may see are computed (their causal prefix), the rest are zeros."""
+    k_len = embeddings.shape[1]
+    visible = k_len - q_len + start + query_block.shape[1]     # the last row's key index, plus one
+    relative = jnp.einsum('bqhd,hkd->bhqk', query_block, embeddings[:, k_len - visible:])
+    return jnp.pad(skew(relative), [(0, 0), (0, 0), (0, 0), (0, k_len - visible)])
+
+
+@jax.custom_vjp
+def skewed_logits(query: Array, embeddings: Array) -> Array:
+    """skew(Q E^T): query [batch, q_len, heads, d_h] (the last q_len of k_len positions), embeddings
+    [heads, k_len, d_h] (distances -(k_len - 1) .. 0) -> [batch, heads, q_len, k_len], the entry (i, j)
+    being q_i . E_{j-i} for the keys j a query sees (the rest is garbage or zero: masked anyway).
+
+    Computed, and differentiated, in blocks of ``QUERY_ROWS_PER_BLOCK`` query rows. Plain autodiff of
+    ``skew`` keeps a second [heads, q_len, k_len] tensor alive in the backward pass (the un-skewed
+    gradient of Q E^T), 1.27x the memory of plain attention at L = 2048; blocks shrink it to
+    [heads, block, k_len], and a block skips the keys after its last query (half the FLOPs of Q E^T).
+    The residuals are Q and E only, O(L d_h).
+    """
+    q_len = query.shape[1]
+    return jnp.concatenate([_block_logits(query[:, start:start + QUERY_ROWS_PER_BLOCK], embeddings, start, q_len)
+                            for start in range(0, q_len, QUERY_ROWS_PER_BLOCK)], axis=2)
+
+
+def _skewed_logits_forward(query, embeddings):
+    return skewed_logits(query, embeddings), (query, embeddings)
+
+
+def _skewed_logits_backward(residuals, gradient):
+    query, embeddings = residuals
+    q_len = query.shape[1]
+    query_gradients, embeddings_gradient = [], jnp.zeros_like(embeddings)
+    for start in range(0, q_len, QUERY_ROWS_PER_BLOCK):
+        block = query[:, start:start + QUERY_ROWS_PER_BLOCK]
+        _, block_vjp = jax.vjp(lambda q, e: _block_logits(q, e, start, q_len), block, embeddings)
+        query_gradient, block_embeddings_gradient = block_vjp(gradient[:, :, start:start + block.shape[1]])
+        query_gradients.append(query_gradient)
+        embeddings_gradient = embeddings_gradient + block_embeddings_gradient
+    return jnp.concatenate(query_gradients, axis=1), embeddings_gradient
+
+
+skewed_logits.defvjp(_skewed_logits_forward, _skewed_logits_backward)
+
+
 class RelativeEmbeddings(nnx.Module):
     """E: one learned vector per distance 0, -1, ..., -max_relative_position, per head (or shared by
     all heads), initialised like the projections (std d_h^-0.5)."""
@@ -74,7 +123,7 @@ class RelativeEmbeddings(nnx.Module):
         """query [batch, q_len, heads, d_h] (the last q_len of key_length positions) -> the relative logits
         q_i . E_{j-i}, [batch, heads, q_len, key_length], by skewing (unscaled; garbage above the diagonal)."""
         embeddings = self.lookup(jnp.arange(-(key_length - 1), 1)).astype(query.dtype)
-        return skew(jnp.einsum('bqhd,hkd->bhqk', query, embeddings))
+        return skewed_logits(query, embeddings)
 
     def logits_at(self, query: Array, position: Array, key_length: int) -> Array:
         """One decoding query [batch, 1, heads, d_h] at ``position`` against cache keys 0..key_length-1 ->
