@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 
 data: setup
 	$(BIN)/python scripts/prepare_data.py --dataset=bible_translation --dataset=kjv_text --dataset=fashion_mnist_offline \
-	  --dataset=bach_chorales
+	  --dataset=bach_chorales --dataset=music21_performances
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -110,3 +110,66 @@ def run_script(script, *args, devices: int = 1):
                           text=True, timeout=300, env=device_env(devices))
 
 
+
+
+MAESTRO_COLUMNS = ('canonical_composer', 'canonical_title', 'split', 'year', 'midi_filename', 'audio_filename',
+                   'duration')
+
+
+def write_maestro(folder, rows):
+    """A MAESTRO manual_dir as its zip extracts: MIDI files (written with pretty_midi) and the csv.
+    rows: (split, midi_filename, notes [(pitch, velocity, start, end)], sustain pedal [(value, time)])."""
+    import csv
+
+    import pretty_midi
+    folder.mkdir(parents=True)
+    for _, midi_filename, notes, pedal in rows:
+        performance = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(program=0)
+        piano.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for p, v, s, e in notes]
+        piano.control_changes = [pretty_midi.ControlChange(64, value, time) for value, time in pedal]
+        performance.instruments = [piano]
+        (folder / midi_filename).parent.mkdir(parents=True, exist_ok=True)
+        performance.write(str(folder / midi_filename))
+    with open(folder / 'maestro-v3.0.0.csv', 'w', newline='') as file:
+        writer = csv.writer(file)
+        writer.writerow(MAESTRO_COLUMNS)
+        for split, midi_filename, _, _ in rows:
+            writer.writerow(['Frédéric Chopin', 'Ballade No. 1, Op. 23', split, midi_filename[:4], midi_filename,
+                             midi_filename.replace('.midi', '.wav'), '3.0'])
+
+
+def object_array(pieces) -> np.ndarray:
+    """A 1-D object array of pieces, as in Jsb16thSeparated.npz (np.array would stack equal-shaped pieces)."""
+    array = np.empty(len(pieces), object)
+    array[:] = pieces
+    return array
+
+
+@pytest.fixture(scope='session')
+def fake_music_data_dir(tmp_path_factory):
+    """jsb_chorales and maestro prepared from small generated files in their manual_dir layouts: random
+    four-voice pieces (some rests) and random piano performances, 3 / 2 / 2 per split."""
+    import tensorflow_datasets as tfds
+
+    from transformer_lab.data.builders import jsb_chorales, maestro
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp('music')
+    counts = {'train': 3, 'validation': 2, 'test': 2}
+    folds = {fold: object_array([np.where(rng.random((40, 4)) < 0.05, np.nan, rng.integers(40, 80, (40, 4)))
+                                 .astype(np.float16) for _ in range(counts[split])])
+             for split, fold in jsb_chorales.SPLITS.items()}
+    (root / 'jsb').mkdir()
+    np.savez(root / 'jsb' / jsb_chorales.FILE_NAME, **folds)
+
+    def performance():
+        starts = np.sort(rng.uniform(0, 8, 60))
+        return [(int(p), int(v), float(s), float(s + d)) for p, v, s, d in
+                zip(rng.integers(40, 90, 60), rng.integers(30, 110, 60), starts, rng.uniform(0.05, 1.0, 60))]
+
+    write_maestro(root / 'maestro', [(split, f'2004/{split}_{i}.midi', performance(), [])
+                                     for split, count in counts.items() for i in range(count)])
+    for builder, manual in ((jsb_chorales.JsbChorales, 'jsb'), (maestro.Maestro, 'maestro')):
+        builder(data_dir=root / 'data').download_and_prepare(
+            file_format='array_record', download_config=tfds.download.DownloadConfig(manual_dir=root / manual))
+    return str(root / 'data')

@@ -36,3 +36,14 @@ def test_bfloat16_compute_tracks_float32(tmp_path):
         train_and_evaluate(config, str(tmp_path / dtype))
         curves[dtype] = np.array(train_losses(str(tmp_path / dtype)))
     np.testing.assert_allclose(curves['bfloat16'], curves['float32'], rtol=0.03)
+
+
+@pytest.mark.parametrize('config_name', ['music_transformer_jsb.py:tiny,relative,voices',
+                                         'music_transformer_maestro.py:tiny,local'])
+def test_music_configs_on_manual_dir_data_train_and_evaluate(tmp_path, config_name, fake_music_data_dir):
+    config = load_config(f'configs/{config_name}')
+    config.data.data_dir = fake_music_data_dir
+    metrics = train_and_evaluate(config, str(tmp_path))
+    losses = train_losses(str(tmp_path))
+    assert losses[-1] < losses[0], losses
+    assert all(np.isfinite(v) for v in metrics.values())

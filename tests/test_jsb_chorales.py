@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from conftest import object_array
 from transformer_lab.data.builders import jsb_chorales
 
 NAN = np.nan
@@ -32,13 +33,6 @@ EXPECTED = {
     'validation': [[[81, 76, 69, 36]]],
     'test': [[[0, 66, 62, 50], [71, 66, 62, 50], [71, 67, 62, 43]], [[76, 71, 67, 52]]],
 }
-
-
-def object_array(pieces) -> np.ndarray:
-    """A 1-D object array of pieces, as in the file (np.array would stack equal-shaped pieces)."""
-    array = np.empty(len(pieces), object)
-    array[:] = pieces
-    return array
 
 
 def prepare(tmp_path, manual_dir):

@@ -116,3 +116,45 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
     assert reported['step'] == 20 and 0 < reported['test/nll'] < 6
+
+
+def test_performance_windows_are_events_of_augmented_training_pieces():
+    """Evaluation windows are the events of the pieces as stored; training pieces are transposed and
+    stretched, the same way for the same seed."""
+    from conftest import load_config
+    from transformer_lab import registry
+    from transformer_lab.data.tokenizers import PerformanceTokenizer
+    config = load_config('configs/music_transformer_music21_performances.py:tiny')
+    pipeline = registry.build_pipeline(config.data)
+    tokenizer = PerformanceTokenizer()
+    first = pipeline.source('validation')[0]['notes']
+    stream = np.concatenate([b['targets'] for b in pipeline.eval_batches('validation', 4, max_examples=1)]).reshape(-1)
+    expected = tokenizer.encode(first) + [EOS_ID]
+    np.testing.assert_array_equal(stream[:len(expected)], expected)
+    assert stream[len(expected):].sum() == 0 and 2 <= min(expected[:-1]) and max(expected) < tokenizer.vocab_size
+
+    def pipeline_with(transpose, time_stretches):
+        data = config.data.copy_and_resolve_references()
+        data.transpose, data.time_stretches = transpose, time_stretches
+        return registry.build_pipeline(data)
+
+    plain, augmented = pipeline_with(0, ()), pipeline_with(3, (0.5, 2.0))   # stretches that always change times
+    plain_tokens, augmented_tokens = (next(iter(p.train_batches(8, seed=0)))['targets'] for p in (plain, augmented))
+    assert not np.array_equal(plain_tokens, augmented_tokens)
+    np.testing.assert_array_equal(augmented_tokens, next(iter(augmented.train_batches(8, seed=0)))['targets'])
+
+
+def test_performance_model_samples_midi_files_pretty_midi_reads(tmp_path):
+    import pretty_midi
+    from conftest import load_config, run_script
+    from transformer_lab.training.loop import train_and_evaluate
+    config = load_config('configs/music_transformer_music21_performances.py:tiny,relative')
+    metrics = train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(metrics['validation/nll'])
+    sample = run_script('sample.py', f'--workdir={tmp_path}', '--num_samples=2', '--max_length=48',
+                        '--temperature=1.0')
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    for index in range(2):
+        notes = pretty_midi.PrettyMIDI(str(tmp_path / 'samples' / f'step_20_{index}.mid')).instruments[0].notes
+        assert all(0 <= n.pitch < 128 and n.end > n.start for n in notes)
+        assert (tmp_path / 'samples' / f'step_20_{index}.png').exists()

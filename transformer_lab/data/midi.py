@@ -120,13 +120,13 @@ def notes_to_midi(notes: np.ndarray, *, program: int = 0) -> pretty_midi.PrettyM
     ``program`` (0 = acoustic grand piano). 480 ticks per quarter note at 120 bpm time the notes to
     about 1 ms; velocities are rounded and clipped to 1..127."""
     import pretty_midi  # only MIDI reading and writing needs it, not the events
-    midi = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=120.0)
+    performance = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=120.0)
     instrument = pretty_midi.Instrument(program=program)
     for pitch, velocity, start, end in np.asarray(notes, np.float64).reshape(-1, 4):
         instrument.notes.append(pretty_midi.Note(velocity=int(np.clip(round(velocity), 1, 127)), pitch=int(pitch),
                                                  start=float(start), end=float(end)))
-    midi.instruments.append(instrument)
-    return midi
+    performance.instruments.append(instrument)
+    return performance
 
 
 def notes_to_events(notes: np.ndarray) -> np.ndarray:

@@ -73,7 +73,7 @@ class Maestro(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version('1.0.0')
     RELEASE_NOTES = {'1.0.0': 'Initial release.'}
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-Download the MIDI-only zip of MAESTRO (e.g. maestro-v3.0.0-midi.zip, 57 MB) from
+Download the MIDI-only zip of MAESTRO (e.g. maestro-v3.0.0-midi.zip) from
 https://magenta.tensorflow.org/datasets/maestro and extract it into manual_dir, so that manual_dir holds
 maestro-v3.0.0.csv (or .json) and the year folders of MIDI files, directly or in one folder
 (manual_dir/maestro-v3.0.0/...): python scripts/prepare_data.py --dataset=maestro --manual_dir=DIR

@@ -1,9 +1,12 @@
 """Performances rendered from scores of music21's corpus (pip ``music21``; no download), so that the
 performance-event Music Transformer trains on real music without the web.
 
-Pieces: every score in the corpus folders of COMPOSERS (Bach's chorales and other works, Haydn's and
-Mozart's string quartets, ...; each movement a piece). A score becomes notes, float32 [n, 4] (pitch,
-velocity, start s, end s), as MAESTRO's are (``score_notes``):
+Pieces: every score in the corpus folders of COMPOSERS, each movement a piece: Bach's chorales (and a
+few other Bach works), string quartets by Haydn, Mozart and Robert Schumann, piano music by Clara
+Schumann, Chopin, Joplin, Mozart and C. P. E. Bach, songs, arias and chamber music by Schubert, Handel,
+Verdi, Beach, Weber and Corelli, and three medieval or Renaissance works.
+
+A score becomes notes, float32 [n, 4] (pitch, velocity, start s, end s) like MAESTRO's (``score_notes``):
 - every note of every part, a chord as its notes, tied notes joined into one; grace notes (no
   duration) are dropped, repeats are played once as written and fermatas are not held;
 - quarter-note offsets become seconds through the score's metronome marks (the first of several at one
@@ -11,8 +14,9 @@ velocity, start s, end s), as MAESTRO's are (``score_notes``):
 - a note's velocity is 127 x music21's volume of the latest dynamic level (pp, p, mp, mf, f, ...) of
   its part before it (p 0.35 -> 44, mf 0.55 -> 70, f 0.7 -> 89), mf before any; accents such as sf or
   fp are ignored.
-Deterministic (scores are parsed from the files, not music21's pickle cache). Scores with identical
-notes (a chorale under two catalogue numbers) are kept once, the first in corpus order.
+Deterministic (scores are parsed from the files, not music21's pickle cache). Scores with the same
+pitches at the same quarter-note times (a chorale under two catalogue numbers, even at another tempo)
+are kept once, the first in corpus order; near copies (a note or two apart) are all kept.
 
 A piece is named by its corpus path without the extension (``bach/bwv66.6``); it is split by that name
 as the chorales are: md5 modulo 10 is 0 for ``test``, 1 for ``validation``, otherwise ``train``.
@@ -28,8 +32,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from transformer_lab.data.builders.bach_chorales import INSTALL_HINT, split_of
+from transformer_lab.data.midi import END, PITCH, START
 
-COMPOSERS = ('bach', 'haydn', 'mozart')
+# The corpus folders read; their parsing is most of the preparation's minute (the corpus's Beethoven
+# quartets or Monteverdi madrigals would each add about as much again).
+COMPOSERS = ('bach', 'haydn', 'mozart', 'schumann_robert', 'schumann_clara', 'chopin', 'joplin', 'schubert',
+             'cpebach', 'handel', 'corelli', 'weber', 'verdi', 'beach', 'luca', 'lusitano', 'ciconia')
+# Most of the chorales have no metronome mark; of the 72 that do, 39 have quarter = 96.
 DEFAULT_BPM = 96.0
 LEVELS = ('pppp', 'ppp', 'pp', 'p', 'mp', 'mf', 'f', 'ff', 'fff', 'ffff')
 DEFAULT_LEVEL = 'mf'
@@ -75,7 +84,7 @@ def part_notes(part) -> list[list[float]]:
         for pitched in (element.notes if isinstance(element, chord.Chord) else (element,)):
             pitch, tie = pitched.pitch.midi, pitched.tie.type if pitched.tie else None
             if tie in ('stop', 'continue') and pitch in tied:
-                notes[tied[pitch]][3] = start + length
+                notes[tied[pitch]][END] = start + length
                 if tie == 'stop':
                     del tied[pitch]
                 continue
@@ -85,18 +94,30 @@ def part_notes(part) -> list[list[float]]:
     return notes
 
 
+def quarter_notes(score) -> np.ndarray:
+    """A music21 score -> float64 [n, 4] notes (pitch, velocity, start, end in quarter notes), sorted by
+    start, then pitch, then end."""
+    notes = np.asarray([row for part in score.parts for row in part_notes(part)], np.float64).reshape(-1, 4)
+    return notes[np.lexsort((notes[:, END], notes[:, PITCH], notes[:, START]))]
+
+
 def score_notes(score) -> np.ndarray:
     """A music21 score -> float32 [n, 4] notes (pitch, velocity, start s, end s), sorted by start, then
     pitch (see the module docstring for the rendering)."""
-    notes = np.asarray([row for part in score.parts for row in part_notes(part)], np.float64).reshape(-1, 4)
-    notes[:, 2:] = seconds_at(notes[:, 2:], tempo_marks(score))
-    return notes[np.lexsort((notes[:, 3], notes[:, 0], notes[:, 2]))].astype(np.float32)
+    return in_seconds(quarter_notes(score), score)
+
+
+def in_seconds(notes: np.ndarray, score) -> np.ndarray:
+    """``quarter_notes(score)`` -> float32 notes timed in seconds by the score's tempo marks."""
+    timed = notes.copy()
+    timed[:, START:] = seconds_at(notes[:, START:], tempo_marks(score))
+    return timed.astype(np.float32)
 
 
 def read_performances() -> list[tuple[str, np.ndarray]]:
     """(piece name, notes) of every score of COMPOSERS, duplicates removed, in corpus order."""
     try:
-        from music21 import corpus, stream
+        from music21 import corpus
     except ModuleNotFoundError as error:
         raise FileNotFoundError(f'The scores come from music21: `{INSTALL_HINT}`.') from error
     root = os.path.dirname(corpus.__file__)
@@ -104,15 +125,14 @@ def read_performances() -> list[tuple[str, np.ndarray]]:
     for composer in COMPOSERS:
         for path in corpus.getComposer(composer):
             score = corpus.parse(path, forceSource=True)
-            if not isinstance(score, stream.Score):
-                continue    # an Opus (several scores in one file)
-            notes = score_notes(score)
-            digest = hashlib.md5(notes.tobytes()).hexdigest()
-            if not len(notes) or digest in seen:
+            notes = quarter_notes(score)
+            # Pitches and times in quarter notes: a copy under another tempo or dynamics is a duplicate.
+            digest = hashlib.md5(notes[:, [PITCH, START, END]].tobytes()).hexdigest()
+            if digest in seen:
                 continue
             seen.add(digest)
             name = os.path.splitext(os.path.relpath(str(path), root))[0]
-            performances.append((name, notes))
+            performances.append((name, in_seconds(notes, score)))
     return performances
 
 
