@@ -13,8 +13,7 @@ Also ``tiny``, ``steps=N``, ``layers=N``. Windows of 256 tokens (64 sixteenth no
 1024), training pieces transposed by up to +-3 semitones.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_common_variants, apply_music_variants,
-                                    music_config, parse_arg, shrink_to_tiny)
+from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
 
 
 def get_config(arg=None):
@@ -30,9 +29,4 @@ def get_config(arg=None):
     config.eval.every_steps, config.eval.batch_size = 500, 32
     config.checkpoint.every_steps = 500
     config.sample.max_length, config.sample.temperature = 256, 1.0
-    if arg.tiny:
-        shrink_to_tiny(config, max_examples=8)
-        config.model.max_length = 64
-    apply_music_variants(config, arg, max_relative_position=16 if arg.tiny else 256,
-                         block_length=16 if arg.tiny else 128)
-    return apply_common_variants(config, arg)
+    return apply_music_variants(config, arg, max_relative_position=256, block_length=128)

@@ -12,8 +12,7 @@ attention 0.357, + concat + instrument 0.347. Variants: ``baseline`` (the defaul
 ``local``, ``concat``, ``voices`` (e.g. ``relative,concat,voices``), ``tiny``, ``steps=N``, ``layers=N``.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_common_variants, apply_music_variants,
-                                    music_config, parse_arg, shrink_to_tiny)
+from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
 
 
 def get_config(arg=None):
@@ -30,8 +29,4 @@ def get_config(arg=None):
     config.checkpoint.every_steps = 500
     config.checkpoint.best_metric = 'validation/nll'
     config.sample.max_length = 1024
-    if arg.tiny:
-        shrink_to_tiny(config, max_examples=4)
-    apply_music_variants(config, arg, max_relative_position=16 if arg.tiny else 256,
-                         block_length=16 if arg.tiny else 256)
-    return apply_common_variants(config, arg)
+    return apply_music_variants(config, arg, max_relative_position=256, block_length=256)

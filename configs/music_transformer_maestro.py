@@ -15,8 +15,7 @@ stretched in time by a factor of {0.95, 0.975, 1.0, 1.025, 1.05}. Also ``tiny``,
 The paper does not give its batch size and schedule; these are the defaults here.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_common_variants, apply_music_variants,
-                                    music_config, parse_arg, shrink_to_tiny)
+from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
 
 
 def get_config(arg=None):
@@ -24,9 +23,7 @@ def get_config(arg=None):
     if not (arg.baseline or arg.local):
         arg.relative = True
     config = music_config('maestro', targets_feature='notes', tokenizer='performance')
-    data = config.data
-    data.max_length, data.batch_size = 2048, 16
-    data.time_stretches = (0.95, 0.975, 1.0, 1.025, 1.05)
+    config.data.max_length, config.data.batch_size = 2048, 16
 
     model = config.model
     model.num_decoder_layers, model.d_model, model.attention_dims, model.num_heads = 6, 256, 512, 8
@@ -38,9 +35,4 @@ def get_config(arg=None):
     config.checkpoint.every_steps = 5000
     config.checkpoint.best_metric = 'validation/nll'
     config.sample.max_length = 2048
-    if arg.tiny:
-        shrink_to_tiny(config, max_examples=4)
-        config.model.attention_dims = 0
-    apply_music_variants(config, arg, max_relative_position=16 if arg.tiny else 2048 if arg.local else 1024,
-                         block_length=16 if arg.tiny else 512)
-    return apply_common_variants(config, arg)
+    return apply_music_variants(config, arg, max_relative_position=2048 if arg.local else 1024, block_length=512)

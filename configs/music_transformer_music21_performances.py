@@ -12,16 +12,13 @@ Variants: ``baseline`` (the default: absolute sinusoids), ``relative`` (relative
 512 events; training pieces transposed by up to +-3 semitones and stretched by {0.95, ..., 1.05}.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_common_variants, apply_music_variants,
-                                    music_config, parse_arg, shrink_to_tiny)
+from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, **MUSIC_VARIANTS, **COMMON_VARIANTS)
     config = music_config('music21_performances', targets_feature='notes', tokenizer='performance')
-    data = config.data
-    data.max_length, data.batch_size = 512, 16
-    data.time_stretches = (0.95, 0.975, 1.0, 1.025, 1.05)
+    config.data.max_length, config.data.batch_size = 512, 16
 
     model = config.model
     model.num_decoder_layers, model.d_model, model.num_heads, model.d_ff = 3, 128, 4, 512
@@ -31,9 +28,4 @@ def get_config(arg=None):
     config.eval.every_steps, config.eval.batch_size = 500, 32
     config.checkpoint.every_steps = 500
     config.sample.max_length = 512
-    if arg.tiny:
-        shrink_to_tiny(config, max_examples=4)
-        config.model.max_length = 64
-    apply_music_variants(config, arg, max_relative_position=16 if arg.tiny else 512,
-                         block_length=16 if arg.tiny else 256)
-    return apply_common_variants(config, arg)
+    return apply_music_variants(config, arg, max_relative_position=512, block_length=256)

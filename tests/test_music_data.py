@@ -3,7 +3,8 @@
 import numpy as np
 from music21 import corpus
 
-from transformer_lab.data.builders.bach_chorales import chorale_grid, split_of
+from transformer_lab.data.builders.bach_chorales import chorale_grid
+from transformer_lab.data.builders.pieces import split_of
 from transformer_lab.data.tokenizers import EOS_ID, ChoraleTokenizer
 
 

@@ -158,13 +158,15 @@ def image_config(dataset: str, image_shape: tuple[int, int, int]) -> ConfigDict:
 
 def music_config(dataset: str, *, targets_feature: str, tokenizer: str) -> ConfigDict:
     """``base_config`` for a decoder-only Music Transformer on ``dataset``: pieces as token windows,
-    transposition by up to +-3 semitones (Huang et al. 2018, Sec. 5.1), no label smoothing, NLL per token."""
+    transposition by up to +-3 semitones and time stretches of performances (Huang et al. 2018, Sec.
+    5.1-5.2), no label smoothing, NLL per token."""
     config = base_config()
     data = config.data
     data.name, data.inputs_feature, data.targets_feature = dataset, '', targets_feature
     data.tokenizer, data.packing = tokenizer, False
     data.transpose = 3                  # training pieces move by a random -transpose..+transpose semitones
-    data.time_stretches = ()            # performances: tempo factors drawn per training piece
+    # Performances: a tempo factor drawn per training piece (Huang et al. 2018, Sec. 5.2); chorales: none.
+    data.time_stretches = (0.95, 0.975, 1.0, 1.025, 1.05) if tokenizer == 'performance' else ()
     model = config.model
     model.name, model.norm = 'decoder_only', 'pre'
     config.train.label_smoothing = 0.0
@@ -178,14 +180,19 @@ MUSIC_VARIANTS = dict(baseline=False, relative=False, local=False, concat=False,
 
 def apply_music_variants(config: ConfigDict, arg: ConfigDict, *, max_relative_position: int,
                          block_length: int) -> ConfigDict:
-    """The Music Transformer's model variants (Huang et al. 2018, Tables 1 and 3), combinable except
-    for the attention: ``baseline`` (absolute sinusoids added, full causal attention; the default),
-    ``relative`` (relative attention with skewing), ``local`` (relative local attention in blocks of
-    ``block_length``), ``concat`` (sinusoids concatenated instead of added, half the dimensions) and
-    ``voices`` (a voice embedding: the paper's instrument labels)."""
+    """The variants of a music config, last in its ``get_config``: ``tiny`` (``shrink_to_tiny``, relative
+    distances and blocks of 16), then the Music Transformer's model variants (Huang et al. 2018, Tables
+    1 and 3), combinable except for the attention: ``baseline`` (absolute sinusoids added, full causal
+    attention; the default), ``relative`` (relative attention with skewing), ``local`` (relative local
+    attention in blocks of ``block_length``), ``concat`` (sinusoids concatenated instead of added, half
+    the dimensions) and ``voices`` (a voice embedding: the paper's instrument labels); then ``steps``
+    and ``layers``."""
     if arg.baseline + arg.relative + arg.local > 1:
         raise ConfigError('arg', 'pick one attention variant of baseline, relative and local')
     model = config.model
+    if arg.tiny:
+        shrink_to_tiny(config, max_examples=4)
+        model.attention_dims, max_relative_position, block_length = 0, 16, 16
     if arg.relative:
         model.attention = ConfigDict({'type': 'relative', 'max_relative_position': max_relative_position})
     elif arg.local:
@@ -197,7 +204,7 @@ def apply_music_variants(config: ConfigDict, arg: ConfigDict, *, max_relative_po
         model.positional, model.position_features, model.tie_output = 'sinusoidal_concat', model.d_model // 2, False
     if arg.voices:
         model.num_voices = 4
-    return config
+    return apply_common_variants(config, arg)
 
 
 def shrink_to_tiny(config: ConfigDict, *, num_steps: int = 20, max_examples: int = 16) -> ConfigDict:

@@ -17,16 +17,12 @@ import hashlib
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+from transformer_lab.data.builders.pieces import PiecesBuilder, by_split
 
 VOICES = ('soprano', 'alto', 'tenor', 'bass')
 STEPS_PER_QUARTER = 4
 INSTALL_HINT = 'pip install music21'
-
-
-def split_of(piece: str) -> str:
-    bucket = int(hashlib.md5(piece.encode()).hexdigest(), 16) % 10
-    return 'test' if bucket == 0 else 'validation' if bucket == 1 else 'train'
 
 
 def chorale_grid(score) -> np.ndarray | None:
@@ -71,27 +67,12 @@ def read_chorales() -> list[tuple[str, np.ndarray]]:
     return chorales
 
 
-class BachChorales(tfds.core.GeneratorBasedBuilder):
+class BachChorales(PiecesBuilder):
     """Four-voice Bach chorales on a 16th-note grid (music21 corpus)."""
 
-    VERSION = tfds.core.Version('1.0.0')
-    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self, description=__doc__,
-            features=tfds.features.FeaturesDict({
-                'voices': tfds.features.Tensor(shape=(None, len(VOICES)), dtype=np.uint8),
-                'piece': tfds.features.Text(),
-            }),
-            disable_shuffling=True, homepage='https://www.music21.org/')
+    FEATURE = 'voices'
+    HOMEPAGE = 'https://www.music21.org/'
 
     def _split_generators(self, dl_manager):
         del dl_manager  # the scores ship inside the music21 package
-        chorales = read_chorales()
-        return {split: self._generate_examples([c for c in chorales if split_of(c[0]) == split])
-                for split in ('train', 'validation', 'test')}
-
-    def _generate_examples(self, chorales):
-        for piece, grid in chorales:
-            yield piece, {'voices': grid, 'piece': piece}
+        return {split: self._generate_examples(pieces) for split, pieces in by_split(read_chorales()).items()}

@@ -23,9 +23,11 @@ file's ``valid``) and ``test`` keep the file's order.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+from transformer_lab.data.builders.pieces import PiecesBuilder
 
 FILE_NAME = 'Jsb16thSeparated.npz'
 URL = 'https://github.com/czhuang/JSB-Chorales-dataset/raw/master/Jsb16thSeparated.npz'
@@ -42,21 +44,19 @@ def piece_grid(piece, path: str, name: str) -> np.ndarray:
     return np.nan_to_num(pitches, nan=0).astype(np.uint8)
 
 
-class JsbChorales(tfds.core.GeneratorBasedBuilder):
+def named_grids(path: str, fold: str, pieces) -> Iterator[tuple[str, np.ndarray]]:
+    """The pieces of one array of the file -> (``fold/index``, grid), read as TFDS asks for them."""
+    for index, piece in enumerate(pieces):
+        name = f'{fold}/{index}'
+        yield name, piece_grid(piece, path, name)
+
+
+class JsbChorales(PiecesBuilder):
     """JSB Chorales, four voices on a 16th-note grid (Coconet's Jsb16thSeparated.npz)."""
 
-    VERSION = tfds.core.Version('1.0.0')
-    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    FEATURE = 'voices'
+    HOMEPAGE = 'https://github.com/czhuang/JSB-Chorales-dataset'
     MANUAL_DOWNLOAD_INSTRUCTIONS = f'Download {FILE_NAME} ({URL}) into manual_dir.'
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self, description=__doc__,
-            features=tfds.features.FeaturesDict({
-                'voices': tfds.features.Tensor(shape=(None, NUM_VOICES), dtype=np.uint8),
-                'piece': tfds.features.Text(),
-            }),
-            disable_shuffling=True, homepage='https://github.com/czhuang/JSB-Chorales-dataset')
 
     def _split_generators(self, dl_manager):
         try:
@@ -68,9 +68,4 @@ class JsbChorales(tfds.core.GeneratorBasedBuilder):
                                     f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
         with np.load(path, allow_pickle=True, encoding='latin1') as arrays:
             folds = {fold: list(arrays[fold]) for fold in SPLITS.values()}
-        return {split: self._generate_examples(path, fold, folds[fold]) for split, fold in SPLITS.items()}
-
-    def _generate_examples(self, path: str, fold: str, pieces):
-        for index, piece in enumerate(pieces):
-            name = f'{fold}/{index}'
-            yield name, {'voices': piece_grid(piece, path, name), 'piece': name}
+        return {split: self._generate_examples(named_grids(path, fold, folds[fold])) for split, fold in SPLITS.items()}

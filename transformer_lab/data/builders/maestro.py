@@ -17,12 +17,11 @@ import csv
 import json
 
 import numpy as np
-import tensorflow_datasets as tfds
 from etils import epath
 
 from transformer_lab.data import midi
+from transformer_lab.data.builders.pieces import SPLITS, PiecesBuilder
 
-SPLITS = ('train', 'validation', 'test')
 
 _CITATION = """\
 @inproceedings{hawthorne2018enabling,
@@ -67,31 +66,17 @@ def read_notes(path: epath.Path) -> np.ndarray:
         return midi.notes_from_midi(pretty_midi.PrettyMIDI(file), sustain=True)
 
 
-class Maestro(tfds.core.GeneratorBasedBuilder):
+class Maestro(PiecesBuilder):
     """MAESTRO piano performances as notes, from a manual_dir."""
 
-    VERSION = tfds.core.Version('1.0.0')
-    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    HOMEPAGE = 'https://magenta.tensorflow.org/datasets/maestro'
+    CITATION = _CITATION
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download the MIDI-only zip of MAESTRO (e.g. maestro-v3.0.0-midi.zip) from
 https://magenta.tensorflow.org/datasets/maestro and extract it into manual_dir, so that manual_dir holds
 maestro-v3.0.0.csv (or .json) and the year folders of MIDI files, directly or in one folder
 (manual_dir/maestro-v3.0.0/...): python scripts/prepare_data.py --dataset=maestro --manual_dir=DIR
 """
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict({
-                'notes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
-                'piece': tfds.features.Text(),
-            }),
-            disable_shuffling=True,
-            homepage='https://magenta.tensorflow.org/datasets/maestro',
-            citation=_CITATION,
-            license='CC BY-NC-SA 4.0',
-        )
 
     def _split_generators(self, dl_manager):
         try:
@@ -108,10 +93,6 @@ maestro-v3.0.0.csv (or .json) and the year folders of MIDI files, directly or in
         if missing:
             raise FileNotFoundError(f'{len(missing)} MIDI files listed in {metadata} are not under '
                                     f'{metadata.parent}, e.g. {missing[:3]}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
-        return {split: self._generate_examples(
-                    metadata.parent, [row['midi_filename'] for row in rows if row['split'] == split])
+        return {split: self._generate_examples((name, read_notes(metadata.parent / name)) for name in
+                                               [row['midi_filename'] for row in rows if row['split'] == split])
                 for split in SPLITS}
-
-    def _generate_examples(self, root: epath.Path, midi_filenames: list[str]):
-        for midi_filename in midi_filenames:
-            yield midi_filename, {'notes': read_notes(root / midi_filename), 'piece': midi_filename}

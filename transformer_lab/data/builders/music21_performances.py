@@ -29,9 +29,9 @@ import hashlib
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from transformer_lab.data.builders.bach_chorales import INSTALL_HINT, split_of
+from transformer_lab.data.builders.bach_chorales import INSTALL_HINT
+from transformer_lab.data.builders.pieces import PiecesBuilder, by_split
 from transformer_lab.data.midi import END, PITCH, START
 
 # The corpus folders read; their parsing is most of the preparation's minute (the corpus's Beethoven
@@ -136,27 +136,11 @@ def read_performances() -> list[tuple[str, np.ndarray]]:
     return performances
 
 
-class Music21Performances(tfds.core.GeneratorBasedBuilder):
+class Music21Performances(PiecesBuilder):
     """Scores of music21's corpus rendered as performance notes."""
 
-    VERSION = tfds.core.Version('1.0.0')
-    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self, description=__doc__,
-            features=tfds.features.FeaturesDict({
-                'notes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
-                'piece': tfds.features.Text(),
-            }),
-            disable_shuffling=True, homepage='https://www.music21.org/')
+    HOMEPAGE = 'https://www.music21.org/'
 
     def _split_generators(self, dl_manager):
         del dl_manager  # the scores ship inside the music21 package
-        performances = read_performances()
-        return {split: self._generate_examples([p for p in performances if split_of(p[0]) == split])
-                for split in ('train', 'validation', 'test')}
-
-    def _generate_examples(self, performances):
-        for piece, notes in performances:
-            yield piece, {'notes': notes, 'piece': piece}
+        return {split: self._generate_examples(pieces) for split, pieces in by_split(read_performances()).items()}
