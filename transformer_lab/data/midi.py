@@ -44,10 +44,6 @@ DEFAULT_VELOCITY_BIN = (64 - 1) // VELOCITIES_PER_BIN
 
 SUSTAIN_PEDAL = 64    # the MIDI control change of the sustain (damper) pedal; value >= 64 is down
 
-# The Music Transformer's augmentation of performances (Huang et al. 2018, Sec. 5.2).
-TRANSPOSITIONS = tuple(range(-3, 4))
-TIME_STRETCHES = (0.95, 0.975, 1.0, 1.025, 1.05)
-
 
 def velocity_bin(velocity) -> np.ndarray:
     """MIDI velocities (clipped to 1..127) -> their bins 0..31 (int64, same shape)."""
@@ -216,14 +212,16 @@ def events_to_notes(events: np.ndarray) -> np.ndarray:
 
 
 def transpose_notes(notes: np.ndarray, semitones: int) -> np.ndarray:
-    """Notes [n, 4] moved by ``semitones``; notes leaving MIDI pitches 0..127 are dropped."""
+    """Notes [n, 4] moved by ``semitones`` (the Music Transformer's augmentation, Huang et al. 2018, Sec.
+    5.2: within +-3, ``data.transpose``); notes leaving MIDI pitches 0..127 are dropped."""
     moved = np.array(notes, np.float32).reshape(-1, 4)
     moved[:, PITCH] += semitones
     return moved[(moved[:, PITCH] >= 0) & (moved[:, PITCH] < NUM_PITCHES)]
 
 
 def stretch_notes(notes: np.ndarray, factor: float) -> np.ndarray:
-    """Notes [n, 4] with start and end times multiplied by ``factor`` (> 1 is slower)."""
+    """Notes [n, 4] with start and end times multiplied by ``factor`` (> 1 is slower; the paper's factors
+    0.95 .. 1.05 are ``data.time_stretches``)."""
     stretched = np.array(notes, np.float32).reshape(-1, 4)
     stretched[:, START:] *= factor
     return stretched
