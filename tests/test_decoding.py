@@ -1,6 +1,7 @@
 """The decoding core: greedy is the argmax of the model's own teacher-forced predictions; sampling."""
 
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -46,3 +47,103 @@ def test_temperature_sampling_follows_the_softmax():
     keys = jax.random.split(jax.random.key(0), 4000)
     draws = np.asarray(jax.vmap(lambda k: choose_tokens(logits, k, 1.0, 0)[0])(keys))
     np.testing.assert_allclose(np.bincount(draws, minlength=3) / len(draws), [0.7, 0.2, 0.1], atol=0.03)
+
+
+# --- beam search ---------------------------------------------------------------------------------------
+
+def test_length_penalty_is_gnmts_formula():
+    from transformer_lab.decoding import length_penalty
+    for length, alpha in ((1, 0.6), (7, 0.6), (30, 1.0), (12, 0.0)):
+        assert float(length_penalty(jnp.float32(length), alpha)) == pytest.approx(((5 + length) / 6) ** alpha,
+                                                                                   rel=1e-6)
+
+
+def test_beam_of_one_without_length_penalty_is_greedy(tiny_model_config):
+    from transformer_lab.decoding import beam_search
+    graphdef, params = nnx.split(EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(3)))
+    inputs = jnp.asarray(np.random.default_rng(0).integers(2, VOCAB, (3, 7)), jnp.int32)
+    greedy = generate(graphdef, params, batch_size=3, max_length=10, inputs=inputs)
+    np.testing.assert_array_equal(beam_search(graphdef, params, inputs=inputs, beam_size=1, alpha=0.0,
+                                              max_length=10), greedy)
+
+
+def every_hypothesis(model, inputs, vocab, max_length, alpha):
+    """Scores of every hypothesis, from teacher-forced log-probabilities: {tokens: log P / lp(length)};
+    a hypothesis ends with its first EOS, or is cut at max_length tokens."""
+    import itertools
+    scores = {}
+    words = [t for t in range(vocab) if t not in (0, EOS_ID)]   # 0 pads: never a token of a hypothesis
+    for length in range(1, max_length + 1):
+        for prefix in itertools.product(words, repeat=length - 1):
+            for tokens in [list(prefix) + [EOS_ID]] + ([list(prefix) + [w] for w in words]
+                                                       if length == max_length else []):
+                log_probs = jax.nn.log_softmax(model({'inputs': inputs, 'targets': jnp.asarray([tokens])})[0])
+                total = float(sum(log_probs[t, token] for t, token in enumerate(tokens)))
+                scores[tuple(tokens)] = total / ((5 + length) / 6) ** alpha
+    return scores
+
+
+@pytest.mark.parametrize('alpha', [0.0, 0.6, 2.0])
+def test_a_wide_beam_finds_the_best_of_every_sequence(tiny_model_config, alpha):
+    """Vocabulary 5 (padding, EOS, three words), at most 4 tokens: 1 + 3 + 9 + 27 hypotheses end with
+    EOS and 81 are cut at the limit, and a beam of 64 holds every live prefix, so beam search must
+    return the best of them all, in order, with their scores."""
+    from transformer_lab.decoding import beam_search
+    vocab, max_length = 5, 4
+    tiny_model_config.d_model, tiny_model_config.num_heads = 16, 2
+    model = EncoderDecoder(tiny_model_config, vocab, rngs=nnx.Rngs(5))
+    graphdef, params = nnx.split(model)
+    inputs = jnp.array([[2, 3, 3, 1]], jnp.int32)
+    scores = every_hypothesis(model, inputs, vocab, max_length, alpha)
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    found, found_scores = beam_search(graphdef, params, inputs=inputs, beam_size=64, alpha=alpha,
+                                      max_length=max_length, return_all=True)
+    for rank in range(5):   # the five best, each with its score
+        tokens = [int(t) for t in np.asarray(found[0, rank])]
+        expected = list(ranked[rank]) + [0] * (max_length - len(ranked[rank]))
+        assert tokens == expected, (rank, tokens, ranked[:5])
+        assert float(found_scores[0, rank]) == pytest.approx(scores[ranked[rank]], abs=1e-4)
+
+
+def test_rows_stop_at_source_length_plus_extra(tiny_model_config):
+    from transformer_lab.decoding import beam_search
+    graphdef, params = nnx.split(EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(3)))
+    inputs = jnp.asarray([[4, 5, 1, 0, 0, 0], [4, 5, 6, 7, 8, 1]], jnp.int32)
+    output = np.asarray(beam_search(graphdef, params, inputs=inputs, beam_size=3, alpha=0.6, max_length=20,
+                                    extra_length=2))
+    lengths = [list(row).index(EOS_ID) + 1 if EOS_ID in row else np.count_nonzero(row) for row in output]
+    assert lengths[0] <= 3 + 2 and lengths[1] <= 6 + 2 and max(lengths) > 1
+    assert all((row[length:] == 0).all() for row, length in zip(output, lengths))
+
+
+class MarkovModel(nnx.Module):
+    """A decoder whose next-token distribution depends on the previous token only (a fixed table)."""
+
+    stops_at_eos = True
+
+    def __init__(self, probabilities):
+        self.log_table = nnx.Param(jnp.log(jnp.asarray(probabilities, jnp.float32) + 1e-12))
+
+    def init_decode_state(self, batch_size, max_length, inputs=None):
+        return {'steps': jnp.zeros((batch_size,), jnp.int32)}
+
+    def decode_step(self, tokens, position, state):
+        return self.log_table[...][tokens], {'steps': state['steps'] + 1}
+
+    def choose_tokens(self, logits, key, temperature, top_k):
+        return choose_tokens(logits, key, temperature, top_k)
+
+
+def test_an_early_finished_hypothesis_outlives_the_greedy_path():
+    """Tokens: 0 start, 1 EOS, 2 a, 3 b. From the start EOS 0.4 and a 0.6; after a, b 0.55 and EOS
+    0.45; after b, EOS 0.9 and b 0.1. Greedy takes a, b, EOS (p 0.297); the best hypothesis is [EOS]
+    (0.4), found at the first step and kept while the live ones go on; second is [a, b, EOS]."""
+    from transformer_lab.decoding import beam_search
+    table = [[0, 0.4, 0.6, 0], [0, 1, 0, 0], [0, 0.45, 0, 0.55], [0, 0.9, 0, 0.1]]
+    graphdef, params = nnx.split(MarkovModel(table))
+    greedy = generate(graphdef, params, batch_size=1, max_length=6)
+    np.testing.assert_array_equal(greedy, [[2, 3, 1, 0, 0, 0]])
+    found, scores = beam_search(graphdef, params, batch_size=1, beam_size=2, alpha=0.6, max_length=6,
+                                return_all=True)
+    np.testing.assert_array_equal(found[0], [[1, 0, 0, 0, 0, 0], [2, 3, 1, 0, 0, 0]])
+    np.testing.assert_allclose(scores[0], [np.log(0.4), np.log(0.6 * 0.55 * 0.9) / (8 / 6) ** 0.6], rtol=1e-5)

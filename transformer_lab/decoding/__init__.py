@@ -1,4 +1,5 @@
-"""One decoding core for every model: greedy and temperature / top-k sampling over the model's cache.
+"""One decoding core for every model: greedy and temperature / top-k sampling over the model's cache
+(``generate``), and beam search (``beam_search``, decoding/beam_search.py).
 
 Works with any model exposing ``init_decode_state``, ``decode_step`` and ``stops_at_eos`` (see
 models/transformer.py). Decoding is one jitted ``lax.while_loop`` that stops at ``max_length`` or, for
@@ -14,6 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from transformer_lab.data.tokenizers import EOS_ID
+from transformer_lab.decoding.beam_search import beam_search, length_penalty
+
+__all__ = ['generate', 'beam_search', 'length_penalty']
 
 
 @functools.partial(jax.jit, static_argnames=('graphdef', 'max_length', 'temperature', 'top_k'))
