@@ -1,6 +1,12 @@
 """Runs a trained run's evaluators (config.eval.evaluators) on a split of its dataset.
 
     python scripts/evaluate.py --workdir=DIR [--split=test] [--evaluators=nll,bleu] [--step=N]
+    python scripts/evaluate.py --workdir=DIR --split=test --average_last=5 --beam_size=4 --alpha=0.6
+
+Translation reports NLL and BLEU both ways (``bleu``: sacreBLEU on detokenised output, comparable
+across papers; ``tokenized_bleu``: the Transformer paper's, Moses-tokenised with compounds split);
+the other models their likelihood (bits/dim, bits/char, NLL per token). ``--average_last=N`` evaluates
+the mean parameters of the last N checkpoints, the paper's checkpoint averaging.
 """
 
 import json
@@ -21,6 +27,9 @@ flags.DEFINE_string('workdir', None, 'A run directory written by scripts/train.p
 flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s data.eval_split).')
 flags.DEFINE_list('evaluators', None, 'Evaluators to run (default: the config\'s eval.evaluators).')
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+flags.DEFINE_integer('average_last', 0, 'Average the parameters of the last N checkpoints (up to --step).')
+flags.DEFINE_integer('beam_size', None, 'Translation: beam size, 1 = greedy (default: config.eval.beam_size).')
+flags.DEFINE_float('alpha', None, 'Translation: length penalty of beam search (default: config.eval.length_penalty).')
 flags.mark_flag_as_required('workdir')
 
 
@@ -28,17 +37,22 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     try:
-        run = load(FLAGS.workdir, FLAGS.step)
+        run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
         config = run.config
         if FLAGS.evaluators:
             config.eval.evaluators = tuple(FLAGS.evaluators)
+        if FLAGS.beam_size is not None:
+            config.eval.beam_size = FLAGS.beam_size
+        if FLAGS.alpha is not None:
+            config.eval.length_penalty = FLAGS.alpha
         registry.validate(config)
         pipeline = registry.build_pipeline(config.data, tokenizer=run.tokenizer)
         context = evaluators.make_context(config, pipeline, run.graphdef, parallel.make_mesh())
         metrics = evaluate(context, run.params, FLAGS.split or config.data.eval_split)
     except (ConfigError, DatasetNotPreparedError, FileNotFoundError, CheckpointError) as error:
         sys.exit(f'error: {error}')
-    print(json.dumps({'step': run.step, **metrics}, indent=2))
+    averaged = {'averaged_checkpoints': FLAGS.average_last} if FLAGS.average_last else {}
+    print(json.dumps({'step': run.step, **averaged, **metrics}, indent=2))
 
 
 if __name__ == '__main__':

@@ -105,9 +105,9 @@ def device_env(devices: int = 1) -> dict:
             'JAX_PLATFORMS': 'cpu', 'PYTHONUNBUFFERED': '1', 'PYTHONPATH': os.path.join(ROOT, 'tests')}
 
 
-def run_script(script, *args, devices: int = 1):
+def run_script(script, *args, devices: int = 1, stdin: str | None = None):
     return subprocess.run([sys.executable, f'scripts/{script}', *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=device_env(devices))
+                          text=True, timeout=300, env=device_env(devices), input=stdin)
 
 
 

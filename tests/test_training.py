@@ -88,3 +88,48 @@ def test_changed_model_on_an_existing_workdir_is_refused(bible_run):
     result = run_script('train.py', '--config=configs/transformer_bible_enes.py:tiny', f'--workdir={bible_run[0]}',
                            '--config.model.d_ff=128')
     assert result.returncode != 0 and 'model.d_ff: 64 in the run, 128 now' in result.stderr
+
+
+def test_averaging_the_last_checkpoints_is_their_element_wise_mean(bible_run, tmp_path):
+    import jax
+    import numpy as np
+    workdir = bible_run[0]       # checkpoints 30, 40, 50
+    single = {step: transformer_lab.load(workdir, step).params for step in (30, 40, 50)}
+    for last, steps in ((3, (30, 40, 50)), (2, (40, 50))):
+        averaged = transformer_lab.load(workdir, average_last=last)
+        assert averaged.step == 50
+        expected = jax.tree.map(lambda *params: np.mean(params, axis=0), *[single[s] for s in steps])
+        jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7),
+                     averaged.params, expected)
+    with pytest.raises(FileNotFoundError, match=r'--average_last=4, but .* holds 3 checkpoints .*max_to_keep >= 4'):
+        transformer_lab.load(workdir, average_last=4)
+
+    output = tmp_path / 'averaged'
+    written = run_script('average_checkpoints.py', f'--workdir={workdir}', '--last=3', f'--output={output}')
+    assert written.returncode == 0, written.stderr[-3000:]
+    reloaded = transformer_lab.load(str(output))
+    assert reloaded.step == 50
+    jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-6),
+                 reloaded.params, transformer_lab.load(workdir, average_last=3).params)
+    again = run_script('average_checkpoints.py', f'--workdir={workdir}', '--last=2', f'--output={output}')
+    assert again.returncode != 0 and 'is not empty' in again.stderr
+    assert sorted(os.listdir(output / 'checkpoints')) == ['50']
+
+
+def test_translate_cli_reads_stdin_and_evaluate_reports_bleu_both_ways(bible_run):
+    from transformer_lab.training.evaluators import translate
+    workdir = bible_run[0]
+    sources = ['In the beginning God created the heaven and the earth.', 'And God said, Let there be light.']
+    result = run_script('translate.py', f'--workdir={workdir}', '--beam_size=1', stdin='\n'.join(sources) + '\n')
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = transformer_lab.load(workdir)
+    expected = translate(run.graphdef, run.params, run.tokenizer, sources, rows=32,
+                         source_length=run.config.data.max_length, max_length=run.config.data.max_length)
+    assert result.stdout.splitlines() == expected
+
+    evaluation = run_script('evaluate.py', f'--workdir={workdir}', '--evaluators=bleu', '--beam_size=2',
+                            '--average_last=2')
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
+    assert reported['averaged_checkpoints'] == 2 and reported['step'] == 50
+    assert 0 <= reported['validation/bleu'] <= 100 and 0 <= reported['validation/tokenized_bleu'] <= 100

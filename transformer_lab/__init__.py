@@ -4,7 +4,8 @@
 """
 
 
-def load(workdir: str, step: int | None = None):
-    """A trained run from its workdir (see ``transformer_lab.runs.load``)."""
+def load(workdir: str, step: int | None = None, *, average_last: int = 0):
+    """A trained run from its workdir, optionally its last checkpoints averaged (see
+    ``transformer_lab.runs.load``)."""
     from transformer_lab.runs import load as load_run
-    return load_run(workdir, step)
+    return load_run(workdir, step, average_last=average_last)

@@ -111,6 +111,9 @@ def base_config() -> ConfigDict:
     evaluation.evaluators = ('nll',)
     evaluation.max_examples = -1        # -1 = the whole split (decoding evaluators)
     evaluation.num_show = 3             # decoded examples printed by decoding evaluators
+    evaluation.beam_size = 1            # translation: 1 = greedy; the paper: 4
+    evaluation.length_penalty = 0.6     # beam search: alpha of ((5 + length) / 6)^alpha (the paper's 0.6)
+    evaluation.extra_length = 50        # beam search: at most source length + this many tokens (the paper's 50)
 
     config.parallel = parallel = ConfigDict()
     parallel.mode = 'jit'               # jit over a NamedSharding mesh; or 'pmap' (explicit psum, replicated)

@@ -54,13 +54,15 @@ class Checkpoints:
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def save(self, step: int, state, data_iterator, metrics: dict | None = None) -> None:
+    def save(self, step: int, state, data_iterator=None, metrics: dict | None = None) -> None:
         """Starts an asynchronous save of ``state`` (global arrays) and the iterator's position (captured
-        now); first raises CheckpointError if the previous save failed."""
+        now; no iterator for a checkpoint made to be evaluated, e.g. averaged); first raises
+        CheckpointError if the previous save failed."""
         self.wait()
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)),
-            metrics=metrics, force=True)
+        items = {'state': ocp.args.StandardSave(state)}
+        if data_iterator is not None:
+            items['data'] = grain.checkpoint.CheckpointSave(data_iterator)
+        self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
         self._saving_step = step
 
     def poll(self) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable
 
 import jax
 import numpy as np
 import sacrebleu
+import sacremoses
 from jax.experimental import multihost_utils
 
 from transformer_lab import decoding
@@ -105,15 +107,49 @@ def bits_per_character(context: EvalContext, params, split: str) -> dict[str, fl
 
 
 def translate(graphdef, params, tokenizer, sources: list[str], *, rows: int, source_length: int,
-              max_length: int, **sampling) -> list[str]:
-    """Translations of ``sources`` (greedy unless ``sampling`` says otherwise), ``rows`` at a time."""
+              max_length: int, beam_size: int = 1, alpha: float = 0.6, extra_length: int | None = None,
+              **sampling) -> list[str]:
+    """Translations of ``sources``, ``rows`` at a time: beam search when ``beam_size`` > 1 (length
+    penalty ``alpha``, at most source length + ``extra_length`` tokens), else greedy unless
+    ``sampling`` (temperature, top_k, seed) says otherwise."""
     outputs = []
     for start in range(0, len(sources), rows):
         chunk = sources[start:start + rows]
-        tokens = decoding.generate(graphdef, params, batch_size=rows, max_length=max_length,
-                                   inputs=encode_padded(tokenizer, chunk, source_length, rows), **sampling)
+        inputs = encode_padded(tokenizer, chunk, source_length, rows)
+        if beam_size > 1:
+            tokens = decoding.beam_search(graphdef, params, inputs=inputs, beam_size=beam_size, alpha=alpha,
+                                          max_length=max_length, extra_length=extra_length)
+        else:
+            tokens = decoding.generate(graphdef, params, batch_size=rows, max_length=max_length, inputs=inputs,
+                                       **sampling)
         outputs += [tokenizer.decode(row) for row in np.asarray(tokens)[:len(chunk)]]
     return outputs
+
+
+def split_compounds(text: str) -> str:
+    """Hyphenated compounds split as in the paper's evaluation (tensor2tensor's get_ende_bleu.sh):
+    ``Gut-Aiderbichl`` -> ``Gut ##AT##-##AT## Aiderbichl``, so each part counts as a word."""
+    return re.sub(r'(\S)-(\S)', r'\1 ##AT##-##AT## \2', text)
+
+
+def detokenized_bleu(hypotheses: list[str], references: list[str]) -> float:
+    """sacreBLEU (Post 2018) of detokenised output against raw references, with its own 13a tokenisation:
+    the BLEU comparable across papers and toolkits."""
+    return sacrebleu.corpus_bleu(hypotheses, [references]).score
+
+
+def tokenized_bleu(hypotheses: list[str], references: list[str], language: str) -> float:
+    """BLEU as the Transformer paper reports it (27.3 for base on newstest2014): both sides Moses-tokenised
+    (sacremoses, as tokenizer.perl: punctuation split off, special characters escaped), compounds split
+    (``split_compounds``), then corpus BLEU over those tokens with no further tokenisation (sacreBLEU
+    with ``tokenize='none'``, the computation of multi-bleu.perl). Not comparable across tokenisations:
+    report the detokenised sacreBLEU beside it."""
+    tokenizer = sacremoses.MosesTokenizer(lang=language)
+
+    def prepared(texts):
+        return [split_compounds(tokenizer.tokenize(text, return_str=True)) for text in texts]
+
+    return sacrebleu.corpus_bleu(prepared(hypotheses), [prepared(references)], tokenize='none').score
 
 
 @reports(*TOKEN_METRICS, 'bits_per_dim')
@@ -123,16 +159,22 @@ def bits_per_dimension(context: EvalContext, params, split: str) -> dict[str, fl
     return {**metrics, 'bits_per_dim': metrics['bits_per_token']}
 
 
-@reports('bleu', single_host=True)
+@reports('bleu', 'tokenized_bleu', single_host=True)
 def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
-    """sacreBLEU (default 13a tokenisation) of greedy translations against the raw references."""
+    """BLEU of translations (``eval.beam_size``, ``eval.length_penalty``, ``eval.extra_length``) both
+    ways: ``bleu`` (``detokenized_bleu``, comparable across papers) and ``tokenized_bleu`` (the
+    Transformer paper's own)."""
     pairs = context.pipeline.translation_pairs(split, context.config.eval.max_examples)
-    length = context.config.data.max_length
+    evaluation, data = context.config.eval, context.config.data
     hypotheses = translate(context.graphdef, params, context.pipeline.tokenizer, [source for source, _ in pairs],
-                           rows=context.config.eval.batch_size, source_length=length, max_length=length)
-    for (source, reference), hypothesis in list(zip(pairs, hypotheses))[:context.config.eval.num_show]:
+                           rows=evaluation.batch_size, source_length=data.max_length, max_length=data.max_length,
+                           beam_size=evaluation.beam_size, alpha=evaluation.length_penalty,
+                           extra_length=evaluation.extra_length)
+    for (source, reference), hypothesis in list(zip(pairs, hypotheses))[:evaluation.num_show]:
         context.report(f'  source:     {source}\n  reference:  {reference}\n  hypothesis: {hypothesis}')
-    return {'bleu': sacrebleu.corpus_bleu(hypotheses, [[reference for _, reference in pairs]]).score}
+    references = [reference for _, reference in pairs]
+    return {'bleu': detokenized_bleu(hypotheses, references),
+            'tokenized_bleu': tokenized_bleu(hypotheses, references, data.targets_feature)}
 
 
 EVALUATORS = {
