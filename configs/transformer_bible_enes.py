@@ -6,7 +6,9 @@
 A Transformer sized for ten minutes of training on 2 CPU cores: shared sentencepiece vocabulary and
 tied embeddings, packed rows, a short warm-up; pre-LN and no dropout, which learn fastest in such a
 short run (the paper's post-LN: `--config.model.norm=post --config.model.dropout_rate=0.1`).
-Variants: `tiny` (seconds, for tests), `steps=N`, `layers=N`.
+Variants: `tiny` (seconds, for tests), `steps=N`, `layers=N`. Evaluated the paper's way afterwards:
+
+    python scripts/evaluate.py --workdir=workdirs/bible_enes --beam_size=4 --average_last=5
 """
 
 from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
@@ -34,8 +36,9 @@ def get_config(arg=None):
     config.train.warmup_steps = 300
     config.train.learning_rate = 1.0
     config.eval.every_steps = 600
-    config.eval.evaluators = ('nll', 'bleu')
-    config.checkpoint.every_steps = 600
+    config.eval.evaluators = ('nll', 'bleu')     # greedy while training; evaluate.py --beam_size=4 after
+    # The last 5 checkpoints, 100 steps apart, to average (evaluate.py --average_last=5).
+    config.checkpoint.every_steps, config.checkpoint.max_to_keep = 100, 5
 
     if arg.tiny:
         shrink_to_tiny(config)

@@ -31,6 +31,9 @@ def test_wmt_configs_are_the_papers_table_3_rows():
     assert (base.model.d_model, base.model.d_ff, base.model.num_heads, base.model.dropout_rate) == (512, 2048, 8, 0.1)
     assert (big.model.d_model, big.model.d_ff, big.model.num_heads, big.model.dropout_rate) == (1024, 4096, 16, 0.3)
     assert (base.train.num_steps, big.train.num_steps) == (100_000, 300_000)
+    for config in (base, big):
+        assert (config.eval.beam_size, config.eval.length_penalty, config.eval.extra_length) == (4, 0.6, 50)
+    assert (base.checkpoint.max_to_keep, big.checkpoint.max_to_keep) == (5, 20)   # checkpoints averaged
 
 
 def test_variants_combine():

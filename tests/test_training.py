@@ -35,7 +35,7 @@ def test_tiny_translation_lowers_its_loss(bible_run):
 
 def test_run_writes_checkpoints_metrics_and_config(bible_run):
     workdir, _, _, steps_after_first = bible_run
-    assert steps_after_first == ['20', '30', '40']  # every 10 steps, the last 3 kept
+    assert steps_after_first == ['10', '20', '30', '40']  # every 10 steps, the last 5 kept
     with open(os.path.join(workdir, 'config.json')) as f:
         assert json.load(f)['model']['d_model'] == 32
     assert os.path.exists(os.path.join(workdir, 'tokenizer.model'))
@@ -93,7 +93,7 @@ def test_changed_model_on_an_existing_workdir_is_refused(bible_run):
 def test_averaging_the_last_checkpoints_is_their_element_wise_mean(bible_run, tmp_path):
     import jax
     import numpy as np
-    workdir = bible_run[0]       # checkpoints 30, 40, 50
+    workdir = bible_run[0]       # checkpoints 10 ... 50
     single = {step: transformer_lab.load(workdir, step).params for step in (30, 40, 50)}
     for last, steps in ((3, (30, 40, 50)), (2, (40, 50))):
         averaged = transformer_lab.load(workdir, average_last=last)
@@ -101,8 +101,8 @@ def test_averaging_the_last_checkpoints_is_their_element_wise_mean(bible_run, tm
         expected = jax.tree.map(lambda *params: np.mean(params, axis=0), *[single[s] for s in steps])
         jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7),
                      averaged.params, expected)
-    with pytest.raises(FileNotFoundError, match=r'--average_last=4, but .* holds 3 checkpoints .*max_to_keep >= 4'):
-        transformer_lab.load(workdir, average_last=4)
+    with pytest.raises(FileNotFoundError, match=r'--average_last=6, but .* holds 5 checkpoints .*max_to_keep >= 6'):
+        transformer_lab.load(workdir, average_last=6)
 
     output = tmp_path / 'averaged'
     written = run_script('average_checkpoints.py', f'--workdir={workdir}', '--last=3', f'--output={output}')
