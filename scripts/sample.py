@@ -86,7 +86,7 @@ def sample_images(run, rows: int, options: dict) -> str:
 def sample_music(run, rows: int, options: dict) -> list[str]:
     """A MIDI file and a piano-roll PNG per sample; with a primer, each sample holds the primer's tokens
     and then the model's continuation."""
-    primer_tokens = pick(FLAGS.primer_tokens, run.config.sample.primer_tokens)
+    primer_tokens = pick(FLAGS.primer_tokens, run.config.sample.get('primer_tokens', 0))  # 0 in older runs
     prompt = None
     if primer_tokens:
         pipeline = registry.build_pipeline(run.config.data, tokenizer=run.tokenizer)
