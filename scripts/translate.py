@@ -44,15 +44,19 @@ def main(argv):
                    beam_size=evaluation.beam_size if FLAGS.beam_size is None else FLAGS.beam_size,
                    alpha=evaluation.length_penalty if FLAGS.alpha is None else FLAGS.alpha,
                    extra_length=evaluation.extra_length)
-    with (open(FLAGS.input) if FLAGS.input else sys.stdin) as lines:
-        batch = []
-        for line in lines:
-            batch.append(line.strip())
-            if len(batch) == FLAGS.batch_size:
-                print('\n'.join(translate(run.graphdef, run.params, run.tokenizer, batch, **options)), flush=True)
-                batch = []
+
+    def flush(batch: list[str]) -> None:
         if batch:
             print('\n'.join(translate(run.graphdef, run.params, run.tokenizer, batch, **options)), flush=True)
+
+    with (open(FLAGS.input) if FLAGS.input else sys.stdin) as lines:
+        batch = []
+        for line in lines:   # a batch at a time, so typed sentences come back without waiting for the end
+            batch.append(line.strip())
+            if len(batch) == FLAGS.batch_size:
+                flush(batch)
+                batch = []
+        flush(batch)
 
 
 if __name__ == '__main__':

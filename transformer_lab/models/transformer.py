@@ -136,7 +136,6 @@ class Stack(nnx.Module):
     def __init__(self, config, embedding: TokenEmbedding, layers: list[nnx.Module], *, voices: int = 0,
                  rngs: nnx.Rngs):
         self.embedding = embedding
-        self.compute_dtype = DTYPES[config.dtype]
         self.position_encoding = PositionEncoding(config.positional, config.max_length, config.d_model,
                                                   features=config.position_features, rngs=rngs)
         self.voice_embedding = (nnx.Embed(voices + 1, config.d_model, **_dtypes(config), rngs=rngs,
