@@ -9,12 +9,10 @@ optimizer state with the mean parameters). The run itself is only read. ``evalua
 averages on the fly instead.
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags, logging
-
+from transformer_lab import cli
 from transformer_lab.runs import save_averaged
-from transformer_lab.training.checkpoints import CheckpointError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A run directory written by scripts/train.py.')
@@ -25,14 +23,10 @@ flags.mark_flags_as_required(['workdir', 'output'])
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
-    try:
-        step = save_averaged(FLAGS.workdir, FLAGS.output, FLAGS.last)
-    except (FileNotFoundError, FileExistsError, CheckpointError) as error:
-        sys.exit(f'error: {error}')
+    step = save_averaged(FLAGS.workdir, FLAGS.output, FLAGS.last)
     print(f'{FLAGS.output}: the mean parameters of the last {FLAGS.last} checkpoints of {FLAGS.workdir}, '
           f'at step {step}')
 
 
 if __name__ == '__main__':
-    app.run(main)
+    cli.run(main)

@@ -10,15 +10,11 @@ the mean parameters of the last N checkpoints, the paper's checkpoint averaging.
 """
 
 import json
-import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-from transformer_lab import registry
-from transformer_lab.config import ConfigError
-from transformer_lab.data.pipeline import DatasetNotPreparedError
+from transformer_lab import cli, registry
 from transformer_lab.runs import load
-from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training import evaluators, parallel
 from transformer_lab.training.loop import evaluate
 
@@ -35,25 +31,21 @@ flags.mark_flag_as_required('workdir')
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
-    try:
-        run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
-        config = run.config
-        if FLAGS.evaluators:
-            config.eval.evaluators = tuple(FLAGS.evaluators)
-        if FLAGS.beam_size is not None:
-            config.eval.beam_size = FLAGS.beam_size
-        if FLAGS.alpha is not None:
-            config.eval.length_penalty = FLAGS.alpha
-        registry.validate(config)
-        pipeline = registry.build_pipeline(config.data, tokenizer=run.tokenizer)
-        context = evaluators.make_context(config, pipeline, run.graphdef, parallel.make_mesh())
-        metrics = evaluate(context, run.params, FLAGS.split or config.data.eval_split)
-    except (ConfigError, DatasetNotPreparedError, FileNotFoundError, CheckpointError) as error:
-        sys.exit(f'error: {error}')
+    run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
+    config = run.config
+    if FLAGS.evaluators:
+        config.eval.evaluators = tuple(FLAGS.evaluators)
+    if FLAGS.beam_size is not None:
+        config.eval.beam_size = FLAGS.beam_size
+    if FLAGS.alpha is not None:
+        config.eval.length_penalty = FLAGS.alpha
+    registry.validate(config)
+    pipeline = registry.build_pipeline(config.data, tokenizer=run.tokenizer)
+    context = evaluators.make_context(config, pipeline, run.graphdef, parallel.make_mesh())
+    metrics = evaluate(context, run.params, FLAGS.split or config.data.eval_split)
     averaged = {'averaged_checkpoints': FLAGS.average_last} if FLAGS.average_last else {}
     print(json.dumps({'step': run.step, **averaged, **metrics}, indent=2))
 
 
 if __name__ == '__main__':
-    app.run(main)
+    cli.run(main)

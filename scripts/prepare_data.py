@@ -8,7 +8,9 @@ import importlib
 import os
 
 import tensorflow_datasets as tfds
-from absl import app, flags, logging
+from absl import flags
+
+from transformer_lab import cli
 
 from transformer_lab.data.pipeline import resolve_data_dir
 from transformer_lab.registry import DATASETS
@@ -22,7 +24,6 @@ flags.mark_flag_as_required('dataset')
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
     data_dir = resolve_data_dir(FLAGS.data_dir)
     for name in FLAGS.dataset:
         dataset = DATASETS[name]
@@ -39,4 +40,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    cli.run(main)

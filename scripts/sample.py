@@ -15,17 +15,14 @@ unconditioned or continuing the first ``--primer_tokens`` tokens of the first va
 """
 
 import os
-import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
-from transformer_lab import decoding, registry
+from transformer_lab import cli, decoding, registry
 from transformer_lab.data import midi
 from transformer_lab.data.images import image_grid, save_png
-from transformer_lab.data.pipeline import DatasetNotPreparedError
 from transformer_lab.runs import load
-from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training.evaluators import translate
 
 FLAGS = flags.FLAGS
@@ -104,7 +101,6 @@ def sample_music(run, rows: int, options: dict) -> list[str]:
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
     try:
         run = load(FLAGS.workdir)
         sample = run.config.sample
@@ -130,8 +126,8 @@ def main(argv):
             prompt = np.tile(np.asarray(run.tokenizer.encode(prompt_text), np.int32), (rows, 1))
             tokens = decoding.generate(run.graphdef, run.params, batch_size=rows, prompt=prompt, **options)
             lines = [run.tokenizer.decode(row) for row in np.asarray(tokens)]
-    except (DatasetNotPreparedError, FileNotFoundError, CheckpointError, ValueError) as error:
-        sys.exit(f'error: {error}')
+    except ValueError as error:   # a prompt or primer the run's tokenizer or data cannot serve
+        cli.fail(str(error))
     text = '\n\n'.join(lines) + '\n'
     path = os.path.join(FLAGS.workdir, 'samples', f'step_{run.step}.txt')
     with open(path, 'w') as f:
@@ -140,4 +136,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    cli.run(main)

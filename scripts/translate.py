@@ -11,10 +11,10 @@ checkpoints.
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 
+from transformer_lab import cli
 from transformer_lab.runs import load
-from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training.evaluators import translate
 
 FLAGS = flags.FLAGS
@@ -30,13 +30,9 @@ flags.mark_flag_as_required('workdir')
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
-    try:
-        run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
-    except (FileNotFoundError, CheckpointError) as error:
-        sys.exit(f'error: {error}')
+    run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
     if not run.config.data.inputs_feature:
-        sys.exit(f'error: {FLAGS.workdir} holds a {run.config.model.name} model without source text '
+        cli.fail(f'{FLAGS.workdir} holds a {run.config.model.name} model without source text '
                  f'(data.inputs_feature is empty); translate.py needs a translation run')
     evaluation = run.config.eval
     options = dict(rows=FLAGS.batch_size, source_length=run.config.data.max_length,
@@ -60,4 +56,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    cli.run(main)

@@ -43,7 +43,8 @@ def load_tokenizer(config, workdir: str):
 
 
 def load(workdir: str, step: int | None = None, *, average_last: int = 0) -> Run:
-    """Restores the latest (or the given) checkpoint of ``workdir``; needs no prepared dataset.
+    """Restores the latest (or the given) checkpoint of ``workdir``; needs no prepared dataset and
+    writes nothing (``workdir`` may be a read-only copy of a run).
 
     ``average_last=N``: the parameters are the element-wise mean of the last N checkpoints' (up to
     ``step`` if given), the checkpoint averaging of Vaswani et al. (2017, Sec. 6.1: the last 5 for
@@ -81,7 +82,7 @@ def _restore(workdir: str, step: int | None, average_last: int):
     mesh = parallel.make_mesh()
     graphdef, state, _, _ = initial_state(config, model)
     abstract = checkpoints.abstract_like(state, jax.tree.map(lambda _: parallel.replicated(mesh), state))
-    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep)
+    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep, read_only=True)
     try:
         if average_last:
             steps = [s for s in store.all_steps() if step is None or s <= step][-average_last:]

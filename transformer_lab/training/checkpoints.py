@@ -17,6 +17,8 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
+from transformer_lab import library_log
+
 CORRUPT_DIRECTORY = 'checkpoints_unreadable'
 
 
@@ -29,7 +31,9 @@ class Checkpoints:
     best save by that metric as well (an orbax AnyPreservationPolicy of LatestN and BestN, so keeping
     the best never deletes the latest, unlike orbax's ``max_to_keep`` with ``best_fn``)."""
 
-    def __init__(self, workdir: str, *, max_to_keep: int, best_metric: str = '', best_mode: str = 'min'):
+    def __init__(self, workdir: str, *, max_to_keep: int, best_metric: str = '', best_mode: str = 'min',
+                 read_only: bool = False):
+        """``read_only``: for evaluating and sampling; creates, saves and deletes nothing."""
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, 'checkpoints')
         policies = [checkpoint_managers.LatestN(n=max_to_keep)]
@@ -40,9 +44,10 @@ class Checkpoints:
             # BestN keeps the last n after sorting; reverse=True puts the lowest value last.
             policies.append(checkpoint_managers.BestN(get_metric_fn=best_fn, reverse=best_mode == 'min', n=1,
                                                       keep_checkpoints_without_metrics=False))
-        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-            create=True, best_fn=best_fn, best_mode=best_mode,
-            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies)))
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False) if read_only else \
+            ocp.CheckpointManagerOptions(create=True, best_fn=best_fn, best_mode=best_mode,
+                                         preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies))
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
         self._saving_step = None
 
     def latest_step(self) -> int | None:
@@ -76,7 +81,7 @@ class Checkpoints:
             self.manager.wait_until_finished()
         except Exception as error:  # orbax re-raises the writer's own exception, whatever its type
             raise CheckpointError(
-                f'saving the checkpoint of step {self._saving_step} in {self.directory} failed: {error!r}. '
+                f'saving the checkpoint of step {self._saving_step} in {self.directory} failed: {summary(error)}. '
                 f'Saved steps still on disk: {self.all_steps()}; fix the cause (disk space, permissions) and '
                 f'run again to resume from the latest of them') from error
         finally:
@@ -112,7 +117,9 @@ class Checkpoints:
             try:
                 restored = self.restore(abstract_state, step, data_iterator)
             except Exception as error:  # orbax raises ValueError, FileNotFoundError, KeyError or Exception
-                warnings.warn(f'checkpoint {step} in {self.directory} is unreadable, trying an older one: {error!r}')
+                library_log.write_exception(error)
+                warnings.warn(f'checkpoint {step} in {self.directory} is unreadable ({summary(error)}); '
+                              f'trying an older one')
                 failures.append((step, error))
                 continue
             if failures and set_aside_unreadable:
@@ -121,7 +128,7 @@ class Checkpoints:
         if failures:
             raise CheckpointError(
                 f'no checkpoint in {self.directory} is readable:\n' +
-                '\n'.join(f'  step {step}: {error!r}' for step, error in failures) +
+                '\n'.join(f'  step {step}: {summary(error)}' for step, error in failures) +
                 f'\nmove {self.directory} aside to train from scratch, or point --workdir elsewhere')
         return None
 
@@ -144,6 +151,15 @@ class Checkpoints:
             self.wait()
         finally:
             self.manager.close()
+
+
+def summary(error: BaseException, limit: int = 160) -> str:
+    """An exception in one short line: orbax's and TensorStore's messages run to kilobytes of specs
+    (the whole of it goes to the library log)."""
+    first_line = (str(error).strip().splitlines() or [''])[0]
+    if len(first_line) > limit:
+        first_line = first_line[:limit] + ' ...'
+    return f'{type(error).__name__}: {first_line}' if first_line else type(error).__name__
 
 
 def abstract_like(tree, shardings) -> object:

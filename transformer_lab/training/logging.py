@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -16,31 +17,51 @@ class MetricsWriter:
 
     A run resumed from the checkpoint at ``resume_step`` first drops what the interrupted run logged
     after that step (those steps are trained again), from metrics.jsonl and, through tensorboardX's
-    ``purge_step``, from TensorBoard: no step is ever logged twice.
+    ``purge_step``, from TensorBoard: no step is ever logged twice. A line is written with one
+    ``write`` and cut off again if that fails (a full disk), so metrics.jsonl never keeps a torn line;
+    a failed write raises MetricsWriteError.
     """
 
     def __init__(self, workdir: str, resume_step: int = 0):
         self.active = jax.process_index() == 0
         if self.active:
-            path = os.path.join(workdir, 'metrics.jsonl')
-            _drop_records_after(path, resume_step)
-            self.jsonl = open(path, 'a')
-            self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1)
+            self.path = os.path.join(workdir, 'metrics.jsonl')
+            self.tensorboard_dir = os.path.join(workdir, 'tensorboard')
+            _drop_records_after(self.path, resume_step)
+            self.jsonl = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self.tensorboard = SummaryWriter(self.tensorboard_dir, purge_step=resume_step + 1)
 
     def write(self, step: int, metrics: dict[str, float]):
         if not self.active:
             return
         metrics = {name: float(value) for name, value in metrics.items()}
-        self.jsonl.write(json.dumps({'step': step, 'time': time.time(), **metrics}) + '\n')
-        self.jsonl.flush()
-        for name, value in metrics.items():
-            self.tensorboard.add_scalar(name, value, step)
-        self.tensorboard.flush()
+        line = (json.dumps({'step': step, 'time': time.time(), **metrics}) + '\n').encode()
+        size = os.fstat(self.jsonl).st_size
+        try:
+            if os.write(self.jsonl, line) != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+        except OSError as error:
+            os.ftruncate(self.jsonl, size)
+            raise MetricsWriteError(f'writing the metrics of step {step} to {self.path} failed', error) from error
+        try:
+            for name, value in metrics.items():
+                self.tensorboard.add_scalar(name, value, step)
+            self.tensorboard.flush()
+        except OSError as error:
+            raise MetricsWriteError(f'writing the metrics of step {step} to {self.tensorboard_dir} failed',
+                                    error) from error
 
     def close(self):
         if self.active:
-            self.jsonl.close()
+            os.close(self.jsonl)
             self.tensorboard.close()
+
+
+class MetricsWriteError(OSError):
+    """metrics.jsonl or the TensorBoard events could not be written (a full disk, a lost mount)."""
+
+    def __init__(self, what: str, cause: OSError):
+        super().__init__(f'{what}: {cause.strerror or cause}')
 
 
 def _record_step(line: str) -> float:
@@ -64,9 +85,13 @@ def _drop_records_after(path: str, step: int) -> None:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    """All records of ``WORKDIR/metrics.jsonl`` (for tests and notebooks)."""
+    """All records of ``WORKDIR/metrics.jsonl`` (for tests and notebooks); a last line torn by a run
+    killed in the middle of writing it (of a version before whole-line writes) is left out."""
     with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-        return [json.loads(line) for line in f]
+        lines = f.readlines()
+    if lines and not lines[-1].endswith('\n'):
+        lines.pop()
+    return [json.loads(line) for line in lines]
 
 
 def progress_bar(first_step: int, num_steps: int) -> tqdm.tqdm:

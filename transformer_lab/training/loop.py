@@ -12,19 +12,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 
 import jax
 import numpy as np
 from flax import nnx
 
-from transformer_lab import registry
+from transformer_lab import library_log, registry
 from transformer_lab.training import checkpoints, evaluators, logging, optim, parallel, preemption, steps
+from transformer_lab.training import workdir as workdir_lib
 
 # Config fields that may change when a run resumes: cadences, lengths, evaluation, topology.
 SAFE_ON_RESUME = ('train.num_steps', 'train.log_every_steps', 'train.nonfinite', 'train.max_consecutive_skips',
                   'train.grad_accum_steps', 'eval', 'checkpoint.every_steps', 'checkpoint.max_to_keep',
                   'checkpoint.best_metric', 'checkpoint.best_mode', 'sample', 'parallel', 'data.data_dir')
+
+
+LOG_FILE = 'train.log'   # the libraries' detail: orbax and TFDS logs, tracebacks (library_log)
 
 
 class WorkdirConflictError(ValueError):
@@ -161,8 +166,15 @@ def evaluate(context: evaluators.EvalContext, params, split: str) -> dict[str, f
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final metrics."""
     parallel.initialize_distributed(config.parallel)
+    workdir_lib.check_usable(workdir)
     pipeline, model = setup(config, workdir)
     evaluators.check_hosts(config.eval.evaluators)
+    with workdir_lib.WorkdirLock(workdir), library_log.kept_in(
+            os.path.join(workdir, LOG_FILE) if jax.process_index() == 0 else None):
+        return _train_in_locked_workdir(config, workdir, pipeline, model)
+
+
+def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str, float]:
     layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
     mesh = parallel.make_mesh()
     strategy = parallel.make_parallel(config.parallel, mesh)
@@ -189,6 +201,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     writer = logging.MetricsWriter(workdir, resume_step=first_step)
     bar = logging.progress_bar(first_step, config.train.num_steps)
     report = bar.write if jax.process_index() == 0 else lambda message: None
+    report(_describe_start(store, workdir, restored is not None, first_step, data_restored))
     report(layout.describe() + f' ({config.parallel.mode} mode)')
     context = evaluators.make_context(config, pipeline, graphdef, mesh, report=report)
     window = TrainWindow(config.train, store)
@@ -198,6 +211,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     def save(step, state, metrics=None):
         window.check()
         store.save(step, strategy.to_global(state), train_batches, metrics)
+
+    def log(step, metrics):
+        try:
+            writer.write(step, metrics)
+        except logging.MetricsWriteError as error:
+            raise logging.MetricsWriteError(
+                f'{error}. Saved steps still on disk: {store.all_steps()}; fix the cause (disk space, '
+                f'permissions) and run again to resume from the latest of them', error) from error
 
     metrics = {} if first_step < num_steps else evaluate(context, strategy.to_global(state).params,
                                                           config.data.eval_split)
@@ -211,7 +232,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 if step % config.train.log_every_steps == 0 or step == num_steps or stop_signal:
                     window.check()
                     metrics = window.summary(float(schedule(step - 1)))
-                    writer.write(step, metrics)
+                    log(step, metrics)
                     store.poll()
                     bar.set_postfix(loss=f'{metrics["train/loss"]:.3f}',
                                     tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
@@ -224,7 +245,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 if (eval_every and step % eval_every == 0) or step == num_steps:
                     window.check()
                     eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split)
-                    writer.write(step, eval_metrics)
+                    log(step, eval_metrics)
                     report(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
                     metrics.update(eval_metrics)
                     window.start_time = time.time()  # tokens/s counts training time only
@@ -234,7 +255,29 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                     save(step, state, eval_metrics)
                     saved_step = step
     finally:
-        bar.close()
-        store.close()
-        writer.close()
+        _close_all(bar.close, writer.close, store.close, failing=sys.exc_info()[1] is not None)
     return metrics
+
+
+def _describe_start(store, workdir: str, resumed: bool, step: int, data_restored: bool) -> str:
+    if not resumed:
+        return f'started fresh in {workdir} (no checkpoint there)'
+    data = ('data position restored' if data_restored else
+            'data position restarted with a new shuffle: the checkpoint was saved by another number of hosts')
+    return f'resumed from step {step} (checkpoint {os.path.join(store.directory, str(step))}, {data})'
+
+
+def _close_all(*closers, failing: bool) -> None:
+    """Runs every closer. After a failure, a closer's own error (a second symptom of the same full
+    disk, say) goes to the library log instead of replacing the first error, which says what failed."""
+    first_error = None
+    for close in closers:
+        try:
+            close()
+        except Exception as error:
+            if failing or first_error is not None:
+                library_log.write(f'while closing after an earlier error: {error!r}')
+            else:
+                first_error = error
+    if first_error is not None:
+        raise first_error

@@ -1,0 +1,108 @@
+"""What every command in scripts/ shares: the ``--config`` flag and ``run(main)``, which turns a user's
+mistake into one ``error:`` line and exit status 1, never a traceback.
+
+    FLAGS = flags.FLAGS
+    cli.define_config_flag()
+    ...
+    if __name__ == '__main__':
+        cli.run(main)
+
+Flag errors (a missing config file, an unknown variant, a bad override) are reported the same way as
+errors raised by ``main``: the expected ones (``USER_ERRORS`` and any ``OSError``, e.g. a full disk or
+an unwritable directory) print ``error: MESSAGE``; their tracebacks and the libraries' own output go to
+the log (``library_log``), or to stderr with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import traceback
+
+from absl import app, flags
+from ml_collections import config_flags
+from ml_collections.config_flags import config_flags as config_flags_lib
+
+from transformer_lab import library_log
+from transformer_lab.config import ConfigError
+from transformer_lab.data.pipeline import DatasetNotPreparedError
+from transformer_lab.training.checkpoints import CheckpointError
+from transformer_lab.training.loop import NonFiniteLossError, WorkdirConflictError
+from transformer_lab.training.workdir import WorkdirError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool('verbose', False, "Show the libraries' logs, warnings and tracebacks on stderr.")
+
+USER_ERRORS = (ConfigError, DatasetNotPreparedError, WorkdirConflictError, WorkdirError, CheckpointError,
+               NonFiniteLossError, FileNotFoundError, FileExistsError, OSError)
+
+
+class ConfigFileParser(config_flags_lib.ConfigFileFlagParser):
+    """Loads ``--config=FILE[:ARG]`` like ml_collections' parser, but with one-line errors: a missing
+    file, a ConfigError of ``get_config`` (whose message ml_collections' re-raise would lose) and any
+    other exception in the file (reported at its line in the file)."""
+
+    def parse(self, path: str):
+        file_name, has_arg, arg = path.partition(':')
+        if not os.path.isfile(file_name):
+            raise ValueError(f'{file_name} is not a file; name a config file such as '
+                             f'configs/transformer_bible_enes.py (the configs are in configs/)')
+        try:
+            spec = importlib.util.spec_from_file_location(f'{self.name}_config', file_name)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            config = module.get_config(*([arg] if has_arg else []))
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+        except Exception as error:  # a bug in the user's own config file: where, and what
+            frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+                      if os.path.abspath(frame.filename) == os.path.abspath(file_name)]
+            where = f'{file_name}:{frames[-1].lineno}' if frames else file_name
+            if isinstance(error, SyntaxError):
+                where = f'{file_name}:{error.lineno}'
+            raise ValueError(f'{where}: {type(error).__name__}: {error}') from None
+        if self._lock_config:
+            config.lock()
+        return config
+
+
+def define_config_flag(name: str = 'config') -> None:
+    config_flags.DEFINE_config_file(name, None, 'Config file, optionally with :variant.', lock_config=True)
+    FLAGS[name].parser = ConfigFileParser(name=name, lock_config=True)
+
+
+def fail(message: str) -> None:
+    """Exits with status 1 after one ``error:`` line (the message's further lines, if any, indented)."""
+    log = library_log.location()
+    print(f'error: {message}' + (f' (details in {log})' if log else ''), file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        fail(str(error))
+
+
+def run(main) -> None:
+    """``app.run(main)`` with one-line errors for flags and for ``USER_ERRORS`` raised by ``main``."""
+    def guarded(argv):
+        library_log.install(FLAGS.verbose)
+        try:
+            main(argv)
+        except USER_ERRORS as error:
+            if FLAGS.verbose:
+                raise
+            library_log.write_exception(error)
+            fail(describe(error))
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def describe(error: BaseException) -> str:
+    """The message of an expected error; for an OSError, what failed on which path."""
+    if isinstance(error, OSError) and error.strerror:  # an OS call's own error, not one of ours
+        path = f' {error.filename}' if error.filename else ''
+        return f'{error.strerror}:{path} (errno {error.errno}); check the path, its permissions and free space'
+    return str(error)
