@@ -84,6 +84,10 @@ def _parse_flags(argv):
         return FLAGS(argv)
     except flags.Error as error:
         fail(str(error))
+    except (AttributeError, KeyError) as error:  # ml_collections: an override of a field that does not exist
+        overrides = [arg.split('=')[0] for arg in argv[1:] if arg.startswith('--config.')]
+        fail(f'no such config field: {str(error).strip(chr(34))} (overrides given: {", ".join(overrides)}); '
+             f'the fields are those of the config file, e.g. --config.train.num_steps')
 
 
 def run(main) -> None:

@@ -43,16 +43,21 @@ class _Redirect(io.TextIOBase):
     """A stream that writes to wherever the log is now (the buffer, then the file)."""
 
     def write(self, text):
-        return _stream.write(text)
+        write(text)
+        return len(text)
 
     def flush(self):
-        _stream.flush()
+        pass
 
 
 def write(text: str) -> None:
-    """Appends ``text`` (a line or a traceback) to the log."""
-    _stream.write(text if text.endswith('\n') else text + '\n')
-    _stream.flush()
+    """Appends ``text`` (a line or a traceback) to the log; on a full disk the detail is lost, never
+    the error that the user is shown."""
+    try:
+        _stream.write(text if text.endswith('\n') else text + '\n')
+        _stream.flush()
+    except OSError:
+        pass
 
 
 def write_exception(error: BaseException) -> None:

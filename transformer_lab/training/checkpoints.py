@@ -156,7 +156,7 @@ class Checkpoints:
 def summary(error: BaseException, limit: int = 160) -> str:
     """An exception in one short line: orbax's and TensorStore's messages run to kilobytes of specs
     (the whole of it goes to the library log)."""
-    first_line = (str(error).strip().splitlines() or [''])[0]
+    first_line = (str(error).strip().splitlines() or [''])[0].split(' See full TensorStore details')[0]
     if len(first_line) > limit:
         first_line = first_line[:limit] + ' ...'
     return f'{type(error).__name__}: {first_line}' if first_line else type(error).__name__
