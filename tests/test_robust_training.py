@@ -115,7 +115,7 @@ def test_a_failed_asynchronous_save_stops_the_run_with_the_step_and_what_is_on_d
         return rename(self, target)
 
     monkeypatch.setattr(path_type, 'rename', failing_rename)
-    with pytest.raises(CheckpointError, match=r"checkpoint of step 20 .* failed: OSError\('No space left on device'\)"
+    with pytest.raises(CheckpointError, match=r"checkpoint of step 20 .* failed: OSError: No space left on device"
                                               r"\. Saved steps still on disk: \[10\]"):
         train_and_evaluate(tiny_lm(num_steps=40), str(tmp_path))
     assert max(r['step'] for r in read_metrics(tmp_path)) < 40   # reported once the save ends, not at the end
