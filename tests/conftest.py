@@ -94,6 +94,15 @@ def fake_wmt14_data_dir(tmp_path_factory):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def truncate_array_files(step_directory):
+    """Corrupts a checkpoint: every array file of its state cut to 8 bytes (a save cut off by a crash)."""
+    for root, _, files in os.walk(step_directory / 'state'):
+        for name in files:
+            if 'ocdbt.process' in root:
+                with open(os.path.join(root, name), 'r+b') as f:
+                    f.truncate(8)
+
+
 def train_losses(workdir):
     from transformer_lab.training.logging import read_metrics
     return [r['train/loss'] for r in read_metrics(workdir) if 'train/loss' in r]

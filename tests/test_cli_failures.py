@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, device_env, load_config, run_script
+from conftest import ROOT, device_env, load_config, run_script, truncate_array_files
 from transformer_lab import cli
 from transformer_lab.training import logging as metrics_logging
 from transformer_lab.training.loop import train_and_evaluate
@@ -151,17 +151,9 @@ def test_a_failed_metrics_write_stops_the_run_saying_what_is_on_disk(tmp_path, m
         train_and_evaluate(config, str(tmp_path))
 
 
-def _corrupt(step_directory):
-    for root, _, files in os.walk(step_directory / 'state'):
-        for name in files:
-            if 'ocdbt.process' in root:
-                with open(os.path.join(root, name), 'r+b') as f:
-                    f.truncate(8)
-
-
 def test_corrupt_checkpoints_give_short_messages_and_the_detail_goes_to_the_log(trained_run, tmp_path):
     workdir = copy_of(trained_run, tmp_path)
-    _corrupt(workdir / 'checkpoints' / '20')
+    truncate_array_files(workdir / 'checkpoints' / '20')
     result = run_script('train.py', f'--config={TINY}', f'--workdir={workdir}', '--config.train.num_steps=25')
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith('warning:')]
@@ -171,7 +163,7 @@ def test_corrupt_checkpoints_give_short_messages_and_the_detail_goes_to_the_log(
     assert 'Traceback' in (workdir / 'train.log').read_text()   # the libraries' detail is kept
 
     for step in os.listdir(workdir / 'checkpoints'):
-        _corrupt(workdir / 'checkpoints' / step)
+        truncate_array_files(workdir / 'checkpoints' / step)
     before = tree_checksums(workdir)
     result = run_script('train.py', f'--config={TINY}', f'--workdir={workdir}', '--config.train.num_steps=30')
     assert_one_error_line(result, f'no checkpoint in {workdir / "checkpoints"} is readable')

@@ -12,7 +12,7 @@ import pytest
 from etils import epath
 
 import transformer_lab
-from conftest import load_config
+from conftest import load_config, truncate_array_files
 from transformer_lab.data.pipeline import TextPipeline
 from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training.logging import read_metrics
@@ -122,17 +122,9 @@ def test_a_failed_asynchronous_save_stops_the_run_with_the_step_and_what_is_on_d
     assert [s for s in os.listdir(tmp_path / 'checkpoints') if s.isdigit()] == ['10']
 
 
-def _truncate_every_array_file(step_directory):
-    for root, _, files in os.walk(step_directory / 'state'):
-        for name in files:
-            if 'ocdbt.process' in root:
-                with open(os.path.join(root, name), 'r+b') as f:
-                    f.truncate(8)
-
-
 def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path):
     train_and_evaluate(tiny_lm(num_steps=20), str(tmp_path))
-    _truncate_every_array_file(tmp_path / 'checkpoints' / '20')
+    truncate_array_files(tmp_path / 'checkpoints' / '20')
     with pytest.warns(UserWarning, match='checkpoint 20 .* is unreadable'):
         train_and_evaluate(tiny_lm(num_steps=30), str(tmp_path))
     assert sorted(os.listdir(tmp_path / 'checkpoints'), key=int) == ['10', '20', '30']
@@ -143,7 +135,7 @@ def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_previous_one_used(
 def test_a_workdir_whose_checkpoints_are_all_unreadable_stops_and_is_left_alone(tmp_path):
     train_and_evaluate(tiny_lm(num_steps=20), str(tmp_path))
     for step in ('10', '20'):
-        _truncate_every_array_file(tmp_path / 'checkpoints' / step)
+        truncate_array_files(tmp_path / 'checkpoints' / step)
     before = {name: os.path.getmtime(tmp_path / name) for name in ('config.json', 'metrics.jsonl')}
     with pytest.raises(CheckpointError, match='no checkpoint in .* is readable') as error, pytest.warns(UserWarning):
         train_and_evaluate(tiny_lm(num_steps=30), str(tmp_path))

@@ -26,16 +26,15 @@ from ml_collections.config_flags import config_flags as config_flags_lib
 
 from transformer_lab import library_log
 from transformer_lab.config import ConfigError
-from transformer_lab.data.pipeline import DatasetNotPreparedError
 from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training.loop import NonFiniteLossError, WorkdirConflictError
-from transformer_lab.training.workdir import WorkdirError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool('verbose', False, "Show the libraries' logs, warnings and tracebacks on stderr.")
 
-USER_ERRORS = (ConfigError, DatasetNotPreparedError, WorkdirConflictError, WorkdirError, CheckpointError,
-               NonFiniteLossError, FileNotFoundError, FileExistsError, OSError)
+# OSError covers ours that are about files (DatasetNotPreparedError, WorkdirError, MetricsWriteError, a
+# missing run) and the system's own (a full disk, a path that cannot be written).
+USER_ERRORS = (ConfigError, WorkdirConflictError, CheckpointError, NonFiniteLossError, OSError)
 
 
 class ConfigFileParser(config_flags_lib.ConfigFileFlagParser):
