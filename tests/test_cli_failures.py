@@ -16,6 +16,7 @@ from conftest import ROOT, device_env, load_config, run_script, truncate_array_f
 from transformer_lab import cli
 from transformer_lab.training import logging as metrics_logging
 from transformer_lab.training.loop import train_and_evaluate
+from transformer_lab.training.workdir import WorkdirError, check_usable
 
 TINY = 'configs/transformer_lm_kjv.py:tiny'
 
@@ -79,6 +80,8 @@ def test_a_workdir_that_is_a_file_is_one_error_line(tmp_path):
     result = run_script('train.py', f'--config={TINY}', f'--workdir={tmp_path / "file" / "run"}')
     assert_one_error_line(result, f'{tmp_path / "file"} is a file, not a directory')
     assert (tmp_path / 'file').read_text() == 'mine'
+    with pytest.raises(WorkdirError, match='object-store workdirs are not supported yet'):
+        check_usable('gs://bucket/run')   # would otherwise be split between the bucket and ./gs:/
 
 
 def test_errors_in_a_users_config_file_name_its_line(tmp_path):

@@ -15,6 +15,7 @@ from flax import nnx
 from transformer_lab import registry
 from transformer_lab.data.tokenizers import FIXED_TOKENIZERS, SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
+from transformer_lab.training import workdir as workdir_lib
 from transformer_lab.training.loop import initial_state
 
 
@@ -29,6 +30,7 @@ class Run:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+    workdir_lib.check_usable(workdir)
     path = os.path.join(workdir, 'config.json')
     if not os.path.exists(path):
         raise FileNotFoundError(f'{path} not found: --workdir must be a directory written by scripts/train.py')

@@ -35,7 +35,12 @@ class WorkdirError(OSError):
 
 
 def check_usable(workdir: str) -> None:
-    """Refuses, before anything is written, a workdir that is a file or lies under one."""
+    """Refuses, before anything is written, a workdir that is a file or lies under one, or an object
+    store's URL: config.json, metrics, TensorBoard events and this lock are written with the local
+    filesystem's calls, so a ``gs://`` workdir would be split between the bucket and the machine."""
+    if '://' in os.fspath(workdir):
+        raise WorkdirError(f'--workdir={workdir}: object-store workdirs are not supported yet; use a directory '
+                           f'on a filesystem that every host mounts (NFS), e.g. --workdir=/mnt/shared/run')
     path = os.path.abspath(workdir)
     while path and not os.path.exists(path):
         path = os.path.dirname(path)
