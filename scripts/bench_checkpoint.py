@@ -21,6 +21,7 @@ from absl import flags
 
 from transformer_lab import cli, registry
 from transformer_lab.benchmarking import heading, publish
+from transformer_lab.data.tokenizers import FIXED_TOKENIZERS
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training.loop import initial_state
 
@@ -39,7 +40,8 @@ def config_argument() -> str:
 def main(argv):
     del argv
     config = FLAGS.config
-    vocab_size = config.data.vocab_size if config.data.tokenizer == 'sentencepiece' else 256
+    tokenizer = config.data.tokenizer
+    vocab_size = FIXED_TOKENIZERS[tokenizer]().vocab_size if tokenizer in FIXED_TOKENIZERS else config.data.vocab_size
     model = registry.build_model(config.model, vocab_size, seed=config.seed)
     _, state, _, _ = initial_state(config, model)
     state = jax.device_put(state, parallel.replicated(parallel.make_mesh()))

@@ -11,7 +11,6 @@ import tensorflow_datasets as tfds
 from absl import flags
 
 from transformer_lab import cli
-
 from transformer_lab.data.pipeline import resolve_data_dir
 from transformer_lab.registry import DATASETS
 

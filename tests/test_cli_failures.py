@@ -142,8 +142,7 @@ def test_a_failed_metrics_write_stops_the_run_saying_what_is_on_disk(tmp_path, m
 
     def write(self, step, metrics):
         if step == 15:
-            raise metrics_logging.MetricsWriteError('writing the metrics of step 15 failed',
-                                                    OSError(28, 'No space left on device'))
+            raise metrics_logging.MetricsWriteError('writing the metrics of step 15 failed: No space left on device')
         real_write(self, step, metrics)
 
     monkeypatch.setattr(metrics_logging.MetricsWriter, 'write', write)

@@ -8,8 +8,8 @@ mistake into one ``error:`` line and exit status 1, never a traceback.
         cli.run(main)
 
 Flag errors (a missing config file, an unknown variant, a bad override) are reported the same way as
-errors raised by ``main``: the expected ones (``USER_ERRORS`` and any ``OSError``, e.g. a full disk or
-an unwritable directory) print ``error: MESSAGE``; their tracebacks and the libraries' own output go to
+errors raised by ``main``: the expected ones (``USER_ERRORS``, any ``OSError`` among them, e.g. a full
+disk or an unwritable directory) print ``error: MESSAGE``; their tracebacks and the libraries' own output go to
 the log (``library_log``), or to stderr with ``--verbose``.
 """
 
@@ -72,7 +72,8 @@ def define_config_flag(name: str = 'config') -> None:
 
 
 def fail(message: str) -> None:
-    """Exits with status 1 after one ``error:`` line (the message's further lines, if any, indented)."""
+    """Exits with status 1 after one ``error:`` line (and the indented lines of a message that lists
+    several things), naming the run's log when there is one."""
     log = library_log.location()
     print(f'error: {message}' + (f' (details in {log})' if log else ''), file=sys.stderr, flush=True)
     sys.exit(1)
@@ -106,6 +107,6 @@ def run(main) -> None:
 def describe(error: BaseException) -> str:
     """The message of an expected error; for an OSError, what failed on which path."""
     if isinstance(error, OSError) and error.strerror:  # an OS call's own error, not one of ours
-        path = f' {error.filename}' if error.filename else ''
-        return f'{error.strerror}:{path} (errno {error.errno}); check the path, its permissions and free space'
+        path = f': {error.filename}' if error.filename else ''
+        return f'{error.strerror}{path} (errno {error.errno}); check the path, its permissions and free space'
     return str(error)

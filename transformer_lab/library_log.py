@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging as python_logging
 import sys
 import threading
 import traceback
@@ -32,8 +31,6 @@ def install(verbose: bool = False) -> None:
     if verbose:
         return
     logging.get_absl_handler().python_handler.stream = _Redirect()
-    for name in ('jax', 'orbax', 'tensorflow_datasets', 'absl'):
-        python_logging.getLogger(name).propagate = True
     sys.unraisablehook = _unraisable
     threading.excepthook = _thread_exception
     warnings.showwarning = _show_warning
@@ -74,13 +71,15 @@ def kept_in(path: str | None):
         yield
         return
     buffered = _stream.getvalue() if isinstance(_stream, io.StringIO) else ''
-    with open(path, 'a', buffering=1) as log_file:
-        log_file.write(buffered)
-        _stream, _path = log_file, path
-        try:
-            yield
-        finally:
-            _stream = io.StringIO()   # _path stays: where this run's detail is
+    log_file = open(path, 'a', buffering=1)
+    _stream, _path = log_file, path
+    write(buffered)
+    try:
+        yield
+    finally:
+        _stream = io.StringIO()   # _path stays: where this run's detail is
+        with contextlib.suppress(OSError):  # a full disk: closing must not replace the run's own error
+            log_file.close()
 
 
 def location() -> str | None:

@@ -8,6 +8,7 @@ Layout: ``WORKDIR/checkpoints/<step>/state`` (arrays, restorable onto any device
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import warnings
 
@@ -155,10 +156,13 @@ class Checkpoints:
 
 def summary(error: BaseException, limit: int = 160) -> str:
     """An exception in one short line: orbax's and TensorStore's messages run to kilobytes of specs
-    (the whole of it goes to the library log)."""
-    first_line = (str(error).strip().splitlines() or [''])[0].split(' See full TensorStore details')[0]
+    (the whole of it goes to the library log). TensorStore puts the cause after long paths (``...: No
+    space left on device [os_error_code='28']``): it is kept when the line is cut."""
+    text = str(error)
+    first_line = (text.strip().splitlines() or [''])[0].split(' See full TensorStore details')[0]
     if len(first_line) > limit:
-        first_line = first_line[:limit] + ' ...'
+        os_error = re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code='(\d+)'\]", text)
+        first_line = first_line[:limit] + ' ...' + (f' {os_error[1]} (errno {os_error[2]})' if os_error else '')
     return f'{type(error).__name__}: {first_line}' if first_line else type(error).__name__
 
 

@@ -42,14 +42,15 @@ class MetricsWriter:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
         except OSError as error:
             os.ftruncate(self.jsonl, size)
-            raise MetricsWriteError(f'writing the metrics of step {step} to {self.path} failed', error) from error
+            raise MetricsWriteError(f'writing the metrics of step {step} to {self.path} failed: '
+                                    f'{error.strerror or error}') from error
         try:
             for name, value in metrics.items():
                 self.tensorboard.add_scalar(name, value, step)
             self.tensorboard.flush()
         except OSError as error:
-            raise MetricsWriteError(f'writing the metrics of step {step} to {self.tensorboard_dir} failed',
-                                    error) from error
+            raise MetricsWriteError(f'writing the metrics of step {step} to {self.tensorboard_dir} failed: '
+                                    f'{error.strerror or error}') from error
 
     def close(self):
         if self.active:
@@ -59,9 +60,6 @@ class MetricsWriter:
 
 class MetricsWriteError(OSError):
     """metrics.jsonl or the TensorBoard events could not be written (a full disk, a lost mount)."""
-
-    def __init__(self, what: str, cause: OSError):
-        super().__init__(f'{what}: {cause.strerror or cause}')
 
 
 def _record_step(line: str) -> float:

@@ -218,7 +218,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
         except logging.MetricsWriteError as error:
             raise logging.MetricsWriteError(
                 f'{error}. Saved steps still on disk: {store.all_steps()}; fix the cause (disk space, '
-                f'permissions) and run again to resume from the latest of them', error) from error
+                f'permissions) and run again to resume from the latest of them') from error
 
     metrics = {} if first_step < num_steps else evaluate(context, strategy.to_global(state).params,
                                                           config.data.eval_split)

@@ -30,9 +30,6 @@ LOCK_FILE = 'lock'
 class WorkdirError(OSError):
     """The workdir cannot be used: not a directory, not writable, or in use by another run."""
 
-    def __str__(self):
-        return self.args[0]
-
 
 def check_usable(workdir: str) -> None:
     """Refuses, before anything is written, a workdir that is a file or lies under one, or an object
