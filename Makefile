@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORKDIR ?= workdirs/bible_enes
 CONFIG ?= configs/transformer_bible_enes.py
-DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv dataset-fashion-mnist
+# postgresql: the sweep tests start a server of their own (tests/test_sweeps.py)
+DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv dataset-fashion-mnist postgresql
 
 .PHONY: run test setup debian data clean
 

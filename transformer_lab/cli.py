@@ -85,9 +85,30 @@ def _parse_flags(argv):
     except flags.Error as error:
         fail(str(error))
     except (AttributeError, KeyError) as error:  # ml_collections: an override of a field that does not exist
-        overrides = [arg.split('=')[0] for arg in argv[1:] if arg.startswith('--config.')]
-        fail(f'no such config field: {str(error).strip(chr(34))} (overrides given: {", ".join(overrides)}); '
-             f'the fields are those of the config file, e.g. --config.train.num_steps')
+        fail(_no_such_field(error, argv))
+
+
+def _no_such_field(error: Exception, argv: list[str]) -> str:
+    overrides = [arg.split('=')[0] for arg in argv[1:] if arg.startswith('--config.')]
+    return (f'no such config field: {str(error).strip(chr(34))} (overrides given: {", ".join(overrides)}); '
+            f'the fields are those of the config file, e.g. --config.train.num_steps')
+
+
+def config_from_arguments(arguments: list[str]):
+    """The ConfigDict that ``arguments`` (``--config=FILE[:ARG]`` and ``--config.a.b=V`` flags) give a
+    script, parsed exactly as ``scripts/train.py`` parses them; raises ValueError with a one-line message.
+    Sweeps build and check every run's config this way before any run starts."""
+    argv = ['config', *arguments]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file('config', None, '', flag_values=values, lock_config=True, sys_argv=argv)
+    values['config'].parser = ConfigFileParser(name='config', lock_config=True)
+    try:
+        values(argv)
+    except flags.Error as error:
+        raise ValueError(str(error)) from None
+    except (AttributeError, KeyError) as error:
+        raise ValueError(_no_such_field(error, argv)) from None
+    return values.config
 
 
 def run(main) -> None:

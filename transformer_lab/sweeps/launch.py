@@ -1,0 +1,195 @@
+"""Starting, joining and watching a sweep: what ``scripts/sweep.py`` does.
+
+``launch`` checks every run's config (nothing is written before they all pass), opens the study,
+enqueues the runs it does not hold yet (unless ``join``), starts the workers as processes of their
+own, and watches: a line per finished run, a bar of runs done with an ETA, the results rewritten
+after every run and at the end. SIGTERM / SIGINT are passed on to the workers once, which stop their
+runs with a checkpoint; the same command then resumes them.
+
+Devices: each worker's runs see their own GPUs (``CUDA_VISIBLE_DEVICES``, the machine's GPUs split
+evenly) when there are at least as many GPUs as workers; with more workers than GPUs, workers share
+GPUs and each gets an equal part of its memory (``XLA_PYTHON_CLIENT_MEM_FRACTION``). On CPU every run
+uses all cores, so on a CPU machine more workers overlap start-up, compilation and evaluation rather
+than multiply throughput (docs/sweeps.md measures it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import tqdm
+
+from transformer_lab.sweeps import results as results_lib
+from transformer_lab.sweeps import spec as spec_lib
+from transformer_lab.sweeps import study as study_lib
+from transformer_lab.sweeps import worker as worker_lib
+
+WATCH_SECONDS = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    options: worker_lib.Options
+    workers: int
+    join: bool
+    mode: str
+    trials: int
+    retry_failed: bool
+    command: str
+
+
+def planned_runs(sweep: spec_lib.Sweep, metric: str) -> list[tuple[str, dict]]:
+    """A grid's runs (a search has none before it is drawn), every config checked."""
+    runs = [] if sweep.is_search else spec_lib.grid(sweep)
+    spec_lib.check(sweep, runs, metric)
+    return runs
+
+
+def describe_runs(sweep: spec_lib.Sweep, runs: list[tuple[str, dict]], workdir: str, trials: int,
+                  sampler: str) -> str:
+    """``--list``: each run, its workdir and its overrides, or what a search will draw."""
+    if sweep.is_search:
+        return f'{sweep.function.__name__}: {trials} runs drawn by the {sampler} sampler, in {workdir}/runs/'
+    lines = [f'{sweep.function.__name__}: {len(runs)} runs']
+    for name, overrides in runs:
+        flags = ' '.join(f'--config.{field}={spec_lib.format_value(value)}' for field, value in overrides.items())
+        lines.append(f'  {os.path.join(workdir, "runs", name)}  {flags}')
+    return '\n'.join(lines)
+
+
+def study_description(sweep: spec_lib.Sweep, metric: str, mode: str) -> dict:
+    return {'config': sweep.config, 'sweep': sweep.name, 'arguments': list(sweep.base_arguments),
+            'metric': metric, 'mode': mode}
+
+
+def open_study(launch: Launch, sweep: spec_lib.Sweep, *, join: bool):
+    options = launch.options
+    storage = study_lib.open_storage(options.storage_url, heartbeat_interval=options.heartbeat_interval,
+                                     grace_period=options.grace_period)
+    return study_lib.load_or_create(storage, options.study_name, 'minimize' if launch.mode == 'min' else 'maximize',
+                                    study_description(sweep, options.metric, launch.mode), join=join)
+
+
+def launch(launch: Launch, sweep: spec_lib.Sweep, runs: list[tuple[str, dict]]) -> int:
+    """Runs the sweep to its end; returns the exit status (0: every run complete or pruned)."""
+    options = launch.options
+    study = open_study(launch, sweep, join=launch.join)
+    if not launch.join:
+        added = study_lib.enqueue(study, runs, search_slots=launch.trials if sweep.is_search else 0,
+                                  retry_failed=launch.retry_failed)
+        print(f'{options.study_name}: {added} runs enqueued, {len(study_lib.runs(study))} known; storage '
+              f'{options.storage_url}', flush=True)
+    context = multiprocessing.get_context('spawn')
+    processes = [context.Process(target=_worker_main, args=(options, environment), name=f'sweep-worker-{index}')
+                 for index, environment in enumerate(worker_environments(launch.workers))]
+    for process in processes:
+        process.start()
+    stopping = _pass_on_signals(processes)
+    total = len(runs) if not sweep.is_search else launch.trials
+    watch(study, processes, launch, total)
+    final = study_lib.runs(study)
+    results_lib.write_all(final, metric=options.metric, mode=launch.mode, workdir=options.workdir,
+                          command=launch.command)
+    if stopping:
+        print(f'stopped by {signal.Signals(stopping[0]).name}: the runs in progress saved a checkpoint; run the '
+              f'same command again to resume them', file=sys.stderr)
+        return 128 + stopping[0]
+    failed = [run for run in final if run.status == 'failed']
+    for run in failed:
+        print(f'failed: {run.name}: {run.error}', file=sys.stderr)
+    print(f'results: {os.path.join(options.workdir, "results.md")}')
+    return 1 if failed else 0
+
+
+def _worker_main(options: worker_lib.Options, environment: dict) -> None:
+    os.setsid()   # the terminal's Ctrl-C reaches the sweep's process, which passes it on once
+    worker_lib.work(options, environment)
+
+
+def _pass_on_signals(processes) -> list[int]:
+    received = []
+
+    def handle(number, frame):
+        del frame
+        received.append(number)
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, handle)
+    return received
+
+
+def watch(study, processes, launch: Launch, total: int) -> None:
+    """Until the workers end: a line per run that finishes, the bar, the results rewritten."""
+    metric, workdir = launch.options.metric, launch.options.workdir
+    finished = {run.name for run in study_lib.runs(study) if run.status in study_lib.FINISHED}
+    bar = tqdm.tqdm(total=max(total, len(finished)), initial=len(finished), unit='run', dynamic_ncols=True)
+    while True:
+        alive = any(process.is_alive() for process in processes)
+        runs = study_lib.runs(study)
+        newly = [run for run in runs if run.status in study_lib.FINISHED and run.name not in finished]
+        for run in newly:
+            finished.add(run.name)
+            bar.write(progress_line(run, metric))
+            bar.update(1)
+        if newly:
+            results_lib.write_all(runs, metric=metric, mode=launch.mode, workdir=workdir, command=launch.command)
+        if not alive:
+            break
+        time.sleep(WATCH_SECONDS)
+    for process in processes:
+        process.join()
+    bar.close()
+
+
+def progress_line(run: study_lib.Run, metric: str) -> str:
+    final, best = run.attribute('final'), run.attribute('best')
+    values = f', {metric} {final:.4g} (best {best:.4g})' if final is not None else ''
+    error = f': {run.error}' if run.error else ''
+    return (f'{run.status}: {run.name}{values}, {run.attribute("steps", 0)} steps, '
+            f'{run.wall_s:.0f} s{error}')
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs the sweep may give its workers: $CUDA_VISIBLE_DEVICES, else those nvidia-smi lists."""
+    if os.environ.get('CUDA_VISIBLE_DEVICES') is not None:
+        return [device for device in os.environ['CUDA_VISIBLE_DEVICES'].split(',') if device.strip()]
+    try:
+        listing = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(index) for index, line in enumerate(listing.splitlines()) if line.startswith('GPU ')]
+
+
+def worker_environments(workers: int, gpus: list[str] | None = None) -> list[dict[str, str]]:
+    """Each worker's environment for its runs: its share of the GPUs (see the module docstring)."""
+    gpus = visible_gpus() if gpus is None else gpus
+    base = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    if not gpus:
+        return [dict(base) for _ in range(workers)]
+    if len(gpus) >= workers:
+        per_worker = len(gpus) // workers
+        return [{**base, 'CUDA_VISIBLE_DEVICES': ','.join(gpus[index * per_worker:(index + 1) * per_worker])}
+                for index in range(workers)]
+    sharing = math.ceil(workers / len(gpus))
+    return [{**base, 'CUDA_VISIBLE_DEVICES': gpus[index % len(gpus)],
+             'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{0.9 / sharing:.3f}'} for index in range(workers)]
+
+
+def status(launch: Launch, sweep: spec_lib.Sweep) -> str:
+    """``--status``: the results table of the study as it stands (nothing is written)."""
+    study = open_study(launch, sweep, join=True)
+    runs = study_lib.runs(study)
+    columns, rows = results_lib.table(runs, launch.options.metric, launch.options.workdir)
+    for row, run in zip(rows, runs):
+        row['status'] = run.status + (f' ({run.attribute("worker")})' if run.status == 'running' else '')
+    return results_lib.markdown(columns, rows, launch.options.metric, launch.mode, launch.command)
