@@ -30,3 +30,11 @@ def get_config(arg=None):
     config.checkpoint.every_steps = 500
     config.sample.max_length, config.sample.temperature = 256, 1.0
     return apply_music_variants(config, arg, max_relative_position=256, block_length=128)
+
+
+def sweep_attention(add):
+    """The attention of Huang et al. 2018, Table 1, one run each (the whole ``model.attention`` section
+    replaced): the baseline's full causal attention, relative attention with skewing, relative local."""
+    add(**{'model.attention': {'type': 'dot_product'}})
+    add(**{'model.attention': {'type': 'relative', 'max_relative_position': 256}})
+    add(**{'model.attention': {'type': 'relative_local_1d', 'max_relative_position': 256, 'block_length': 128}})

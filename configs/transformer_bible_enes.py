@@ -9,6 +9,12 @@ short run (the paper's post-LN: `--config.model.norm=post --config.model.dropout
 Variants: `tiny` (seconds, for tests), `steps=N`, `layers=N`. Evaluated the paper's way afterwards:
 
     python scripts/evaluate.py --workdir=workdirs/bible_enes --beam_size=4 --average_last=5
+
+Sweeps (docs/sweeps.md): the grids `lr` (learning rate x warm-up) and `heads` (1, 4, 8, 16 heads at
+d_model 128), and the search `schedule` (learning rate and warm-up drawn by Optuna, `--trials=N`):
+
+    python scripts/sweep.py --config=configs/transformer_bible_enes.py --sweep=lr --workdir=sweeps/bible_lr \
+        --workers=2 --config.train.num_steps=400 --config.eval.evaluators="('nll',)"
 """
 
 from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
@@ -44,3 +50,24 @@ def get_config(arg=None):
         shrink_to_tiny(config)
         config.data.vocab_size = 500
     return apply_common_variants(config, arg)
+
+
+def sweep_lr(add):
+    """The learning rate (the scale of the inverse-square-root schedule, Vaswani et al. 2017, eq. 3)
+    against the warm-up: 3 x 2 runs."""
+    for learning_rate in (0.5, 1.0, 2.0):
+        for warmup_steps in (100, 300):
+            add(**{'train.learning_rate': learning_rate, 'train.warmup_steps': warmup_steps})
+
+
+def sweep_heads(add):
+    """Attention heads at a fixed width (d_model 128: 128, 32, 16 and 8 dimensions per head), as in
+    Vaswani et al. 2017, Table 3 (A)."""
+    for num_heads in (1, 4, 8, 16):
+        add(**{'model.num_heads': num_heads})
+
+
+def search_schedule(trial):
+    """The learning rate and warm-up of ``sweep_lr``, searched: ``--trials=N --sampler=tpe``."""
+    trial.suggest_float('train.learning_rate', 0.25, 4.0, log=True)
+    trial.suggest_int('train.warmup_steps', 50, 400, log=True)

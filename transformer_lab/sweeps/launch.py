@@ -82,30 +82,38 @@ def launch(launch: Launch, sweep: spec_lib.Sweep, runs: list[tuple[str, dict]]) 
     options = launch.options
     study = open_study(launch, sweep, join=launch.join)
     if not launch.join:
-        added = study_lib.enqueue(study, runs, search_slots=launch.trials if sweep.is_search else 0,
-                                  retry_failed=launch.retry_failed)
+        with study_lib.claim_lock(options.storage_url):
+            added = study_lib.enqueue(study, runs, search_slots=launch.trials if sweep.is_search else 0,
+                                      retry_failed=launch.retry_failed)
         print(f'{options.study_name}: {added} runs enqueued, {len(study_lib.runs(study))} known; storage '
-              f'{options.storage_url}', flush=True)
+              f'{study_lib.printable(options.storage_url)}', flush=True)
+    processes = []
+    stopping = _SweepStops(processes)
     context = multiprocessing.get_context('spawn')
-    processes = [context.Process(target=_worker_main, args=(options, environment), name=f'sweep-worker-{index}')
-                 for index, environment in enumerate(worker_environments(launch.workers))]
-    for process in processes:
-        process.start()
-    stopping = _pass_on_signals(processes)
+    for index, environment in enumerate(worker_environments(launch.workers)):
+        if stopping.count:
+            break
+        processes.append(context.Process(target=_worker_main, args=(options, environment),
+                                         name=f'sweep-worker-{index}'))
+        processes[-1].start()
     total = len(runs) if not sweep.is_search else launch.trials
     watch(study, processes, launch, total)
     final = study_lib.runs(study)
     results_lib.write_all(final, metric=options.metric, mode=launch.mode, workdir=options.workdir,
                           command=launch.command)
-    if stopping:
-        print(f'stopped by {signal.Signals(stopping[0]).name}: the runs in progress saved a checkpoint; run the '
-              f'same command again to resume them', file=sys.stderr)
-        return 128 + stopping[0]
+    print(f'results: {os.path.join(options.workdir, "results.md")}')
+    if stopping.count:
+        print(f'stopped by {signal.Signals(stopping.first).name}: the runs in progress saved a checkpoint; run '
+              f'the same command again to resume them', file=sys.stderr)
+        return 128 + stopping.first
     failed = [run for run in final if run.status == 'failed']
     for run in failed:
         print(f'failed: {run.name}: {run.error}', file=sys.stderr)
-    print(f'results: {os.path.join(options.workdir, "results.md")}')
-    return 1 if failed else 0
+    crashed = [process.name for process in processes if process.exitcode != 0]
+    if crashed:
+        print(f'error: workers {", ".join(crashed)} crashed (their output is above); {study_lib.unfinished(study)} '
+              f'runs are not finished: run the same command again to go on', file=sys.stderr)
+    return 1 if failed or crashed else 0
 
 
 def _worker_main(options: worker_lib.Options, environment: dict) -> None:
@@ -113,19 +121,17 @@ def _worker_main(options: worker_lib.Options, environment: dict) -> None:
     worker_lib.work(options, environment)
 
 
-def _pass_on_signals(processes) -> list[int]:
-    received = []
+class _SweepStops(worker_lib.StopRequests):
+    """The sweep's own SIGTERM / SIGINT, passed on to its workers, which pass them on to their runs."""
 
-    def handle(number, frame):
-        del frame
-        received.append(number)
-        for process in processes:
+    def __init__(self, processes):
+        self.processes = processes
+        super().__init__()
+
+    def pass_on(self) -> None:
+        for process in self.processes:
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
-
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, handle)
-    return received
 
 
 def watch(study, processes, launch: Launch, total: int) -> None:
@@ -167,7 +173,7 @@ def visible_gpus() -> list[str]:
         listing = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [str(index) for index, line in enumerate(listing.splitlines()) if line.startswith('GPU ')]
+    return [str(index) for index, _ in enumerate(line for line in listing.splitlines() if line.startswith('GPU '))]
 
 
 def worker_environments(workers: int, gpus: list[str] | None = None) -> list[dict[str, str]]:
@@ -176,9 +182,9 @@ def worker_environments(workers: int, gpus: list[str] | None = None) -> list[dic
     base = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     if not gpus:
         return [dict(base) for _ in range(workers)]
-    if len(gpus) >= workers:
-        per_worker = len(gpus) // workers
-        return [{**base, 'CUDA_VISIBLE_DEVICES': ','.join(gpus[index * per_worker:(index + 1) * per_worker])}
+    if len(gpus) >= workers:   # contiguous shares as even as they can be (5 GPUs, 2 workers: 2 and 3)
+        bounds = [index * len(gpus) // workers for index in range(workers + 1)]
+        return [{**base, 'CUDA_VISIBLE_DEVICES': ','.join(gpus[bounds[index]:bounds[index + 1]])}
                 for index in range(workers)]
     sharing = math.ceil(workers / len(gpus))
     return [{**base, 'CUDA_VISIBLE_DEVICES': gpus[index % len(gpus)],

@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import traceback
 
 import ml_collections
 import optuna
@@ -91,12 +92,25 @@ def grid(sweep: Sweep) -> list[tuple[str, dict]]:
     points = []
 
     def add(**overrides):
-        points.append(dict(overrides))
+        points.append({field: value.item() if hasattr(value, 'item') and not isinstance(value, str) else value
+                       for field, value in overrides.items()})   # numpy scalars (np.logspace) as Python ones
 
-    sweep.function(add)
+    call(sweep, add)
     if not points:
         raise SweepError(f'{sweep.function.__name__} in {sweep.config} adds no run')
     return list(zip(run_names(points), points))
+
+
+def call(sweep: Sweep, argument) -> None:
+    """Calls the sweep's function; an exception in it (a typo, a bad range) is a SweepError at its line."""
+    try:
+        sweep.function(argument)
+    except Exception as error:
+        path = sweep.config.partition(':')[0]
+        lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+                 if os.path.abspath(frame.filename) == os.path.abspath(path)]
+        where = f'{path}:{lines[-1]}' if lines else path
+        raise SweepError(f'{where}: {sweep.function.__name__}: {type(error).__name__}: {error}') from None
 
 
 def check(sweep: Sweep, runs: list[tuple[str, dict]], metric: str) -> None:
@@ -105,7 +119,7 @@ def check(sweep: Sweep, runs: list[tuple[str, dict]], metric: str) -> None:
     if sweep.is_search:
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         trial = study.ask()
-        sweep.function(trial)
+        call(sweep, trial)
         runs = [('(a sampled point)', dict(trial.params))]
     for run, overrides in runs:
         config = sweep.build_config(overrides, run)

@@ -28,6 +28,7 @@ import os
 import warnings
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 STORAGE_FILE = 'sweep.db'
@@ -44,6 +45,14 @@ def storage_url(storage: str, workdir: str) -> str:
     return storage or f'sqlite:///{os.path.abspath(os.path.join(workdir, STORAGE_FILE))}'
 
 
+def printable(url: str) -> str:
+    """The URL with its password (if any) starred out, for messages and tables."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy can parse: the open that follows says so
+        return url
+
+
 def open_storage(url: str, *, heartbeat_interval: int, grace_period: int, max_retry: int = 5):
     """Optuna's RDBStorage with heartbeats and stale runs enqueued again (at most ``max_retry`` times)."""
     if url.startswith('sqlite'):
@@ -55,7 +64,7 @@ def open_storage(url: str, *, heartbeat_interval: int, grace_period: int, max_re
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
     except Exception as error:  # sqlalchemy's ArgumentError, OperationalError, a missing driver, ...
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise StorageError(f'--storage={url}: cannot open it ({first_line}); give a database URL such as '
+        raise StorageError(f'--storage={printable(url)}: cannot open it ({first_line}); give a database URL such as '
                            f'postgresql://user:password@host/database, or leave --storage out for an '
                            f'SQLite file in --workdir') from None
 
@@ -79,9 +88,9 @@ def load_or_create(storage, name: str, direction: str, description: dict, *, joi
                    pruner=None) -> optuna.Study:
     """The study ``name``; created unless ``join``. ``description`` (the config, sweep, flags and metric)
     must equal the one the study was created with: a sweep's runs all train the same way."""
-    exists = name in {summary.study_name for summary in optuna.study.get_all_study_summaries(storage)}
-    if join and not exists:
-        raise StorageError(f'--join: {storage.url} holds no sweep {name!r}; start it first without --join')
+    if join and name not in optuna.get_all_study_names(storage):
+        raise StorageError(f'--join: {printable(storage.url)} holds no sweep {name!r}; start it first without '
+                           f'--join, or name it with --study_name')
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
     stored = study.user_attrs.get('description')
@@ -91,7 +100,7 @@ def load_or_create(storage, name: str, direction: str, description: dict, *, joi
         differences = ', '.join(f'{key}: {stored.get(key)!r} there, {description.get(key)!r} now'
                                 for key in sorted(set(stored) | set(description))
                                 if stored.get(key) != description.get(key))
-        raise StorageError(f'the sweep {name!r} in {storage.url} was started with other flags ({differences}); '
+        raise StorageError(f'the sweep {name!r} in {printable(storage.url)} was started with other flags ({differences}); '
                            f'run it with the same flags, or start a new sweep in another --workdir')
     return study
 
@@ -160,8 +169,9 @@ def enqueue(study: optuna.Study, points: list[tuple[str, dict]], *, search_slots
 
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """A new WAITING trial of the same run (its name, overrides and sampled values)."""
+    identity = {key: trial.user_attrs[key] for key in ('run', 'overrides', 'slot') if key in trial.user_attrs}
     study.add_trial(optuna.create_trial(state=TrialState.WAITING, params=trial.params,
-                                        distributions=trial.distributions, user_attrs=trial.user_attrs))
+                                        distributions=trial.distributions, user_attrs=identity))
 
 
 def claim(study: optuna.Study, url: str) -> optuna.Trial | None:
@@ -171,7 +181,11 @@ def claim(study: optuna.Study, url: str) -> optuna.Trial | None:
     with claim_lock(url):
         optuna.storages.fail_stale_trials(study)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
+            try:
+                claimed = storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
+            except optuna.exceptions.UpdateFinishedTrialError:   # claimed and finished by another worker
+                continue
+            if claimed:
                 storage.record_heartbeat(trial._trial_id)
                 return optuna.Trial(study, trial._trial_id)
     return None

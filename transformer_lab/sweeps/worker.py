@@ -15,6 +15,7 @@ import ast
 import ctypes
 import dataclasses
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ import optuna
 
 from transformer_lab.sweeps import spec as spec_lib
 from transformer_lab.sweeps import study as study_lib
+from transformer_lab.training import preemption
 
 POLL_SECONDS = 1.0
 
@@ -68,17 +70,25 @@ def open_study(options: Options) -> optuna.Study:
 
 
 class StopRequests:
-    """SIGTERM / SIGINT ask the worker to stop; each is passed on to the run's process, once per signal
-    (train.py saves a checkpoint on the first and exits at once on a second)."""
+    """SIGTERM / SIGINT ask the worker to stop; each new one is passed on to the run's process (train.py
+    saves a checkpoint on the first and exits at once on a second), copies of one are not."""
 
     def __init__(self):
-        self.count, self.process = 0, None
+        self.deliveries, self.process, self.first = preemption.Deliveries(), None, None
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, self._handle)
 
+    @property
+    def count(self) -> int:
+        return self.deliveries.count
+
     def _handle(self, number, frame):
-        del number, frame
-        self.count += 1
+        del frame
+        if self.deliveries.new(number):
+            self.first = self.first or number
+            self.pass_on()
+
+    def pass_on(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
 
@@ -100,11 +110,14 @@ def work(options: Options, environment: dict[str, str]) -> None:
         train(trial, study, sweep, options, environment, stops)
 
 
-def _name_run(trial: optuna.Trial, sweep: spec_lib.Sweep) -> tuple[str, dict]:
-    """A grid run's name and overrides, or a search slot's: drawn now by the sampler."""
+def _name_run(trial: optuna.Trial, study: optuna.Study, sweep: spec_lib.Sweep,
+              options: Options) -> tuple[str, dict]:
+    """A grid run's name and overrides, or a search slot's: drawn now by the sampler, seeded by
+    ``--seed`` and the slot so that workers (on any machine) never draw the same values."""
     if 'run' in trial.user_attrs:
         return trial.user_attrs['run'], ast.literal_eval(trial.user_attrs['overrides'])
-    sweep.function(trial)
+    study.sampler = make_sampler(options.sampler, options.seed + trial.user_attrs['slot'])
+    spec_lib.call(sweep, trial)
     overrides = dict(trial.params)
     name = f'{trial.user_attrs["slot"]:03d},{spec_lib.run_names([overrides])[0]}'
     trial.set_user_attr('run', name)
@@ -114,32 +127,46 @@ def _name_run(trial: optuna.Trial, sweep: spec_lib.Sweep) -> tuple[str, dict]:
 
 def train(trial: optuna.Trial, study: optuna.Study, sweep: spec_lib.Sweep, options: Options,
           environment: dict[str, str], stops: StopRequests) -> None:
-    """Trains one claimed run to its end and tells the study how it ended."""
-    name, overrides = _name_run(trial, sweep)
+    """Trains one claimed run to its end and tells the study how it ended, beating its heartbeat from
+    the claim to the tell. A run handed to another worker meanwhile (this worker's beats were late:
+    a stalled machine, a busy database) is stopped here and left to that worker."""
+    heartbeat = Heartbeat(study, trial, options.heartbeat_interval)
+    try:
+        _train(trial, study, sweep, options, environment, stops)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        print(f'trial {trial.number} was handed over to another worker; this worker leaves it', file=sys.stderr)
+    finally:
+        heartbeat.stop()
+
+
+def _train(trial, study, sweep, options, environment, stops) -> None:
     trial.set_user_attr('outcome', 'running')
     trial.set_user_attr('worker', f'{socket.gethostname()}:{os.getpid()}')
     try:
+        name, overrides = _name_run(trial, study, sweep, options)
         sweep.build_config(overrides, name)   # a grid was checked before it started; a search's draw now
     except spec_lib.SweepError as error:
+        if 'run' not in trial.user_attrs:   # the search function failed on this draw: a row that says so
+            trial.set_user_attr('run', f'{trial.user_attrs["slot"]:03d},failed_draw')
+            trial.set_user_attr('overrides', repr(dict(trial.params)))
         _finish(study, trial, 'failed', error=str(error))
         return
     workdir = os.path.join(options.workdir, 'runs', name)
     os.makedirs(workdir, exist_ok=True)
     command = [sys.executable, options.train_script, *sweep.train_arguments(overrides), f'--workdir={workdir}']
-    beating = threading.Event()
-    heart = threading.Thread(target=_beat, args=(study, trial, options.heartbeat_interval, beating), daemon=True)
     start = time.time()
     with open(os.path.join(workdir, 'console.log'), 'a') as console:
-        console.write(f'\n$ {" ".join(command)}\n')
+        console.write(f'\n$ {shlex.join(command)}\n')
         console.flush()
         process = subprocess.Popen(command, stdout=console, stderr=subprocess.STDOUT, env=environment,
                                    start_new_session=True, preexec_fn=_stop_with_parent)
         stops.process = process
-        heart.start()
-        pruned = _follow(process, trial, workdir, options.metric, stops)
+        if stops.count:   # a stop requested while the run was being prepared
+            stops.pass_on()
+        ending = _follow(process, trial, study, workdir, options.metric, stops)
         stops.process = None
-    beating.set()
-    heart.join()
+    if ending == 'lost':
+        raise optuna.exceptions.UpdateFinishedTrialError(f'trial {trial.number} is no longer running')
     values, steps = _metric_values(workdir, options.metric)
     trial.set_user_attr('wall_s', time.time() - start)
     trial.set_user_attr('steps', steps)
@@ -148,14 +175,14 @@ def train(trial: optuna.Trial, study: optuna.Study, sweep: spec_lib.Sweep, optio
         trial.set_user_attr('best', min(values) if study.direction == optuna.study.StudyDirection.MINIMIZE
                             else max(values))
     trial.set_user_attr('num_params', _count_parameters(workdir))
-    if pruned:
+    if ending == 'pruned':
         _finish(study, trial, 'pruned')
-    elif stops.count:
-        _finish(study, trial, 'interrupted')
     elif process.returncode == 0 and values:
         _finish(study, trial, 'complete', value=values[-1])
+    elif stops.count:
+        _finish(study, trial, 'interrupted')
     else:
-        _finish(study, trial, 'failed', error=_error_of(workdir, process.returncode, options.metric, values))
+        _finish(study, trial, 'failed', error=_error_of(workdir, process.returncode, options.metric))
 
 
 def _finish(study, trial, outcome: str, *, value: float | None = None, error: str = '') -> None:
@@ -167,12 +194,24 @@ def _finish(study, trial, outcome: str, *, value: float | None = None, error: st
     study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
 
 
-def _beat(study, trial, interval: int, stop: threading.Event) -> None:
-    while not stop.wait(interval):
-        try:
-            study._storage.record_heartbeat(trial._trial_id)
-        except Exception as error:  # a busy database: the next beat retries before the grace period ends
-            print(f'heartbeat of trial {trial.number} failed: {error}', file=sys.stderr)
+class Heartbeat:
+    """Beats the trial's heartbeat every ``interval`` seconds in a thread, until ``stop``."""
+
+    def __init__(self, study, trial, interval: int):
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(study._storage, trial, interval), daemon=True)
+        self._thread.start()
+
+    def _beat(self, storage, trial, interval: int) -> None:
+        while not self._stopped.wait(interval):
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception as error:  # a busy database: the next beat retries before the grace period ends
+                print(f'heartbeat of trial {trial.number} failed: {error}', file=sys.stderr)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
 
 
 def _stop_with_parent() -> None:
@@ -182,23 +221,32 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 
-def _follow(process, trial, workdir: str, metric: str, stops: StopRequests) -> bool:
+def _follow(process, trial, study, workdir: str, metric: str, stops: StopRequests) -> str | None:
     """Waits for the run's process, reporting each new value of ``metric`` to the trial; sends SIGTERM
-    when the pruner says stop. Returns whether the run was pruned."""
-    reported, pruned = set(), False
-    while process.poll() is None:
-        time.sleep(POLL_SECONDS)
-        if pruned or stops.count:
-            continue
-        values, _ = _metric_values(workdir, metric, with_steps=True)
-        for step, value in values:
+    when the pruner says stop ('pruned') or when the trial is no longer this worker's ('lost')."""
+    reported, ending = set(), None
+
+    def report_new_values():
+        for step, value in _metric_values(workdir, metric, with_steps=True)[0]:
             if step not in reported:
                 trial.report(value, step)
                 reported.add(step)
-        if reported and trial.should_prune():
-            pruned = True
+
+    while process.poll() is None:
+        time.sleep(POLL_SECONDS)
+        if ending or stops.count:
+            continue
+        if study._storage.get_trial(trial._trial_id).state != optuna.trial.TrialState.RUNNING:
+            ending = 'lost'
+        else:
+            report_new_values()
+            if reported and trial.should_prune():
+                ending = 'pruned'
+        if ending:
             process.send_signal(signal.SIGTERM)
-    return pruned
+    if ending != 'lost':
+        report_new_values()   # those of a run that ended between polls: the pruner compares later runs with them
+    return ending
 
 
 def _metric_values(workdir: str, metric: str, with_steps: bool = False):
@@ -213,15 +261,17 @@ def _metric_values(workdir: str, metric: str, with_steps: bool = False):
     return (values if with_steps else [value for _, value in values]), steps
 
 
-def _error_of(workdir: str, returncode: int, metric: str, values: list) -> str:
-    """The run's own ``error:`` line (train.py prints one for every expected failure), else its exit."""
+def _error_of(workdir: str, returncode: int, metric: str) -> str:
+    """The run's own ``error:`` line in this attempt's part of console.log (train.py prints one for
+    every expected failure), else how it exited."""
     try:
         with open(os.path.join(workdir, 'console.log'), errors='replace') as console:
-            lines = [line.strip() for line in console if line.startswith('error:')]
+            attempt = console.read().rsplit('\n$ ', 1)[-1].splitlines()
     except OSError:
-        lines = []
-    if lines:
-        return lines[-1]
+        attempt = []
+    errors = [line.strip() for line in attempt if line.startswith('error:')]
+    if errors:
+        return errors[-1]
     if returncode == 0:
         return f'the run ended without reporting {metric}'
     if returncode < 0:

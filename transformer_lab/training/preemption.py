@@ -1,4 +1,5 @@
-"""Pre-emption: SIGTERM or SIGINT asks the loop to checkpoint and stop; a second signal exits at once.
+"""Pre-emption: SIGTERM or SIGINT asks the loop to checkpoint and stop; a second signal exits at once
+(the same signal again within a second is taken for a copy of the first: ``Deliveries``).
 
 Cloud schedulers (TPU / GPU spot VMs, SLURM, Kubernetes) send SIGTERM some seconds before killing a
 job, and Ctrl-C sends SIGINT. The handler only records the request; the loop sees it between steps,
@@ -12,12 +13,32 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DUPLICATE_SECONDS = 1.0
+
+
+class Deliveries:
+    """Tells a new stop request from a copy of the last one: the same signal again within
+    DUPLICATE_SECONDS. A batch system (SLURM's scancel) signals every process of a job, and a parent
+    (a sweep's worker) passes the signal on too, so one request can arrive twice at once."""
+
+    def __init__(self):
+        self.count = 0
+        self._last: tuple[int, float] | None = None
+
+    def new(self, number: int) -> bool:
+        now = time.monotonic()
+        if self._last is not None and self._last[0] == number and now - self._last[1] < DUPLICATE_SECONDS:
+            return False
+        self._last = (number, now)
+        self.count += 1
+        return True
 
 
 class TrainingInterrupted(Exception):
@@ -35,6 +56,7 @@ class StopSignals:
 
     def __init__(self):
         self.received: int | None = None
+        self._deliveries = Deliveries()
         self._previous = {}
 
     def __enter__(self):
@@ -48,6 +70,8 @@ class StopSignals:
 
     def _handle(self, number, frame):
         del frame
+        if not self._deliveries.new(number):
+            return
         if self.received is not None:
             sys.stderr.write(f'\n{signal.Signals(number).name} received again: exiting now, without a checkpoint\n')
             sys.stderr.flush()
