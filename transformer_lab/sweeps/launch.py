@@ -109,11 +109,12 @@ def launch(launch: Launch, sweep: spec_lib.Sweep, runs: list[tuple[str, dict]]) 
     failed = [run for run in final if run.status == 'failed']
     for run in failed:
         print(f'failed: {run.name}: {run.error}', file=sys.stderr)
-    crashed = [process.name for process in processes if process.exitcode != 0]
-    if crashed:
-        print(f'error: workers {", ".join(crashed)} crashed (their output is above); {study_lib.unfinished(study)} '
-              f'runs are not finished: run the same command again to go on', file=sys.stderr)
-    return 1 if failed or crashed else 0
+    lost = [f'{process.name} (exit {process.exitcode})' for process in processes if process.exitcode != 0]
+    unfinished = study_lib.unfinished(study)
+    if lost:   # their runs were handed over; only runs left unfinished make the sweep fail
+        print(f'{"error" if unfinished else "note"}: workers lost: {", ".join(lost)}; {unfinished} runs are not '
+              f'finished' + (': run the same command again to go on' if unfinished else ''), file=sys.stderr)
+    return 1 if failed or unfinished else 0
 
 
 def _worker_main(options: worker_lib.Options, environment: dict) -> None:
