@@ -15,6 +15,7 @@ the log (``library_log``), or to stderr with ``--verbose``.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import sys
@@ -90,7 +91,15 @@ def _parse_flags(argv):
 
 def _no_such_field(error: Exception, argv: list[str]) -> str:
     overrides = [arg.split('=')[0] for arg in argv[1:] if arg.startswith('--config.')]
-    return (f'no such config field: {str(error).strip(chr(34))} (overrides given: {", ".join(overrides)}); '
+    # ml_collections' KeyError holds "'field'", or for a near miss the repr of "'field'\nDid you mean ...?"
+    field = str(error.args[0] if error.args else error).strip('"')
+    if '\\n' in field:
+        try:
+            field = ast.literal_eval(field)
+        except (ValueError, SyntaxError):
+            pass
+    field = '; '.join(line.strip() for line in field.splitlines())
+    return (f'no such config field: {field} (overrides given: {", ".join(overrides)}); '
             f'the fields are those of the config file, e.g. --config.train.num_steps')
 
 
