@@ -99,8 +99,8 @@ def launches(workdir, run):
         return sum(line.startswith('$ ') for line in f)
 
 
-def trials(workdir, name):
-    storage = optuna.storages.RDBStorage(study.storage_url('', workdir))
+def trials(workdir, name, storage=''):
+    storage = optuna.storages.RDBStorage(study.storage_url(storage, workdir))
     return optuna.load_study(study_name=name, storage=storage).get_trials()
 
 
@@ -150,20 +150,28 @@ def test_two_workers_train_each_run_once_and_the_same_command_again_starts_nothi
     with open(os.path.join(workdir, 'results.md')) as f:
         assert '| learning_rate=' in f.read()
 
+    with open(os.path.join(workdir, 'results.csv')) as f:
+        table = f.read()
     again = sweep(sweep_config, workdir, '--sweep=two', '--workers=2')
     assert again.returncode == 0 and '0 runs enqueued' in again.stdout
+    with open(os.path.join(workdir, 'results.csv')) as f:
+        assert f.read() == table
     assert all(launches(workdir, run) == 1 for run in rows) and len(trials(workdir, 'two/two')) == 2
 
 
-def test_a_killed_workers_run_is_handed_over_and_resumes_from_its_checkpoint(sweep_config, tmp_path):
+@pytest.mark.parametrize('storage', ['default', 'postgresql'])
+def test_a_killed_workers_run_is_handed_over_and_resumes_from_its_checkpoint(sweep_config, tmp_path, storage,
+                                                                             request):
     workdir = str(tmp_path / 'long')
+    url = request.getfixturevalue('postgres_url') if storage == 'postgresql' else ''
     victim = 'learning_rate=0.5,num_steps=300,every_steps=20'
-    with sweep_in_background(sweep_config, workdir, '--sweep=long', '--workers=2') as process:
+    with sweep_in_background(sweep_config, workdir, '--sweep=long', '--workers=2',
+                             *([f'--storage={url}'] if url else [])) as process:
         deadline = time.time() + 240
         while not glob.glob(os.path.join(workdir, 'runs', victim, 'checkpoints', '[0-9]*')):
             assert time.time() < deadline and process.poll() is None
             time.sleep(0.5)
-        worker = next(trial.user_attrs['worker'] for trial in trials(workdir, 'long/long')
+        worker = next(trial.user_attrs['worker'] for trial in trials(workdir, 'long/long', url)
                       if trial.user_attrs.get('run') == victim)
         os.kill(int(worker.rsplit(':', 1)[1]), signal.SIGKILL)
         out, err = process.communicate(timeout=280)
@@ -174,7 +182,7 @@ def test_a_killed_workers_run_is_handed_over_and_resumes_from_its_checkpoint(swe
     with open(os.path.join(workdir, 'runs', victim, 'console.log')) as f:
         resumed = [line for line in f if 'resumed from step' in line]
     assert resumed and int(resumed[0].split('resumed from step ')[1].split()[0]) > 0
-    assert len(trials(workdir, 'long/long')) == 3   # the lost trial, its retry, the other run
+    assert len(trials(workdir, 'long/long', url)) == 3   # the lost trial, its retry, the other run
 
 
 def test_median_pruning_stops_a_clearly_worse_run_and_a_failed_run_says_why(sweep_config, tmp_path):
