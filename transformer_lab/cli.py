@@ -56,15 +56,19 @@ class ConfigFileParser(config_flags_lib.ConfigFileFlagParser):
         except ConfigError as error:
             raise ValueError(str(error)) from None
         except Exception as error:  # a bug in the user's own config file: where, and what
-            frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-                      if os.path.abspath(frame.filename) == os.path.abspath(file_name)]
-            where = f'{file_name}:{frames[-1].lineno}' if frames else file_name
-            if isinstance(error, SyntaxError):
-                where = f'{file_name}:{error.lineno}'
-            raise ValueError(f'{where}: {type(error).__name__}: {error}') from None
+            raise ValueError(f'{where_in(file_name, error)}: {type(error).__name__}: {error}') from None
         if self._lock_config:
             config.lock()
         return config
+
+
+def where_in(file_name: str, error: BaseException) -> str:
+    """``FILE:LINE`` of the innermost frame of ``error`` in the user's file ``file_name`` (else FILE)."""
+    if isinstance(error, SyntaxError):
+        return f'{file_name}:{error.lineno}'
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if os.path.abspath(frame.filename) == os.path.abspath(file_name)]
+    return f'{file_name}:{frames[-1].lineno}' if frames else file_name
 
 
 def define_config_flag(name: str = 'config') -> None:

@@ -24,7 +24,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import traceback
 
 import ml_collections
 import optuna
@@ -76,7 +75,7 @@ def load(config: str, name: str, base_arguments=()) -> Sweep:
     try:
         spec.loader.exec_module(module)
     except Exception as error:
-        raise SweepError(f'{path}: {type(error).__name__}: {error}') from None
+        raise SweepError(f'{cli.where_in(path, error)}: {type(error).__name__}: {error}') from None
     functions = {attribute: getattr(module, attribute) for attribute in dir(module)
                  if attribute.startswith(('sweep_', 'search_')) and callable(getattr(module, attribute))}
     matches = [functions[f'{kind}_{name}'] for kind in ('sweep', 'search') if f'{kind}_{name}' in functions]
@@ -106,10 +105,7 @@ def call(sweep: Sweep, argument) -> None:
     try:
         sweep.function(argument)
     except Exception as error:
-        path = sweep.config.partition(':')[0]
-        lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
-                 if os.path.abspath(frame.filename) == os.path.abspath(path)]
-        where = f'{path}:{lines[-1]}' if lines else path
+        where = cli.where_in(sweep.config.partition(':')[0], error)
         raise SweepError(f'{where}: {sweep.function.__name__}: {type(error).__name__}: {error}') from None
 
 
