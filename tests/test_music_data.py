@@ -159,3 +159,40 @@ def test_performance_model_samples_midi_files_pretty_midi_reads(tmp_path):
         notes = pretty_midi.PrettyMIDI(str(tmp_path / 'samples' / f'step_20_{index}.mid')).instruments[0].notes
         assert all(0 <= n.pitch < 128 and n.end > n.start for n in notes)
         assert (tmp_path / 'samples' / f'step_20_{index}.png').exists()
+
+
+def test_training_rows_are_random_crops_of_distinct_pieces_and_resume_exactly():
+    """A training batch spans as many pieces as it has rows, each row one piece's tokens from a varied
+    offset (a stream of consecutive windows would put one or two pieces in a batch, at offsets a
+    multiple of the row length); a restored iterator goes on with the same batches."""
+    from conftest import load_config
+    from transformer_lab import registry
+    config = load_config('configs/music_transformer_bach_chorales.py:tiny')
+    config.data.transpose = 0   # untransposed, every row is found verbatim in its piece
+    pipeline = registry.build_pipeline(config.data)
+    train = pipeline.source('train')
+    pieces = [pipeline.tokens(pipeline.piece(train[i]))['targets'] for i in range(len(train))]
+    length = config.data.max_length
+
+    def where(row):
+        """(piece, offset) of the one piece holding ``row`` verbatim."""
+        found = [(index, start) for index, piece in enumerate(pieces)
+                 for start in np.flatnonzero(np.all(np.lib.stride_tricks.sliding_window_view(piece, length) == row,
+                                                    axis=1))]
+        assert len(found) >= 1, 'a training row is not a crop of one piece'
+        return found[0]
+
+    iterator = iter(pipeline.train_batches(8, seed=3))
+    batches = [next(iterator) for _ in range(4)]
+    origins = [[where(row) for row in batch['targets']] for batch in batches]
+    for batch_origins in origins:
+        assert len({index for index, _ in batch_origins}) == 8
+    offsets = [start for batch_origins in origins for _, start in batch_origins]
+    assert len(set(offsets)) >= 24 and np.mean(np.asarray(offsets) % length == 0) < 0.3, offsets
+
+    state = iterator.get_state()
+    expected = [next(iterator)['targets'] for _ in range(2)]
+    resumed = iter(pipeline.train_batches(8, seed=3))
+    resumed.set_state(state)
+    for batch in expected:
+        np.testing.assert_array_equal(next(resumed)['targets'], batch)

@@ -2,9 +2,15 @@
 
 A piece is a chorale grid (``voices`` uint8 [steps, 4], tokenizer ``chorale``) or a performance
 (``notes`` float32 [n, 4], tokenizer ``performance``: MIDI events). Every batch is a dict of int32
-numpy arrays: ``targets`` [rows, max_length], each row a window of the concatenated token stream
-(each piece ending with EOS), the usual protocol for NLL per token, attention running across the EOS
-between pieces; chorales add ``targets_voices`` (1..4 = S, A, T, B; 0 at EOS and padding).
+numpy arrays: ``targets`` [rows, max_length] of tokens, each piece ending with EOS; chorales add
+``targets_voices`` (1..4 = S, A, T, B; 0 at EOS and padding).
+
+Training rows are random crops (``random_crop``): each row a window of ``max_length`` tokens at a
+random offset of its own randomly drawn piece, so a batch spans as many pieces as it has rows (Huang et
+al. 2018, Sec. 5.2, train on random crops). A piece shorter than a row is padded, not joined to the
+next: every row is one piece's music, and padding carries no loss. Evaluation rows are the windows of
+the concatenated token stream of a split, every token once (the usual protocol for NLL per token,
+attention running across the EOS between pieces).
 
 Training pieces are augmented as in the Music Transformer (Huang et al. 2018, Sec. 5.1-5.2):
 transposed by a random number of semitones in [-data.transpose, data.transpose] and (performances)
@@ -51,6 +57,9 @@ class MusicPipeline(TfdsPipeline):
     def piece(self, record) -> np.ndarray:
         return np.asarray(record[self.config.targets_feature])
 
+    def _crop(self, record, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return random_crop(self.tokens(self.augmented(self.piece(record), rng)), self.config.max_length, rng)
+
     def _windows(self, dataset: grain.IterDataset, rows: int) -> grain.IterDataset:
         length = self.config.max_length
         windows = grain.experimental.ConcatThenSplitIterDataset(
@@ -60,12 +69,12 @@ class MusicPipeline(TfdsPipeline):
 
     def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
                       shard_count: int = 1) -> grain.IterDataset:
-        """An endless stream of batches of ``rows`` windows (this host's share), pieces reshuffled and
-        augmented anew every epoch; host ``shard_index`` reads every ``shard_count``-th piece."""
-        dataset = (grain.MapDataset.source(self.source(self.config.train_split))
-                   .shuffle(seed=seed).repeat()[shard_index::shard_count]
-                   .random_map(lambda record, rng: self.tokens(self.augmented(self.piece(record), rng)), seed=seed))
-        return self._windows(dataset.to_iter_dataset(), rows)
+        """An endless stream of batches of ``rows`` random crops (this host's share), one piece each:
+        every epoch the pieces are reshuffled, augmented anew and cropped at new offsets; host
+        ``shard_index`` reads every ``shard_count``-th piece."""
+        return (grain.MapDataset.source(self.source(self.config.train_split))
+                .shuffle(seed=seed).repeat()[shard_index::shard_count]
+                .random_map(self._crop, seed=seed).to_iter_dataset().batch(rows, drop_remainder=True))
 
     def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
                      shard_count: int = 1) -> Iterator[dict]:
@@ -90,3 +99,13 @@ class MusicPipeline(TfdsPipeline):
                 return np.stack(openings)
         raise ValueError(f'{split!r} has {len(openings)} pieces longer than {length} tokens, {count} asked for; '
                          f'ask for fewer samples or a shorter primer')
+
+
+def random_crop(tokens: dict[str, np.ndarray], length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A training row: the same window of ``length`` positions of every feature of one piece's tokens,
+    starting at an offset drawn uniformly from [0, n - length] (n tokens; Huang et al. 2018, Sec. 5.2,
+    random crops of a piece); a piece of n < length tokens is kept whole and zero-padded. Returns each
+    feature int32 [length]."""
+    size = len(tokens['targets'])
+    start = int(rng.integers(0, max(size - length, 0) + 1))
+    return {name: pad_to(value[start:start + length], length) for name, value in tokens.items()}
