@@ -2,23 +2,56 @@
 
     python scripts/prepare_data.py --dataset=bible_translation --dataset=kjv_text [--data_dir=DIR]
     python scripts/prepare_data.py --dataset=wmt14_ende --manual_dir=~/wmt14
+
+Your own files, one dataset per --name (a config reads it as data.name='BUILDER/NAME'):
+
+    python scripts/prepare_data.py --dataset=midi_folder --manual_dir=~/my_midi --name=piano
+    python scripts/prepare_data.py --dataset=image_folder --manual_dir=~/pictures --name=faces --image_size=32
+    python scripts/prepare_data.py --dataset=parallel_text --manual_dir=~/en_fr --source_lang=en --target_lang=fr
+    python scripts/prepare_data.py --dataset=text_file --manual_dir=~/novel.txt --name=novel
+
+A prepared dataset is kept: preparing it again says so, and warns if its files or options changed
+since; --overwrite prepares it again from the files (transformer_lab/data/prepare.py).
 """
 
-import importlib
-import os
-
-import tensorflow_datasets as tfds
 from absl import flags
 
 from transformer_lab import cli
+from transformer_lab.data import prepare
 from transformer_lab.data.pipeline import resolve_data_dir
-from transformer_lab.registry import DATASETS
+from transformer_lab.registry import DATASETS, USER_DATASET_NAME
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_enum('dataset', None, sorted(DATASETS), 'Datasets to prepare.')
 flags.DEFINE_string('data_dir', '', 'TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).')
-flags.DEFINE_string('manual_dir', None, 'Directory with manually downloaded files (wmt14_ende).')
+flags.DEFINE_string('manual_dir', None, 'The files to prepare from: your own folder (midi_folder, image_folder, '
+                                        'parallel_text, text_file) or a downloaded dataset (wmt14_ende, maestro).')
+flags.DEFINE_string('name', None, 'Your own dataset: its name, so several live side by side in one data dir '
+                                  "(default 'default'); a config reads it as data.name='BUILDER/NAME'.")
+flags.DEFINE_bool('overwrite', False, 'Prepare again even if prepared (e.g. after the files changed).')
+flags.DEFINE_integer('image_size', None, 'image_folder: images become SIZE x SIZE (default 32).')
+flags.DEFINE_integer('channels', None, 'image_folder: 3 (RGB, the default) or 1 (greyscale).')
+flags.DEFINE_string('background', None, 'image_folder: the colour behind transparent pixels (default white).')
+flags.DEFINE_string('source_lang', None, "parallel_text: the source files' suffix and feature (default source).")
+flags.DEFINE_string('target_lang', None, "parallel_text: the target files' suffix and feature (default target).")
 flags.mark_flag_as_required('dataset')
+OPTION_FLAGS = ('image_size', 'channels', 'background', 'source_lang', 'target_lang')
+SHOWN_SKIPPED = 10
+
+
+def options_for(name: str) -> dict:
+    """The builder options given on the command line, refused for a dataset that has no such option."""
+    import importlib
+
+    import tensorflow_datasets as tfds
+    importlib.import_module(DATASETS[name].builder_module)
+    accepted = getattr(tfds.builder_cls(name), 'OPTIONS', ())
+    given = {option: FLAGS[option].value for option in OPTION_FLAGS if FLAGS[option].value is not None}
+    for option in given:
+        if option not in accepted:
+            cli.fail(f'--{option} is not an option of --dataset={name}; its options: '
+                                 f'{", ".join(f"--{o}" for o in accepted) or "none"}')
+    return given
 
 
 def main(argv):
@@ -26,16 +59,27 @@ def main(argv):
     data_dir = resolve_data_dir(FLAGS.data_dir)
     for name in FLAGS.dataset:
         dataset = DATASETS[name]
-        importlib.import_module(dataset.builder_module)
-        builder = tfds.builder(dataset.tfds_name, data_dir=data_dir)
-        if builder.is_prepared():
-            print(f'{name}: already prepared in {builder.data_dir}')
-            continue
-        manual_dir = os.path.expanduser(FLAGS.manual_dir) if FLAGS.manual_dir else None
-        builder.download_and_prepare(file_format='array_record', download_config=tfds.download.DownloadConfig(
-            manual_dir=manual_dir))
-        print(f'{name}: prepared in {builder.data_dir}: ' +
-              ', '.join(f'{split} {info.num_examples}' for split, info in builder.info.splits.items()))
+        if FLAGS.name is not None:
+            if not dataset.user_files:
+                cli.fail(f'--name is for datasets of your own files '
+                                     f'({", ".join(n for n, d in DATASETS.items() if d.user_files)}), not {name}')
+            if not USER_DATASET_NAME.fullmatch(FLAGS.name):
+                cli.fail(f'--name={FLAGS.name!r}: valid: letters, digits, _ . - (it becomes a folder name)')
+            dataset = dataset.named(FLAGS.name)
+        elif dataset.user_files:
+            dataset = dataset.named('')
+        done = prepare.prepare(dataset, data_dir, manual_dir=FLAGS.manual_dir, overwrite=FLAGS.overwrite,
+                               options=options_for(name))
+        counts = ', '.join(f'{split} {count}' for split, count in done.splits.items())
+        print(f'{dataset.name}: {"prepared" if done.prepared else "already prepared"} in {done.path}: {counts}')
+        if done.skipped:
+            print(f'{dataset.name}: skipped {len(done.skipped)} unusable (all listed in '
+                  f'{done.path}/{prepare.SKIPPED_LIST}):')
+            for path, reason in done.skipped[:SHOWN_SKIPPED]:
+                print(f'  {path}: {reason}')
+        if done.prepared and dataset.user_files and not done.splits.get('validation'):
+            print(f'{dataset.name}: the validation split is empty (too few files for the hash split); '
+                  f'put some files in a folder named validation/ to evaluate on them')
 
 
 if __name__ == '__main__':

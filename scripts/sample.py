@@ -109,7 +109,7 @@ def main(argv):
         options = dict(temperature=pick(FLAGS.temperature, sample.temperature),
                        top_k=pick(FLAGS.top_k, sample.top_k), seed=FLAGS.seed, max_length=max_length)
         os.makedirs(os.path.join(FLAGS.workdir, 'samples'), exist_ok=True)
-        modality = registry.DATASETS[run.config.data.name].modality
+        modality = registry.dataset_named(run.config.data.name).modality
         if modality == 'image':
             print(f'(written to {sample_images(run, rows, options)})')
             return

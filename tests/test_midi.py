@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import MAESTRO_COLUMNS, write_maestro
 from transformer_lab.data import midi
+from transformer_lab.data.builders.folders import DataSourceError
 from transformer_lab.data.midi import NOTE_OFF, NOTE_ON, SET_VELOCITY, TIME_SHIFT
 
 
@@ -199,11 +200,11 @@ def test_maestro_without_its_metadata_or_midi_files_says_what_is_missing(tmp_pat
     from transformer_lab.data.builders import maestro
     (tmp_path / 'manual').mkdir()
     (tmp_path / 'manual' / 'README').write_text('not the metadata')
-    with pytest.raises(FileNotFoundError, match=r'maestro-v\*\.csv.*' + str(tmp_path / 'manual')):
+    with pytest.raises(DataSourceError, match=str(tmp_path / 'manual') + r'.*\.mid.*maestro-v\*\.csv'):
         prepare_maestro(tmp_path)
     write_maestro(tmp_path / 'manual' / 'maestro-v2.0.0', MAESTRO_ROWS)
     (tmp_path / 'manual' / 'maestro-v2.0.0' / '2006' / 'two.midi').unlink()
-    with pytest.raises(FileNotFoundError, match='2006/two.midi'):
+    with pytest.raises(DataSourceError, match='2006/two.midi'):
         prepare_maestro(tmp_path)
     assert not maestro.Maestro(data_dir=tmp_path / 'data').is_prepared()
 

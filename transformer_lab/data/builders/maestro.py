@@ -3,7 +3,9 @@
 Any release (v2.0.0, v3.0.0) as its zip extracts: the metadata ``maestro-v*.csv`` (or, without a csv,
 ``maestro-v*.json``: v3's is column-oriented, {column: {row: value}}, v2's a list of rows) directly in
 the manual_dir or one folder down, and the MIDI files at the metadata's ``midi_filename`` paths,
-relative to the metadata's folder.
+relative to the metadata's folder. Without metadata, the manual_dir is read as a ``midi_folder``:
+every MIDI file under it, split by folders named train/ validation/ test/ or by a hash of its path,
+unreadable files skipped.
 
 Splits: the metadata's ``split`` column (train / validation / test; v3.0.0 has 962 / 137 / 177
 performances). Features: ``notes`` float32 [n, 4] (pitch, velocity, start s, end s; every non-drum
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import csv
 import json
+import pathlib
 
-import numpy as np
 from etils import epath
 
-from transformer_lab.data import midi
-from transformer_lab.data.builders.pieces import SPLITS, PiecesBuilder
+from transformer_lab.data.builders import midi_folder
+from transformer_lab.data.builders.folders import DataSourceError
+from transformer_lab.data.builders.pieces import PiecesBuilder
 
 
 _CITATION = """\
@@ -35,16 +38,15 @@ _CITATION = """\
 """
 
 
-def find_metadata(manual_dir: epath.Path) -> epath.Path:
-    """The one ``maestro-v*.csv`` (else ``maestro-v*.json``) in ``manual_dir`` or one folder down."""
+def find_metadata(manual_dir: epath.Path) -> epath.Path | None:
+    """The one ``maestro-v*.csv`` (else ``maestro-v*.json``) in ``manual_dir`` or one folder down, if any."""
     for suffix in ('csv', 'json'):
         found = sorted([*manual_dir.glob(f'maestro-v*.{suffix}'), *manual_dir.glob(f'*/maestro-v*.{suffix}')])
         if len(found) > 1:
-            raise ValueError(f'Several MAESTRO metadata files under {manual_dir}, keep one release: {found}')
+            raise DataSourceError(f'Several MAESTRO metadata files under {manual_dir}, keep one release: {found}')
         if found:
             return found[0]
-    raise FileNotFoundError(f'No MAESTRO metadata file (maestro-v*.csv or maestro-v*.json) in {manual_dir} nor '
-                            f'one folder down.\n{Maestro.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+    return None
 
 
 def read_metadata(path: epath.Path) -> list[dict]:
@@ -59,13 +61,6 @@ def read_metadata(path: epath.Path) -> list[dict]:
     return [{column: values[row] for column, values in table.items()} for row in rows]
 
 
-def read_notes(path: epath.Path) -> np.ndarray:
-    """A MIDI file -> float32 [n, 4] notes, sustain applied."""
-    import pretty_midi  # imported here like in data/midi.py: only reading MIDI needs it
-    with path.open('rb') as file:
-        return midi.notes_from_midi(pretty_midi.PrettyMIDI(file), sustain=True)
-
-
 class Maestro(PiecesBuilder):
     """MAESTRO piano performances as notes, from a manual_dir."""
 
@@ -76,6 +71,8 @@ Download the MIDI-only zip of MAESTRO (e.g. maestro-v3.0.0-midi.zip) from
 https://magenta.tensorflow.org/datasets/maestro and extract it into manual_dir, so that manual_dir holds
 maestro-v3.0.0.csv (or .json) and the year folders of MIDI files, directly or in one folder
 (manual_dir/maestro-v3.0.0/...): python scripts/prepare_data.py --dataset=maestro --manual_dir=DIR
+Your own MIDI files need no metadata: any folder of .mid/.midi files (split by sub-folders train/
+validation/ test/, else by a hash of each path), best prepared as --dataset=midi_folder --name=NAME.
 """
 
     def _split_generators(self, dl_manager):
@@ -83,16 +80,16 @@ maestro-v3.0.0.csv (or .json) and the year folders of MIDI files, directly or in
             manual_dir = dl_manager.manual_dir
         except AssertionError as error:  # TFDS: the manual_dir does not exist or is empty
             raise FileNotFoundError(str(error)) from error
+        self.skipped = []   # (path, reason) of the MIDI files that could not be read
+        skip = lambda path, reason: self.skipped.append((str(path), reason))  # noqa: E731
         metadata = find_metadata(manual_dir)
-        rows = read_metadata(metadata)
-        unknown = sorted({row['split'] for row in rows} - set(SPLITS))
-        if unknown:
-            raise ValueError(f'{metadata}: unknown splits {unknown}, expected {SPLITS}')
-        # Checked before anything is written: a half-extracted zip fails here, not hours later.
-        missing = [row['midi_filename'] for row in rows if not (metadata.parent / row['midi_filename']).exists()]
-        if missing:
-            raise FileNotFoundError(f'{len(missing)} MIDI files listed in {metadata} are not under '
-                                    f'{metadata.parent}, e.g. {missing[:3]}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
-        return {split: self._generate_examples((name, read_notes(metadata.parent / name)) for name in
-                                               [row['midi_filename'] for row in rows if row['split'] == split])
-                for split in SPLITS}
+        if metadata is None:
+            try:
+                by_split = midi_folder.pieces_by_split(pathlib.Path(manual_dir), skip)
+            except DataSourceError as error:
+                raise DataSourceError(f'{error}; nor is there MAESTRO metadata (maestro-v*.csv or maestro-v*.json) '
+                                      f'in it or one folder down.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}') from None
+            return {split: self._generate_examples(pieces) for split, pieces in by_split.items()}
+        root = pathlib.Path(metadata.parent)
+        return {split: self._generate_examples(midi_folder.readable_pieces(paths, root, skip))
+                for split, paths in midi_folder.listed_splits(pathlib.Path(metadata), read_metadata(metadata)).items()}

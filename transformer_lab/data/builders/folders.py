@@ -1,0 +1,104 @@
+"""What the builders of a user's own files share (midi_folder, image_folder, parallel_text, text_file).
+
+A user's dataset is one TFDS builder config: ``prepare_data.py --dataset=image_folder --name=faces
+--manual_dir=DIR`` prepares ``DATA_DIR/image_folder/faces/1.0.0`` from the files under DIR, and a config
+reads it as ``data.name='image_folder/faces'`` (``--name`` defaults to ``default``). The config carries
+the source and the builder's options (image size, languages); once prepared, the dataset is read back
+from its files alone.
+
+Splits, the same rule for every kind of file: a file under a folder (at any depth) named ``train``,
+``validation`` or ``test`` (also ``valid``, ``dev``) belongs to that split; any other file goes by a
+hash of its path relative to the source (``pieces.split_of``: about 80 / 10 / 10).
+
+Files that cannot be read are skipped and listed in ``skipped`` (path, reason), never a traceback; an
+empty source, or one without a single usable file, is a ``DataSourceError`` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import tensorflow_datasets as tfds
+
+from transformer_lab.data.builders.pieces import SPLITS, split_of
+
+SPLIT_FOLDERS = {'train': 'train', 'validation': 'validation', 'valid': 'validation', 'dev': 'validation',
+                 'test': 'test'}
+
+
+class DataSourceError(OSError):
+    """A user's files cannot make a dataset; the message names the file or folder and what is wrong."""
+
+
+@dataclasses.dataclass
+class FolderConfig(tfds.core.BuilderConfig):
+    """A user's dataset: ``source``, the folder (or single file) its files are read from, and the
+    builder's options (each builder reads those it knows)."""
+    source: str = ''
+    image_size: int = 32
+    channels: int = 3
+    background: str = 'white'
+    source_lang: str = 'source'
+    target_lang: str = 'target'
+
+
+class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A builder over a user's files: a subclass sets SUFFIXES and KIND and makes each split from
+    ``self.files_by_split()``; unusable files go to ``self.skipped``."""
+
+    VERSION = tfds.core.Version('1.0.0')
+    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    BUILDER_CONFIGS = [FolderConfig(name='default')]
+    SUFFIXES: tuple[str, ...] = ()
+    KIND = 'files'
+    OPTIONS: tuple[str, ...] = ()     # the FolderConfig fields this builder reads (prepare_data's flags)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.skipped: list[tuple[str, str]] = []
+
+    @property
+    def source(self) -> pathlib.Path:
+        if not self.builder_config.source:
+            raise DataSourceError(f'{self.name} reads your own {self.KIND}: give their folder with --manual_dir=DIR')
+        return pathlib.Path(self.builder_config.source).expanduser()
+
+    def files(self) -> list[pathlib.Path]:
+        return files_of(self.source, self.SUFFIXES, self.KIND)
+
+    def files_by_split(self) -> dict[str, list[pathlib.Path]]:
+        """The source's files of each split (``split_by_folder_or_hash``), in path order."""
+        files = self.files()
+        return {split: [f for f in files if split_by_folder_or_hash(f, self.source) == split] for split in SPLITS}
+
+    def skip(self, path: pathlib.Path, reason: str) -> None:
+        self.skipped.append((str(path), reason))
+
+
+def files_of(source: pathlib.Path, suffixes: tuple[str, ...], kind: str) -> list[pathlib.Path]:
+    """Every file under ``source`` (recursively, hidden ones aside) whose suffix is one of ``suffixes``
+    (any case), sorted; ``source`` itself when it is such a file. Raises DataSourceError when there is
+    none."""
+    if not source.exists():
+        raise DataSourceError(f'{source} does not exist; give the folder of your {kind} with --manual_dir=DIR')
+    if source.is_file():
+        found = [source] if source.suffix.lower() in suffixes else []
+    else:
+        found = sorted(path for path in source.rglob('*') if path.is_file() and path.suffix.lower() in suffixes
+                       and not any(part.startswith('.') for part in path.relative_to(source).parts))
+    if not found:
+        what = 'is empty' if source.is_dir() and not any(source.iterdir()) else f'has no {"/".join(suffixes)} files'
+        raise DataSourceError(f'{source} {what}; {kind} are read from files named *{", *".join(suffixes)} '
+                              f'(in sub-folders too)')
+    return found
+
+
+def split_by_folder_or_hash(path: pathlib.Path, source: pathlib.Path) -> str:
+    """``path``'s split: that of the nearest enclosing folder named like a split (``SPLIT_FOLDERS``),
+    else ``split_of`` its path relative to ``source``."""
+    relative = path.relative_to(source) if path != source else pathlib.Path(path.name)
+    for folder in reversed(relative.parts[:-1]):
+        if folder.lower() in SPLIT_FOLDERS:
+            return SPLIT_FOLDERS[folder.lower()]
+    return split_of(relative.as_posix())
