@@ -64,13 +64,17 @@ def prepare(dataset: Dataset, data_dir: str, *, manual_dir: str | None = None, o
     os.makedirs(data_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=f'.preparing_{dataset.tfds_name}_') as scratch:
         builder = new_builder(dataset, scratch, manual_dir, options)
-        builder.download_and_prepare(
-            file_format='array_record', download_dir=os.path.join(data_dir, 'downloads'),
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        try:
+            builder.download_and_prepare(
+                file_format='array_record', download_dir=os.path.join(data_dir, 'downloads'),
+                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        except AssertionError as error:   # TFDS: a split whose every file was skipped
+            if 'No examples were yielded' not in str(error):
+                raise
+            raise DataSourceError(f'{manual_dir}: {str(error).split(":")[0].lower()}: none of its files could be '
+                                  f'used, e.g. ' + '; '.join(f'{path}: {reason}' for path, reason in
+                                                            getattr(builder, 'skipped', [])[:3])) from None
         splits, skipped = split_sizes(builder), list(getattr(builder, 'skipped', []))
-        if dataset.user_files and not sum(splits.values()):
-            raise DataSourceError(f'{manual_dir}: none of its files could be used, e.g. '
-                                  + '; '.join(f'{path}: {reason}' for path, reason in skipped[:3]))
         if manual_dir:
             record(builder.data_dir, manual_dir, options_of(builder))
         if skipped:

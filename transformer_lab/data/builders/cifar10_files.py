@@ -17,6 +17,8 @@ import pickle
 import numpy as np
 import tensorflow_datasets as tfds
 
+from transformer_lab.data.builders.folders import DataSourceError
+
 URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 FOLDER = 'cifar-10-batches-py'
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -38,7 +40,8 @@ def read_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_folder(dl_manager) -> str:
-    """The extracted ``cifar-10-batches-py`` folder: from the manual_dir if it is there, else downloaded."""
+    """The extracted ``cifar-10-batches-py`` folder: from the manual_dir when one is given (an error if it
+    holds no CIFAR-10 files: never a silent download instead), else downloaded."""
     try:
         manual = os.fspath(dl_manager.manual_dir)
     except AssertionError:  # TFDS: no manual_dir exists
@@ -50,6 +53,9 @@ def find_folder(dl_manager) -> str:
         archive = os.path.join(manual, 'cifar-10-python.tar.gz')
         if os.path.exists(archive):
             return os.path.join(os.fspath(dl_manager.extract(archive)), FOLDER)
+        raise DataSourceError(f'{manual} holds no CIFAR-10 files (cifar-10-python.tar.gz, or {FOLDER}/ with '
+                              f'data_batch_1..5 and test_batch); for a folder of your own images use '
+                              f'--dataset=image_folder')
     return os.path.join(os.fspath(dl_manager.download_and_extract(URL)), FOLDER)
 
 

@@ -7,8 +7,11 @@ the source and the builder's options (image size, languages); once prepared, the
 from its files alone.
 
 Splits, the same rule for every kind of file: a file under a folder (at any depth) named ``train``,
-``validation`` or ``test`` (also ``valid``, ``dev``) belongs to that split; any other file goes by a
-hash of its path relative to the source (``pieces.split_of``: about 80 / 10 / 10).
+``validation`` or ``test`` (also ``valid``, ``dev``), or named so itself (``dev.en``, ``test.png``),
+belongs to that split; any other file goes by a hash of its path relative to the source
+(``pieces.split_of``: about 80 / 10 / 10; the text builders hash each sentence or paragraph instead).
+A folder too small for the hash to fill validation and test lends them a training file each
+(``by_split``); a split that still gets nothing is left out: TFDS cannot write an empty split.
 
 Files that cannot be read are skipped and listed in ``skipped`` (path, reason), never a traceback; an
 empty source, or one without a single usable file, is a ``DataSourceError`` naming it.
@@ -17,6 +20,7 @@ empty source, or one without a single usable file, is a ``DataSourceError`` nami
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import pathlib
 
 import tensorflow_datasets as tfds
@@ -67,13 +71,19 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def files(self) -> list[pathlib.Path]:
         return files_of(self.source, self.SUFFIXES, self.KIND)
 
-    def files_by_split(self) -> dict[str, list[pathlib.Path]]:
-        """The source's files of each split (``split_by_folder_or_hash``), in path order."""
-        files = self.files()
-        return {split: [f for f in files if split_by_folder_or_hash(f, self.source) == split] for split in SPLITS}
+    @property
+    def root(self) -> pathlib.Path:
+        """The folder that file names, classes and splits are relative to."""
+        return self.source if self.source.is_dir() else self.source.parent
 
-    def skip(self, path: pathlib.Path, reason: str) -> None:
-        self.skipped.append((str(path), reason))
+    def files_by_split(self) -> dict[str, list[pathlib.Path]]:
+        """The source's files of each split that has any (``by_split``), in path order."""
+        return by_split(self.files(), self.root)
+
+    def skip(self, path, reason: str) -> None:
+        """Lists an unusable file (or ``FILE:LINE``) once, however often it is read."""
+        if (str(path), reason) not in self.skipped:
+            self.skipped.append((str(path), reason))
 
 
 def files_of(source: pathlib.Path, suffixes: tuple[str, ...], kind: str) -> list[pathlib.Path]:
@@ -94,11 +104,39 @@ def files_of(source: pathlib.Path, suffixes: tuple[str, ...], kind: str) -> list
     return found
 
 
-def split_by_folder_or_hash(path: pathlib.Path, source: pathlib.Path) -> str:
-    """``path``'s split: that of the nearest enclosing folder named like a split (``SPLIT_FOLDERS``),
-    else ``split_of`` its path relative to ``source``."""
-    relative = path.relative_to(source) if path != source else pathlib.Path(path.name)
-    for folder in reversed(relative.parts[:-1]):
-        if folder.lower() in SPLIT_FOLDERS:
-            return SPLIT_FOLDERS[folder.lower()]
-    return split_of(relative.as_posix())
+def named_split(path: pathlib.Path, root: pathlib.Path) -> str | None:
+    """The split that ``path``'s name gives: that of its nearest enclosing folder below ``root`` named
+    like a split (``SPLIT_FOLDERS``), else that of its stem (``dev.en``, ``test.png``); None when
+    neither is a split's name."""
+    relative = path.relative_to(root) if path != root else pathlib.Path(path.name)
+    for name in [*reversed(relative.parts[:-1]), path.stem]:
+        if name.lower() in SPLIT_FOLDERS:
+            return SPLIT_FOLDERS[name.lower()]
+    return None
+
+
+def split_by_name_or_hash(path: pathlib.Path, root: pathlib.Path) -> str:
+    """``path``'s split: the one its name gives (``named_split``), else ``split_of`` its path relative
+    to ``root``."""
+    relative = path.relative_to(root) if path != root else pathlib.Path(path.name)
+    return named_split(path, root) or split_of(relative.as_posix())
+
+
+def by_split(files: list[pathlib.Path], root: pathlib.Path) -> dict[str, list[pathlib.Path]]:
+    """The files of each split (``split_by_name_or_hash``) in their order. A small folder can hash no
+    file to validation or test: then each such split takes the training file of the lowest hash
+    (``hash_order``), so that 3 or more files make all three splits. Splits without a file are left
+    out (TFDS cannot write an empty split)."""
+    splits = {split: [f for f in files if split_by_name_or_hash(f, root) == split] for split in SPLITS}
+    hashed_train = sorted((f for f in splits['train'] if named_split(f, root) is None), key=lambda f: hash_order(f, root))
+    for split in ('validation', 'test'):
+        if not splits[split] and len(hashed_train) > 1:
+            moved = hashed_train.pop(0)
+            splits['train'].remove(moved)
+            splits[split].append(moved)
+    return {split: found for split, found in splits.items() if found}
+
+
+def hash_order(path: pathlib.Path, root: pathlib.Path) -> str:
+    relative = path.relative_to(root) if path != root else pathlib.Path(path.name)
+    return hashlib.md5(relative.as_posix().encode()).hexdigest()

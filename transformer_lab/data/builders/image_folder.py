@@ -89,7 +89,7 @@ class ImageFolder(FolderBuilder):
         return {split: self._generate_examples(files, background) for split, files in self.files_by_split().items()}
 
     def _generate_examples(self, files: list[pathlib.Path], background: tuple[int, int, int]):
-        config, root = self.builder_config, self.source if self.source.is_dir() else self.source.parent
+        config, root = self.builder_config, self.root
         for path in files:
             try:
                 image = square_image(path, config.image_size, config.channels, background)

@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from transformer_lab.data import midi
-from transformer_lab.data.builders.folders import (DataSourceError, FolderBuilder, files_of,
-                                                   split_by_folder_or_hash)
+from transformer_lab.data.builders.folders import DataSourceError, FolderBuilder, by_split, files_of
 from transformer_lab.data.builders.pieces import SPLITS, PiecesBuilder
 
 SUFFIXES = ('.mid', '.midi')
@@ -71,7 +70,8 @@ def listed_splits(table: pathlib.Path, rows: list[dict]) -> dict[str, list[pathl
     if missing:
         raise DataSourceError(f'{table} lists {len(missing)} MIDI files that are not under {root}, '
                               f'e.g. {missing[:3]}')
-    return {split: [root / row['midi_filename'] for row in rows if row['split'] == split] for split in SPLITS}
+    splits = {split: [root / row['midi_filename'] for row in rows if row['split'] == split] for split in SPLITS}
+    return {split: paths for split, paths in splits.items() if paths}   # TFDS cannot write an empty split
 
 
 def pieces_by_split(source: pathlib.Path, skip: Callable[[pathlib.Path, str], None]
@@ -84,7 +84,7 @@ def pieces_by_split(source: pathlib.Path, skip: Callable[[pathlib.Path, str], No
         splits = csv_splits(tables[0])
     else:
         files = files_of(source, SUFFIXES, 'MIDI files')
-        splits = {split: [f for f in files if split_by_folder_or_hash(f, root) == split] for split in SPLITS}
+        splits = by_split(files, root)
     return {split: readable_pieces(paths, root, skip) for split, paths in splits.items()}
 
 
