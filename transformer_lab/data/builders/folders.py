@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import pathlib
+from collections.abc import Callable
 
 import tensorflow_datasets as tfds
 
@@ -53,7 +54,6 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     VERSION = tfds.core.Version('1.0.0')
     RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-    BUILDER_CONFIGS = [FolderConfig(name='default')]
     SUFFIXES: tuple[str, ...] = ()
     KIND = 'files'
     OPTIONS: tuple[str, ...] = ()     # the FolderConfig fields this builder reads (prepare_data's flags)
@@ -78,7 +78,12 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def files_by_split(self) -> dict[str, list[pathlib.Path]]:
         """The source's files of each split that has any (``by_split``), in path order."""
-        return by_split(self.files(), self.root)
+        return by_split(self.files(), self.root, self.usable)
+
+    def usable(self, path: pathlib.Path) -> bool:
+        """Whether a file can be read (asked only of a few, see ``by_split``); a subclass checks."""
+        del path
+        return True
 
     def skip(self, path, reason: str) -> None:
         """Lists an unusable file (or ``FILE:LINE``) once, however often it is read."""
@@ -122,19 +127,27 @@ def split_by_name_or_hash(path: pathlib.Path, root: pathlib.Path) -> str:
     return named_split(path, root) or split_of(relative.as_posix())
 
 
-def by_split(files: list[pathlib.Path], root: pathlib.Path) -> dict[str, list[pathlib.Path]]:
+def by_split(files: list[pathlib.Path], root: pathlib.Path,
+             usable: Callable[[pathlib.Path], bool] = lambda path: True) -> dict[str, list[pathlib.Path]]:
     """The files of each split (``split_by_name_or_hash``) in their order. A small folder can hash no
-    file to validation or test: then each such split takes the training file of the lowest hash
-    (``hash_order``), so that 3 or more files make all three splits. Splits without a file are left
-    out (TFDS cannot write an empty split)."""
+    file (or only files that ``usable`` rejects) to validation or test: then each such split takes the
+    usable training file of the lowest hash (``hash_order``), so that 3 or more usable files make all
+    three splits. Splits without a file are left out (TFDS cannot write an empty split)."""
     splits = {split: [f for f in files if split_by_name_or_hash(f, root) == split] for split in SPLITS}
-    hashed_train = sorted((f for f in splits['train'] if named_split(f, root) is None), key=lambda f: hash_order(f, root))
+    lendable = iter(sorted((f for f in splits['train'] if named_split(f, root) is None),
+                           key=lambda f: hash_order(f, root)))
     for split in ('validation', 'test'):
-        if not splits[split] and len(hashed_train) > 1:
-            moved = hashed_train.pop(0)
-            splits['train'].remove(moved)
-            splits[split].append(moved)
+        if len(splits[split]) > FEW_FILES or any(map(usable, splits[split])):
+            continue
+        for candidate in lendable:
+            if len(splits['train']) > 1 and usable(candidate):
+                splits['train'].remove(candidate)
+                splits[split].append(candidate)
+                break
     return {split: found for split, found in splits.items() if found}
+
+
+FEW_FILES = 3   # a validation or test split of at most this many files is checked for a usable one
 
 
 def hash_order(path: pathlib.Path, root: pathlib.Path) -> str:

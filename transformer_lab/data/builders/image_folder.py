@@ -83,6 +83,15 @@ class ImageFolder(FolderBuilder):
             }),
             disable_shuffling=True)
 
+    def usable(self, path: pathlib.Path) -> bool:
+        from PIL import Image
+        try:
+            with Image.open(path) as picture:
+                picture.load()
+        except (OSError, ValueError, SyntaxError):   # what pillow raises on a file it cannot decode
+            return False
+        return True
+
     def _split_generators(self, dl_manager):
         del dl_manager  # the files are the user's, under the config's source
         background = parse_colour(self.builder_config.background)

@@ -84,7 +84,7 @@ def pieces_by_split(source: pathlib.Path, skip: Callable[[pathlib.Path, str], No
         splits = csv_splits(tables[0])
     else:
         files = files_of(source, SUFFIXES, 'MIDI files')
-        splits = by_split(files, root)
+        splits = by_split(files, root, usable=lambda path: any(readable_pieces([path], root, lambda *_: None)))
     return {split: readable_pieces(paths, root, skip) for split, paths in splits.items()}
 
 
