@@ -72,6 +72,9 @@ def main(argv):
                                options=options_for(name))
         counts = ', '.join(f'{split} {count}' for split, count in done.splits.items())
         print(f'{dataset.name}: {"prepared" if done.prepared else "already prepared"} in {done.path}: {counts}')
+        if len(done.classes) > 1:
+            print(f'{dataset.name}: {len(done.classes)} classes (for a class-conditional model, model.num_classes='
+                  f'{len(done.classes)}): {", ".join(done.classes)}')
         if done.skipped:
             print(f'{dataset.name}: skipped {len(done.skipped)} unusable (all listed in '
                   f'{done.path}/{prepare.SKIPPED_LIST}):')

@@ -232,3 +232,17 @@ def test_a_dataset_whose_files_changed_warns_when_training(tmp_path):
         TfdsPipeline(config, dataset)
     with pytest.raises(DataSourceError):
         prepared('midi_folder', tmp_path / 'other', tmp_path / 'nothing_here')
+
+
+def test_the_unigram_baseline_scores_held_out_intensities_by_training_frequencies(own_data_dir):
+    """scripts/baseline.py against the same unigram model computed from the prepared images directly."""
+    import tensorflow_datasets as tfds
+    builder = tfds.builder_from_directory(f'{own_data_dir}/image_folder/mine/1.0.0')
+    pixels = {split: np.concatenate([np.asarray(e['image']).reshape(-1) for e in builder.as_data_source(split=split)])
+              for split in ('train', 'validation')}
+    frequencies = np.bincount(pixels['train'], minlength=256) + 1
+    expected = -np.log(frequencies / frequencies.sum())[pixels['validation']].mean()
+    result = run_script('baseline.py', '--config=configs/image_transformer_folder.py:name=mine,size=4,tiny',
+                        f'--config.data.data_dir={own_data_dir}')
+    assert result.returncode == 0, result.stderr
+    assert f'unigram {expected:.4f} nats/token' in result.stdout, (expected, result.stdout)

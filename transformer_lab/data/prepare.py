@@ -45,6 +45,7 @@ class Prepared:
     prepared: bool
     splits: dict[str, int]
     skipped: list[tuple[str, str]]
+    classes: list[str]      # the names of the ``label`` feature's classes, if it has one
 
 
 def prepare(dataset: Dataset, data_dir: str, *, manual_dir: str | None = None, overwrite: bool = False,
@@ -57,7 +58,8 @@ def prepare(dataset: Dataset, data_dir: str, *, manual_dir: str | None = None, o
     if os.path.exists(os.path.join(target, 'dataset_info.json')) and not overwrite:
         for change in stale(target, manual_dir, options):
             warnings.warn(f'{dataset.name} in {target}: {change}; prepare it again with --overwrite')
-        return Prepared(dataset, target, False, split_sizes(tfds.builder_from_directory(target)), [])
+        existing = tfds.builder_from_directory(target)
+        return Prepared(dataset, target, False, split_sizes(existing), [], class_names(existing))
     if dataset.user_files and not manual_dir:
         raise DataSourceError(f'{dataset.tfds_name} is made from your own files: give their folder with '
                               f'--manual_dir=DIR ({dataset.manual_dir})')
@@ -84,7 +86,7 @@ def prepare(dataset: Dataset, data_dir: str, *, manual_dir: str | None = None, o
     if overwrite:
         for model in glob.glob(os.path.join(data_dir, dataset.name, 'sentencepiece_*')):
             os.remove(model)   # trained on the old data
-    return Prepared(dataset, target, True, splits, skipped)
+    return Prepared(dataset, target, True, splits, skipped, class_names(builder))
 
 
 def new_builder(dataset: Dataset, data_dir: str, manual_dir: str | None, options: dict):
@@ -98,6 +100,12 @@ def new_builder(dataset: Dataset, data_dir: str, manual_dir: str | None, options
 def options_of(builder) -> dict:
     """The options a user dataset was prepared with, defaults included (``FolderBuilder.OPTIONS``)."""
     return {name: getattr(builder.builder_config, name) for name in getattr(builder, 'OPTIONS', ())}
+
+
+def class_names(builder) -> list[str]:
+    features = builder.info.features
+    label = features['label'] if 'label' in features.keys() else None
+    return list(label.names) if isinstance(label, tfds.features.ClassLabel) else []
 
 
 def split_sizes(builder) -> dict[str, int]:
