@@ -14,20 +14,11 @@ pieces, transposed by up to +-3 semitones and stretched by {0.95, ..., 1.05}. Va
 other music configs: ``baseline`` (default), ``relative``, ``local``, ``tiny``, ``steps=N``, ``layers=N``.
 """
 
-from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
+from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_performance_config,
+                                    parse_arg)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, name='default', **MUSIC_VARIANTS, **COMMON_VARIANTS)
-    config = music_config(f'midi_folder/{arg.name}', targets_feature='notes', tokenizer='performance')
-    config.data.max_length, config.data.batch_size = 512, 16
-
-    model = config.model
-    model.num_decoder_layers, model.d_model, model.num_heads, model.d_ff = 3, 128, 4, 512
-    model.max_length, model.dropout_rate = 1024, 0.1
-
-    config.train.num_steps, config.train.warmup_steps = 2000, 200
-    config.eval.every_steps, config.eval.batch_size = 500, 32
-    config.checkpoint.every_steps = 500
-    config.sample.max_length = 512
+    config = cpu_performance_config(f'midi_folder/{arg.name}')
     return apply_music_variants(config, arg, max_relative_position=512, block_length=256)

@@ -12,20 +12,11 @@ Variants: ``baseline`` (the default: absolute sinusoids), ``relative`` (relative
 512 events; training pieces transposed by up to +-3 semitones and stretched by {0.95, ..., 1.05}.
 """
 
-from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
+from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_performance_config,
+                                    parse_arg)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, **MUSIC_VARIANTS, **COMMON_VARIANTS)
-    config = music_config('music21_performances', targets_feature='notes', tokenizer='performance')
-    config.data.max_length, config.data.batch_size = 512, 16
-
-    model = config.model
-    model.num_decoder_layers, model.d_model, model.num_heads, model.d_ff = 3, 128, 4, 512
-    model.max_length, model.dropout_rate = 1024, 0.1
-
-    config.train.num_steps, config.train.warmup_steps = 2000, 200
-    config.eval.every_steps, config.eval.batch_size = 500, 32
-    config.checkpoint.every_steps = 500
-    config.sample.max_length = 512
+    config = cpu_performance_config('music21_performances')
     return apply_music_variants(config, arg, max_relative_position=512, block_length=256)
