@@ -246,3 +246,10 @@ def test_the_unigram_baseline_scores_held_out_intensities_by_training_frequencie
                         f'--config.data.data_dir={own_data_dir}')
     assert result.returncode == 0, result.stderr
     assert f'unigram {expected:.4f} nats/token' in result.stdout, (expected, result.stdout)
+
+
+def test_maestro_reads_a_folder_without_metadata_as_a_midi_folder(tmp_path):
+    source = midi_folder(tmp_path / 'midi', count=4)
+    done = prepare.prepare(DATASETS['maestro'], str(tmp_path / 'data'), manual_dir=str(source))
+    assert sum(done.splits.values()) == 5 and set(done.splits) == set(ALL)
+    assert sorted(path.split('/')[-1] for path, _ in done.skipped) == ['broken.mid', 'silence.mid']

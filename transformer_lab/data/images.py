@@ -34,8 +34,10 @@ class ImagePipeline(TfdsPipeline):
         self.tokenizer = tokenizer or PixelTokenizer()
         stored = tuple(self.builder.info.features[data_config.targets_feature].shape)
         if stored != tuple(data_config.image_shape):
-            raise ConfigError('data.image_shape', f'{tuple(data_config.image_shape)} but {dataset.tfds_name} '
-                                                  f'stores images of shape {stored}')
+            hint = (f' (configs/image_transformer_folder.py:size={stored[0]},channels={stored[2]}, or prepare it '
+                    f'again with --image_size and --channels and --overwrite)' if dataset.user_files else '')
+            raise ConfigError('data.image_shape', f'{tuple(data_config.image_shape)} but {dataset.name} '
+                                                  f'stores images of shape {stored}{hint}')
 
     def example(self, record: dict) -> dict[str, np.ndarray]:
         image = np.asarray(record[self.config.targets_feature], np.int32)
