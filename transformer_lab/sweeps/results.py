@@ -16,6 +16,7 @@ import io
 import math
 import os
 import shutil
+import threading
 
 import matplotlib
 
@@ -103,10 +104,13 @@ def _write_csv(path: str, columns: list[str], rows: list[dict]) -> None:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    """Readers (a user's editor, TensorBoard, a second machine) never see a half-written file."""
-    with open(path + '.tmp', 'w') as f:
+    """Readers (a user's editor, TensorBoard, a second machine) never see a half-written file; writers
+    (the launcher and its workers, each rewriting the results as runs finish) each use a file of their own
+    before the rename, so that one's rename never takes another's file away."""
+    scratch = f'{path}.{os.getpid()}.{threading.get_ident()}.tmp'
+    with open(scratch, 'w') as f:
         f.write(text)
-    os.replace(path + '.tmp', path)
+    os.replace(scratch, path)
 
 
 def _is_number(value) -> bool:
