@@ -16,7 +16,6 @@ import io
 import math
 import os
 import shutil
-import threading
 
 import matplotlib
 
@@ -50,6 +49,7 @@ def table(runs: list[Run], metric: str, workdir: str) -> tuple[list[str], list[d
 
 
 def write_all(runs: list[Run], *, metric: str, mode: str, workdir: str, command: str) -> None:
+    os.makedirs(workdir, exist_ok=True)   # a --join'ed machine's workdir exists only once it trained a run
     columns, rows = table(runs, metric, workdir)
     _write_csv(os.path.join(workdir, 'results.csv'), columns, rows)
     _atomic_write(os.path.join(workdir, 'results.md'), markdown(columns, rows, metric, mode, command))
@@ -104,13 +104,10 @@ def _write_csv(path: str, columns: list[str], rows: list[dict]) -> None:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    """Readers (a user's editor, TensorBoard, a second machine) never see a half-written file; writers
-    (the launcher and its workers, each rewriting the results as runs finish) each use a file of their own
-    before the rename, so that one's rename never takes another's file away."""
-    scratch = f'{path}.{os.getpid()}.{threading.get_ident()}.tmp'
-    with open(scratch, 'w') as f:
+    """Readers (a user's editor, TensorBoard, a second machine) never see a half-written file."""
+    with open(path + '.tmp', 'w') as f:
         f.write(text)
-    os.replace(scratch, path)
+    os.replace(path + '.tmp', path)
 
 
 def _is_number(value) -> bool:
