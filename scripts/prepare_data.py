@@ -81,8 +81,8 @@ def main(argv):
             for path, reason in done.skipped[:SHOWN_SKIPPED]:
                 print(f'  {path}: {reason}')
         if done.prepared and dataset.user_files and not done.splits.get('validation'):
-            print(f'{dataset.name}: the validation split is empty (too few files for the hash split); '
-                  f'put some files in a folder named validation/ to evaluate on them')
+            print(f'{dataset.name}: no validation split (the hash split gave it nothing, or every file is named '
+                  f'train); put files to evaluate on in a folder named validation/ (or name them dev.* / validation.*)')
 
 
 if __name__ == '__main__':

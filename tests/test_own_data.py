@@ -77,6 +77,12 @@ def test_a_small_folder_lends_validation_and_test_a_training_file_each(tmp_path)
     assert by_split(files[:1], tmp_path) == {split_of('a.png'): files[:1]}
     named = by_split([tmp_path / 'train' / 'x.png', tmp_path / 'y.png', tmp_path / 'z.png'], tmp_path)
     assert tmp_path / 'train' / 'x.png' in named['train']   # a file named into a split is never lent
+    hashed_to_train = [tmp_path / f'{index}.png' for index in range(40) if split_of(f'{index}.png') == 'train'][:5]
+    readable = hashed_to_train[-1]
+    alone = by_split(hashed_to_train, tmp_path, usable=lambda path: path == readable)
+    assert alone == {'train': hashed_to_train}   # the one readable file is not lent away from train
+    two = by_split(hashed_to_train, tmp_path, usable=lambda path: path in hashed_to_train[-2:])
+    assert len(two['validation']) == 1 and two['validation'][0] in hashed_to_train[-2:] and 'test' not in two
 
 
 def image_folder(root):
@@ -100,12 +106,15 @@ def image_folder(root):
 
 def test_image_folder_squares_composites_and_labels_images(tmp_path):
     source = image_folder(tmp_path / 'images')
+    (source / 'birds').mkdir()
+    (source / 'birds' / 'truncated.jpg').write_bytes(b'\xff\xd8\xff\xe0 not a whole JPEG')
     done = prepared('image_folder', tmp_path / 'data', source, image_size=8, background='white')
-    assert [path for path, _ in done.skipped] == [str(source / 'dogs' / 'damaged.png')]
+    assert [path for path, _ in done.skipped] == [str(source / 'birds' / 'truncated.jpg'),
+                                                  str(source / 'dogs' / 'damaged.png')]
     assert sum(done.splits.values()) == 7
     import tensorflow_datasets as tfds
     builder = tfds.builder_from_directory(done.path)
-    assert builder.info.features['label'].names == ['cats', 'dogs', 'none']
+    assert builder.info.features['label'].names == ['cats', 'dogs', 'none']   # no class without an image
     images = {e['file'].decode(): (np.asarray(e['image']), int(e['label']))
               for split in builder.info.splits for e in builder.as_data_source(split=split)}
     assert all(image.shape == (8, 8, 3) and image.dtype == np.uint8 for image, _ in images.values())
@@ -154,8 +163,14 @@ def test_prepare_data_names_keeps_and_replaces_user_datasets(tmp_path):
     assert_one_error_line(prepare_data('--name=new'), '--manual_dir=DIR')
     assert_one_error_line(prepare_data(f'--manual_dir={source}', '--name=a/b'), '--name')
     assert tree_checksums(data) == before
+    (source / 'dogs' / 'damaged.png').unlink()
     replaced = prepare_data(f'--manual_dir={source}', '--name=a', '--overwrite')
     assert 'image_folder/a: prepared' in replaced.stdout and 'train' in replaced.stdout
+    import tensorflow_datasets as tfds
+    files = {e['file'].decode() for split in ALL
+             for e in tfds.builder_from_directory(str(data / 'image_folder' / 'a' / '1.0.0')).as_data_source(split=split)}
+    assert 'dogs/new.png' in files and len(files) == 8
+    assert not (data / 'image_folder' / 'a' / '1.0.0' / 'skipped.txt').exists()   # nothing skipped this time
     assert tree_checksums(data)['image_folder/b/1.0.0/dataset_info.json'] == before[
         'image_folder/b/1.0.0/dataset_info.json']
     assert not list(data.glob('.preparing*'))
@@ -253,3 +268,65 @@ def test_maestro_reads_a_folder_without_metadata_as_a_midi_folder(tmp_path):
     done = prepare.prepare(DATASETS['maestro'], str(tmp_path / 'data'), manual_dir=str(source))
     assert sum(done.splits.values()) == 5 and set(done.splits) == set(ALL)
     assert sorted(path.split('/')[-1] for path, _ in done.skipped) == ['broken.mid', 'silence.mid']
+
+
+def test_the_source_record_counts_only_the_files_a_builder_reads(tmp_path):
+    """Adding a file of another kind, a hidden file or the split table of another tool is no change;
+    adding, removing or editing an image is."""
+    source = image_folder(tmp_path / 'images')
+    done = prepared('image_folder', tmp_path / 'data', source, image_size=4)
+    (source / 'notes.md').write_text('about my pictures')
+    (source / '.DS_Store').write_bytes(b'\0\1')
+    (source / 'dogs' / '.hidden.png').write_bytes(b'\0')
+    assert prepare.stale(done.path) == []
+    Image.new('RGB', (5, 5)).save(source / 'cats' / 'new.png')
+    assert 'changed since it was prepared' in prepare.stale(done.path)[0]
+    (source / 'cats' / 'new.png').unlink()
+    assert prepare.stale(done.path) == []
+    (source / 'top.png').write_bytes((source / 'top.png').read_bytes() + b'edited')
+    assert prepare.stale(done.path)
+
+
+def test_a_data_dir_inside_the_source_folder_is_refused(tmp_path):
+    source = image_folder(tmp_path / 'images')
+    with pytest.raises(DataSourceError, match='inside --manual_dir'):
+        prepared('image_folder', source / 'prepared', source)
+    assert not (source / 'prepared').exists()
+
+
+def test_a_dataset_without_training_examples_is_refused(tmp_path):
+    source = write(tmp_path / 'text', {'test.txt': 'Only a test paragraph.\n\nAnd another.\n'})
+    with pytest.raises(DataSourceError, match=r'gave no training examples \(only test: 2\).*train/'):
+        prepared('text_file', tmp_path / 'data', source)
+    assert not (tmp_path / 'data' / 'text_file').exists() and not list((tmp_path / 'data').glob('.preparing*'))
+
+
+def test_a_midi_folder_uses_only_a_csv_with_split_columns(tmp_path):
+    from transformer_lab.data.builders.midi_folder import pieces_by_split
+    source = midi_folder(tmp_path / 'midi', count=4)
+    (source / 'inventory.csv').write_text('title,composer\nA,B\n')       # another tool's table: ignored
+    (source / '._splits.csv').write_bytes(b'\0\x05\x16\x07 resource fork')   # macOS metadata: ignored
+    skipped = []
+    pieces = {split: [name for name, _ in found] for split, found in pieces_by_split(source, lambda *skip: skipped.append(skip)).items()}
+    assert 'validation/held_out.midi' in pieces['validation'] and sum(map(len, pieces.values())) == 5
+    table = '\ufeffsplit,midi_filename\ntrain,piece_0.mid\ndev,deep/er/piece_1.mid\ntest,deep/er/piece_2.mid\n'
+    (source / 'splits.csv').write_text(table, encoding='utf-8')            # as a spreadsheet saves it
+    pieces = {split: [name for name, _ in found] for split, found in pieces_by_split(source, lambda *skip: skipped.append(skip)).items()}
+    assert pieces == {'train': ['piece_0.mid'], 'validation': ['deep/er/piece_1.mid'], 'test': ['deep/er/piece_2.mid']}
+    (source / 'splits.csv').write_text('split,midi_filename\ntrain,piece_0.mid\ntest\n')
+    with pytest.raises(DataSourceError, match=r'splits.csv, row 2 after the header: no split or midi_filename'):
+        pieces_by_split(source, lambda *skip: skipped.append(skip))
+    (source / 'splits.csv').write_bytes('split,midi_filename\ntrain,pi\u00e8ce.mid\n'.encode('latin-1'))
+    with pytest.raises(DataSourceError, match='splits.csv is not UTF-8'):
+        pieces_by_split(source, lambda *skip: skipped.append(skip))
+
+
+def test_a_wrong_image_size_or_class_count_names_what_the_dataset_has(own_data_dir):
+    from transformer_lab.config import ConfigError
+    from transformer_lab.training.loop import setup
+    for variant, message in (('size=6', 'name=mine,size=4,channels=3'),
+                             ('size=4,classes=3', r'model.num_classes.*has 2 classes')):
+        config = load_config(f'configs/image_transformer_folder.py:name=mine,{variant},tiny')
+        config.data.data_dir = own_data_dir
+        with pytest.raises(ConfigError, match=message):
+            setup(config)

@@ -189,3 +189,12 @@ def test_text_without_a_paragraph_is_an_error(tmp_path):
     source = write(tmp_path / 'text', {'a.txt': b'\xff\xfe\n\n', 'b.txt': ''})
     with pytest.raises(DataSourceError, match=r'/text has no usable text; .*/a\.txt:1: not UTF-8; .*/b\.txt: no'):
         prepare(TextFile, tmp_path, source)
+
+
+def test_a_binary_file_among_text_files_is_skipped(tmp_path):
+    source = write(tmp_path / 'text', {'book.txt': 'A paragraph.\n\nAnother one.\n',
+                                       'picture.txt': b'\x89PNG\r\n\x1a\n\0\0\0\rIHDR\n\nmore\n'})
+    builder = prepare(TextFile, tmp_path, source)
+    assert sorted(row['text'] for rows in splits(builder).values() for row in rows) == ['A paragraph.', 'Another one.']
+    assert builder.skipped == [(str(source / 'picture.txt'), 'not UTF-8 text: it holds NUL bytes (a binary file, '
+                                                              'or UTF-16 text)')]

@@ -34,10 +34,17 @@ class ImagePipeline(TfdsPipeline):
         self.tokenizer = tokenizer or PixelTokenizer()
         stored = tuple(self.builder.info.features[data_config.targets_feature].shape)
         if stored != tuple(data_config.image_shape):
-            hint = (f' (configs/image_transformer_folder.py:size={stored[0]},channels={stored[2]}, or prepare it '
-                    f'again with --image_size and --channels and --overwrite)' if dataset.user_files else '')
+            hint = (f' (configs/image_transformer_folder.py:name={dataset.config_name},size={stored[0]},'
+                    f'channels={stored[2]}, or prepare it again with --image_size and --channels and --overwrite)'
+                    if dataset.user_files else '')
             raise ConfigError('data.image_shape', f'{tuple(data_config.image_shape)} but {dataset.name} '
                                                   f'stores images of shape {stored}{hint}')
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes of the dataset's ``label`` feature (0 without one)."""
+        features = self.builder.info.features
+        return features['label'].num_classes if 'label' in features.keys() else 0
 
     def example(self, record: dict) -> dict[str, np.ndarray]:
         image = np.asarray(record[self.config.targets_feature], np.int32)

@@ -3,8 +3,9 @@
 - A dataset is generated into a temporary folder in the data dir and moved into its place only once
   complete, so a failure (a bad file, a full disk, Ctrl-C) leaves what was there before.
 - A dataset made from files the user brings (``--manual_dir``) records them in ``source.json`` beside
-  the prepared data: the folder, the number and total size of its files and a digest of their names
-  and sizes, and the builder's options. Asked again, preparing says ``already prepared`` while they are
+  the prepared data: the folder, the number and total size of the files the builder reads there (of
+  its suffixes; or the single file and its partner) and a digest of their names and sizes, and the
+  builder's options. Asked again, preparing says ``already prepared`` while they are
   the same and warns when they changed; ``overwrite=True`` prepares it again, replacing the old version
   and the sentencepiece models trained on it. Training warns too (``source_change``).
 - Files the builder could not use (``builder.skipped``: path, reason) are counted, the first few shown,
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import tensorflow_datasets as tfds
 
-from transformer_lab.data.builders.folders import DataSourceError, FolderConfig
+from transformer_lab.data.builders.folders import DataSourceError, FolderConfig, visible_files
 
 if TYPE_CHECKING:  # pipeline.py imports this module to warn of stale data
     from transformer_lab.data.pipeline import Dataset
@@ -55,6 +56,9 @@ def prepare(dataset: Dataset, data_dir: str, *, manual_dir: str | None = None, o
     Raises DataSourceError for unusable files, before anything in ``data_dir`` changed."""
     options = options or {}
     target = dataset.prepared_dir(data_dir)
+    if manual_dir and inside(data_dir, manual_dir):
+        raise DataSourceError(f'the data dir {data_dir} is inside --manual_dir={manual_dir}: the prepared data would '
+                              f'be read as your files; give a data dir (--data_dir or TFDS_DATA_DIR) outside it')
     if os.path.exists(os.path.join(target, 'dataset_info.json')) and not overwrite:
         for change in stale(target, manual_dir, options):
             warnings.warn(f'{dataset.name} in {target}: {change}; prepare it again with --overwrite')
@@ -77,8 +81,12 @@ def prepare(dataset: Dataset, data_dir: str, *, manual_dir: str | None = None, o
                                   f'used, e.g. ' + '; '.join(f'{path}: {reason}' for path, reason in
                                                             getattr(builder, 'skipped', [])[:3])) from None
         splits, skipped = split_sizes(builder), list(getattr(builder, 'skipped', []))
+        if 'train' not in splits:
+            raise DataSourceError(f'{manual_dir or dataset.name} gave no training examples (only '
+                                  f'{", ".join(f"{split}: {n}" for split, n in splits.items())}); add files, or put '
+                                  f'some in a folder named train/')
         if manual_dir:
-            record(builder.data_dir, manual_dir, options_of(builder))
+            record(builder, manual_dir)
         if skipped:
             with open(os.path.join(builder.data_dir, SKIPPED_LIST), 'w', encoding='utf-8') as file:
                 file.writelines(f'{path}\t{reason}\n' for path, reason in skipped)
@@ -124,20 +132,40 @@ def replace(new: str, target: str) -> None:
 
 # --- the record of the source ----------------------------------------------------------------------
 
-def describe_source(source: str) -> dict:
-    """A folder's (or one file's) path, and the number, total size and a digest of (relative path, size)
-    of its files: what notices an added, removed, renamed or edited file."""
+def inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or under it (links resolved)."""
+    path, folder = (pathlib.Path(p).expanduser().resolve() for p in (path, folder))
+    return folder.is_dir() and path.is_relative_to(folder)
+
+
+def describe_source(source: str, suffixes: list[str] | None = None, names: list[str] | None = None) -> dict:
+    """The files a builder reads from ``source``: a folder's files with one of ``suffixes`` (every file
+    when None; hidden ones aside), or a single file with ``names`` (the files beside it read with it,
+    itself by default). Returns the source's path, those files' number, total size and a digest of
+    (relative path, size): what notices an added, removed, renamed or edited file."""
     root = pathlib.Path(source).expanduser().resolve()
-    paths = [root] if root.is_file() else sorted(p for p in root.rglob('*') if p.is_file())
-    entries = [(p.relative_to(root).as_posix() if p != root else p.name, p.stat().st_size) for p in paths]
+    if root.is_file():
+        base, names = root.parent, names or [root.name]
+        paths = [base / name for name in names]
+    else:
+        base, paths = root, visible_files(root, tuple(suffixes) if suffixes is not None else None)
+    entries = [(path.relative_to(base).as_posix(), path.stat().st_size if path.exists() else None)
+               for path in paths]
     digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
-    return {'source': str(root), 'files': len(entries), 'bytes': sum(size for _, size in entries),
-            'digest': digest}
+    return {'source': str(root), 'suffixes': suffixes, 'names': names, 'files': len(entries),
+            'bytes': sum(size or 0 for _, size in entries), 'digest': digest}
 
 
-def record(prepared_dir: str, source: str, options: dict) -> None:
-    with open(os.path.join(prepared_dir, SOURCE_RECORD), 'w') as file:
-        json.dump({**describe_source(source), 'options': options}, file)
+def record(builder, source: str) -> None:
+    """Writes ``source.json`` into the builder's (scratch) data dir: ``describe_source`` of the files it
+    read (a user's dataset: ``FolderBuilder.read_suffixes``, ``files()``; others: every file) and its
+    options."""
+    suffixes = getattr(builder, 'read_suffixes', None)
+    names = ([path.name for path in builder.files()]
+             if suffixes is not None and pathlib.Path(source).expanduser().is_file() else None)
+    described = describe_source(source, list(suffixes) if suffixes is not None else None, names)
+    with open(os.path.join(builder.data_dir, SOURCE_RECORD), 'w') as file:
+        json.dump({**described, 'options': options_of(builder)}, file)
 
 
 def stale(prepared_dir: str, source: str | None = None, options: dict | None = None) -> list[str]:
@@ -154,7 +182,7 @@ def stale(prepared_dir: str, source: str | None = None, options: dict | None = N
     source = source or then['source']
     if not os.path.exists(source):
         return changes
-    now = describe_source(source)
+    now = describe_source(source, then.get('suffixes'), then.get('names'))
     if now['source'] != then['source']:
         changes.append(f'prepared from {then["source"]}, not {now["source"]}')
     elif now['digest'] != then['digest']:

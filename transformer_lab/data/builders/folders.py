@@ -10,16 +10,19 @@ Splits, the same rule for every kind of file: a file under a folder (at any dept
 ``validation`` or ``test`` (also ``valid``, ``dev``), or named so itself (``dev.en``, ``test.png``),
 belongs to that split; any other file goes by a hash of its path relative to the source
 (``pieces.split_of``: about 80 / 10 / 10; the text builders hash each sentence or paragraph instead).
-A folder too small for the hash to fill validation and test lends them a training file each
-(``by_split``); a split that still gets nothing is left out: TFDS cannot write an empty split.
+In the builders of files (midi_folder, image_folder), a folder too small for the hash to fill
+validation and test lends them a training file each (``by_split``); a split that still gets nothing
+is left out: TFDS cannot write an empty split (and preparing refuses a dataset without a train split).
 
-Files that cannot be read are skipped and listed in ``skipped`` (path, reason), never a traceback; an
-empty source, or one without a single usable file, is a ``DataSourceError`` naming it.
+Files that cannot be read (lines, for the text builders) are skipped and listed in ``skipped`` (path,
+reason), never a traceback; an empty source, or one without a single usable file, is a
+``DataSourceError`` naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import pathlib
 from collections.abc import Callable
@@ -49,8 +52,9 @@ class FolderConfig(tfds.core.BuilderConfig):
 
 
 class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """A builder over a user's files: a subclass sets SUFFIXES and KIND and makes each split from
-    ``self.files_by_split()``; unusable files go to ``self.skipped``."""
+    """A builder over a user's files: a subclass sets SUFFIXES and KIND and makes its splits from
+    ``self.files()`` (by ``files_by_split``, which asks ``usable`` of a few files, or by a rule of
+    its own); unusable files go to ``self.skip``."""
 
     VERSION = tfds.core.Version('1.0.0')
     RELEASE_NOTES = {'1.0.0': 'Initial release.'}
@@ -70,6 +74,12 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def files(self) -> list[pathlib.Path]:
         return files_of(self.source, self.SUFFIXES, self.KIND)
+
+    @property
+    def read_suffixes(self) -> tuple[str, ...]:
+        """The suffixes of every file in a source folder that the builder reads: what makes a prepared
+        dataset stale when such a file is added, removed or changed (prepare.py ``record``)."""
+        return self.SUFFIXES
 
     @property
     def root(self) -> pathlib.Path:
@@ -100,13 +110,20 @@ def files_of(source: pathlib.Path, suffixes: tuple[str, ...], kind: str) -> list
     if source.is_file():
         found = [source] if source.suffix.lower() in suffixes else []
     else:
-        found = sorted(path for path in source.rglob('*') if path.is_file() and path.suffix.lower() in suffixes
-                       and not any(part.startswith('.') for part in path.relative_to(source).parts))
+        found = visible_files(source, suffixes)
     if not found:
         what = 'is empty' if source.is_dir() and not any(source.iterdir()) else f'has no {"/".join(suffixes)} files'
         raise DataSourceError(f'{source} {what}; {kind} are read from files named *{", *".join(suffixes)} '
                               f'(in sub-folders too)')
     return found
+
+
+def visible_files(folder: pathlib.Path, suffixes: tuple[str, ...] | None = None) -> list[pathlib.Path]:
+    """The files under ``folder`` (recursively; hidden files and folders aside) whose suffix is one of
+    ``suffixes`` (any case; every file when None), sorted."""
+    return sorted(path for path in folder.rglob('*') if path.is_file()
+                  and (suffixes is None or path.suffix.lower() in suffixes)
+                  and not any(part.startswith('.') for part in path.relative_to(folder).parts))
 
 
 def named_split(path: pathlib.Path, root: pathlib.Path) -> str | None:
@@ -131,19 +148,20 @@ def by_split(files: list[pathlib.Path], root: pathlib.Path,
              usable: Callable[[pathlib.Path], bool] = lambda path: True) -> dict[str, list[pathlib.Path]]:
     """The files of each split (``split_by_name_or_hash``) in their order. A small folder can hash no
     file (or only files that ``usable`` rejects) to validation or test: then each such split takes the
-    usable training file of the lowest hash (``hash_order``), so that 3 or more usable files make all
-    three splits. Splits without a file are left out (TFDS cannot write an empty split)."""
+    usable training file of the lowest hash (``hash_order``) while another usable one stays in train,
+    so that 3 or more usable files make all three splits. Splits without a file are left out (TFDS
+    cannot write an empty split)."""
+    usable = functools.cache(usable)
     splits = {split: [f for f in files if split_by_name_or_hash(f, root) == split] for split in SPLITS}
-    lendable = iter(sorted((f for f in splits['train'] if named_split(f, root) is None),
-                           key=lambda f: hash_order(f, root)))
+    lendable = sorted((f for f in splits['train'] if named_split(f, root) is None), key=lambda f: hash_order(f, root))
     for split in ('validation', 'test'):
         if len(splits[split]) > FEW_FILES or any(map(usable, splits[split])):
             continue
-        for candidate in lendable:
-            if len(splits['train']) > 1 and usable(candidate):
-                splits['train'].remove(candidate)
-                splits[split].append(candidate)
-                break
+        lent = next((f for f in lendable if usable(f)), None)
+        if lent is not None and any(usable(f) for f in splits['train'] if f != lent):
+            lendable.remove(lent)
+            splits['train'].remove(lent)
+            splits[split].append(lent)
     return {split: found for split, found in splits.items() if found}
 
 

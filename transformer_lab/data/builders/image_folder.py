@@ -72,7 +72,7 @@ class ImageFolder(FolderBuilder):
             raise DataSourceError(f'--channels={config.channels}: valid: 1 (greyscale) or 3 (RGB)')
         if config.image_size < 1:
             raise DataSourceError(f'--image_size={config.image_size}: valid: a positive number of pixels')
-        names = sorted({class_of(f, self.source) for f in self.files()}) if config.source else [NO_CLASS]
+        names = (self.class_names() if config.source else []) or [NO_CLASS]
         return tfds.core.DatasetInfo(
             builder=self, description=__doc__,
             features=tfds.features.FeaturesDict({
@@ -82,6 +82,14 @@ class ImageFolder(FolderBuilder):
                 'file': tfds.features.Text(),
             }),
             disable_shuffling=True)
+
+    def class_names(self) -> list[str]:
+        """The classes (``class_of``) that have a readable image, sorted: a folder of only unreadable
+        files is no class. Decodes one image per class (until one reads)."""
+        by_class: dict[str, list[pathlib.Path]] = {}
+        for path in self.files():
+            by_class.setdefault(class_of(path, self.root), []).append(path)
+        return sorted(name for name, paths in by_class.items() if any(map(self.usable, paths)))
 
     def usable(self, path: pathlib.Path) -> bool:
         from PIL import Image

@@ -73,6 +73,10 @@ class ParallelText(TextFolderBuilder):
     def suffixes(self) -> tuple[str, str, str]:
         return (*(f'.{lang.lower()}' for lang in self.langs), '.tsv')
 
+    @property
+    def read_suffixes(self) -> tuple[str, ...]:
+        return self.suffixes
+
     def _info(self) -> tfds.core.DatasetInfo:
         source, target = self.langs
         return tfds.core.DatasetInfo(

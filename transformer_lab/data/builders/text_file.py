@@ -9,9 +9,10 @@ Format: UTF-8 text. A paragraph is a block of non-blank lines; blank (or whitesp
 separate paragraphs. Each paragraph is one example: its lines joined with ``\\n`` (trailing spaces of
 each line and a ``\\r`` of Windows line ends removed, a leading byte-order mark dropped), the whole
 paragraph stripped. A line that is not UTF-8 is skipped and listed (``FILE:LINE``), its paragraph
-keeping its other lines; a file without any text is skipped and listed; a source without a single
-paragraph is a ``DataSourceError``. Feature: ``text``; examples keep file order (files sorted by
-path), keyed ``FILE:LINE`` of their first line.
+keeping its other lines; a file without any text, or with a NUL byte in its first 8 KiB (a binary
+file: text has none), is skipped and listed; a source without a single paragraph is a
+``DataSourceError``. Feature: ``text``; examples keep file order (files sorted by path), keyed
+``FILE:LINE`` of their first line.
 
 Splits: a file under a folder named ``train``, ``validation`` (``valid``, ``dev``) or ``test``, or
 named so itself (``train.txt``, ``valid.txt``, ``dev.txt``, ``test.txt``, any case), belongs to that
@@ -37,6 +38,7 @@ from transformer_lab.data.builders.folders import DataSourceError, FolderBuilder
 from transformer_lab.data.builders.pieces import SPLITS, split_of
 
 NOT_UTF8 = 'not UTF-8'
+BINARY_SNIFF = 8192   # bytes read to tell a binary file (one with a NUL byte) from text
 
 
 def decode_line(raw: bytes, number: int) -> str | None:
@@ -123,6 +125,10 @@ class TextFile(TextFolderBuilder):
         """(number of its first line, text) of each paragraph of a file (see the module docstring)."""
         lines, first, found = [], 0, False
         with path.open('rb') as file:
+            if b'\0' in file.read(BINARY_SNIFF):
+                self.skip(path, 'not UTF-8 text: it holds NUL bytes (a binary file, or UTF-16 text)')
+                return
+            file.seek(0)
             for number, raw in enumerate(file, start=1):
                 line = decode_line(raw, number)
                 if line is None:
