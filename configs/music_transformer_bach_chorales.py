@@ -13,22 +13,14 @@ Also ``tiny``, ``steps=N``, ``layers=N``. Windows of 256 tokens (64 sixteenth no
 1024), training pieces transposed by up to +-3 semitones.
 """
 
-from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
+from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_music_config,
+                                    parse_arg)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, **MUSIC_VARIANTS, **COMMON_VARIANTS)
-    config = music_config('bach_chorales', targets_feature='voices', tokenizer='chorale')
-    config.data.max_length, config.data.batch_size = 256, 16
-
-    model = config.model
-    model.num_decoder_layers, model.d_model, model.num_heads, model.d_ff = 3, 128, 4, 512
-    model.max_length, model.dropout_rate = 1024, 0.1
-
-    config.train.num_steps, config.train.warmup_steps = 2000, 200
-    config.eval.every_steps, config.eval.batch_size = 500, 32
-    config.checkpoint.every_steps = 500
-    config.sample.max_length, config.sample.temperature = 256, 1.0
+    config = cpu_music_config('bach_chorales', targets_feature='voices', tokenizer='chorale', window=256)
+    config.sample.temperature = 1.0
     return apply_music_variants(config, arg, max_relative_position=256, block_length=128)
 
 

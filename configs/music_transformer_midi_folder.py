@@ -14,11 +14,12 @@ pieces, transposed by up to +-3 semitones and stretched by {0.95, ..., 1.05}. Va
 other music configs: ``baseline`` (default), ``relative``, ``local``, ``tiny``, ``steps=N``, ``layers=N``.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_performance_config,
+from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_music_config,
                                     parse_arg)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, name='default', **MUSIC_VARIANTS, **COMMON_VARIANTS)
-    config = cpu_performance_config(f'midi_folder/{arg.name}')
+    config = cpu_music_config(f'midi_folder/{arg.name}', targets_feature='notes', tokenizer='performance',
+                              window=512)
     return apply_music_variants(config, arg, max_relative_position=512, block_length=256)

@@ -12,11 +12,12 @@ Variants: ``baseline`` (the default: absolute sinusoids), ``relative`` (relative
 512 events; training pieces transposed by up to +-3 semitones and stretched by {0.95, ..., 1.05}.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_performance_config,
+from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_music_config,
                                     parse_arg)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, **MUSIC_VARIANTS, **COMMON_VARIANTS)
-    config = cpu_performance_config('music21_performances')
+    config = cpu_music_config('music21_performances', targets_feature='notes', tokenizer='performance',
+                              window=512)
     return apply_music_variants(config, arg, max_relative_position=512, block_length=256)

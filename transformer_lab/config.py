@@ -178,19 +178,19 @@ def music_config(dataset: str, *, targets_feature: str, tokenizer: str) -> Confi
     return config
 
 
-def cpu_performance_config(dataset: str) -> ConfigDict:
-    """``music_config`` for performance events (``notes`` pieces, MIDI events) at CPU scale: 3 layers of
-    d_model 128, 4 heads, d_ff 512, dropout 0.1, on random crops of 512 events, 16 per batch, 2000 steps
-    (configs/music_transformer_music21_performances.py and the midi_folder config)."""
-    config = music_config(dataset, targets_feature='notes', tokenizer='performance')
-    config.data.max_length, config.data.batch_size = 512, 16
+def cpu_music_config(dataset: str, *, targets_feature: str, tokenizer: str, window: int) -> ConfigDict:
+    """``music_config`` at CPU scale: 3 layers of d_model 128, 4 heads, d_ff 512, dropout 0.1, on random
+    crops of ``window`` tokens, 16 per batch, 2000 steps (the Bach chorales, music21 performances and
+    midi_folder configs)."""
+    config = music_config(dataset, targets_feature=targets_feature, tokenizer=tokenizer)
+    config.data.max_length, config.data.batch_size = window, 16
     model = config.model
     model.num_decoder_layers, model.d_model, model.num_heads, model.d_ff = 3, 128, 4, 512
     model.max_length, model.dropout_rate = 1024, 0.1
     config.train.num_steps, config.train.warmup_steps = 2000, 200
     config.eval.every_steps, config.eval.batch_size = 500, 32
     config.checkpoint.every_steps = 500
-    config.sample.max_length = 512
+    config.sample.max_length = window
     return config
 
 
