@@ -8,7 +8,7 @@ CONFIG ?= configs/transformer_bible_enes.py
 # postgresql: the sweep tests start a server of their own (tests/test_sweeps.py)
 DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv dataset-fashion-mnist postgresql
 
-.PHONY: run test setup debian data clean
+.PHONY: run test setup debian data lock clean
 
 run: setup data
 	$(BIN)/python scripts/train.py --config=$(CONFIG) --workdir=$(WORKDIR)
@@ -25,11 +25,20 @@ debian:
 	  else echo "Please install the Debian packages: sudo apt-get install $$missing"; exit 1; fi; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# The exact versions of requirements.lock (what the tables of docs/results/ were made with), then the project.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
+
+# Refresh requirements.lock: the newest versions that pyproject.toml allows, for Python 3.11 and later on any
+# platform (uv's universal resolution, as few versions per package as possible).
+lock: $(VENV)/.installed
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --universal --fork-strategy fewest --python-version 3.11 \
+	  --upgrade --quiet -o requirements.lock
 
 data: setup
 	$(BIN)/python scripts/prepare_data.py --dataset=bible_translation --dataset=kjv_text --dataset=fashion_mnist_offline \
