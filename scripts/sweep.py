@@ -80,7 +80,7 @@ def main(argv):
         train_script=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'))
     launch = launch_lib.Launch(options=options, workers=FLAGS.workers, join=FLAGS.join, mode=FLAGS.mode,
                                trials=FLAGS.trials, retry_failed=FLAGS.retry_failed,
-                               command=shlex.join(['python', 'scripts/sweep.py', *map(_without_password, sys.argv[1:])]))
+                               command=shlex.join(['python', 'scripts/sweep.py', *map(launch_lib.without_password, sys.argv[1:])]))
     if FLAGS.list:
         print(launch_lib.describe_runs(sweep, runs, workdir, FLAGS.trials, FLAGS.sampler))
         return
@@ -92,12 +92,6 @@ def main(argv):
         print(launch_lib.status(launch, sweep), end='')
         return
     sys.exit(launch_lib.launch(launch, sweep, runs))
-
-
-def _without_password(argument: str) -> str:
-    """An argument as results.md shows the command: a --storage URL's password starred out."""
-    flag, equals, url = argument.partition('=')
-    return f'{flag}={study_lib.printable(url)}' if flag == '--storage' and equals else argument
 
 
 if __name__ == '__main__':

@@ -52,6 +52,12 @@ def planned_runs(sweep: spec_lib.Sweep, metric: str) -> list[tuple[str, dict]]:
     return runs
 
 
+def without_password(argument: str) -> str:
+    """A command-line argument as results show the command: a --storage URL's password starred out."""
+    flag, equals, url = argument.partition('=')
+    return f'{flag}={study_lib.printable(url)}' if flag == '--storage' and equals else argument
+
+
 def describe_runs(sweep: spec_lib.Sweep, runs: list[tuple[str, dict]], workdir: str, trials: int,
                   sampler: str) -> str:
     """``--list``: each run, its workdir and its overrides, or what a search will draw."""

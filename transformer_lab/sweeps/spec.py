@@ -14,7 +14,9 @@ config fields::
 
 An override is any config field by its dotted name; a value is what ``--config.FIELD=VALUE`` accepts
 (a number, a string, a tuple, a dict for a whole section such as ``model.attention``). A run trains
-with ``scripts/train.py --config=FILE[:ARG] [the sweep's --config flags] [its overrides]``.
+with ``scripts/train.py --config=FILE[:ARG] [the sweep's --config flags] [its overrides]``; the
+override ``config`` (``RUN_CONFIG``) gives a run a config file of its own, as a table's rows do
+(sweeps/tables.py: a table file is loaded as the sweep of each of its scales).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from transformer_lab import cli, registry
 from transformer_lab.training import evaluators
 
 MAX_NAME_LENGTH = 120
+RUN_CONFIG = 'config'   # the override naming a run's own --config=FILE[:ARG] (no config has such a field)
 
 
 class SweepError(ValueError):
@@ -51,8 +54,9 @@ class Sweep:
 
     def train_arguments(self, overrides: dict) -> list[str]:
         """The flags of ``scripts/train.py`` (without --workdir) that train the run of ``overrides``."""
-        return [f'--config={self.config}', *self.base_arguments,
-                *(f'--config.{field}={format_value(value)}' for field, value in overrides.items())]
+        return [f'--config={overrides.get(RUN_CONFIG, self.config)}', *self.base_arguments,
+                *(f'--config.{field}={format_value(value)}' for field, value in overrides.items()
+                  if field != RUN_CONFIG)]
 
     def build_config(self, overrides: dict, run: str) -> ml_collections.ConfigDict:
         """The run's config, as train.py will build it, validated; SweepError names the run and field."""
@@ -70,12 +74,11 @@ def load(config: str, name: str, base_arguments=()) -> Sweep:
     if not os.path.isfile(path):
         raise SweepError(f'--config={config}: {path} is not a file; name a config file such as '
                          f'configs/transformer_bible_enes.py')
-    spec = importlib.util.spec_from_file_location('sweep_config', path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        raise SweepError(f'{cli.where_in(path, error)}: {type(error).__name__}: {error}') from None
+    module = load_module(path)
+    if hasattr(module, 'ROWS'):
+        from transformer_lab.sweeps import tables   # a table is a sweep per scale, made from its rows
+        table = tables.from_module(module, path)
+        return Sweep(config, name, tables.grid_function(table, name), tuple(base_arguments))
     functions = {attribute: getattr(module, attribute) for attribute in dir(module)
                  if attribute.startswith(('sweep_', 'search_')) and callable(getattr(module, attribute))}
     matches = [functions[f'{kind}_{name}'] for kind in ('sweep', 'search') if f'{kind}_{name}' in functions]
@@ -84,6 +87,17 @@ def load(config: str, name: str, base_arguments=()) -> Sweep:
         problem = 'defines both sweep_ and search_' if matches else 'has no sweep_ or search_ function'
         raise SweepError(f'--sweep={name}: {path} {problem} for {name!r}; its sweeps: {have}')
     return Sweep(config, name, matches[0], tuple(base_arguments))
+
+
+def load_module(path: str):
+    """The Python file ``path`` as a module; an exception in it is a SweepError at its line."""
+    spec = importlib.util.spec_from_file_location('sweep_config', path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        raise SweepError(f'{cli.where_in(path, error)}: {type(error).__name__}: {error}') from None
+    return module
 
 
 def grid(sweep: Sweep) -> list[tuple[str, dict]]:

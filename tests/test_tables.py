@@ -1,0 +1,108 @@
+"""Paper tables (scripts/reproduce.py): a table file checked before anything runs, a two-row table with
+two seeds run to its document, the document rebuilt from finished runs, a re-run that trains nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+
+from conftest import run_script
+from test_cli_failures import assert_one_error_line
+from test_sweeps import launches
+from transformer_lab.sweeps import spec, tables
+from transformer_lab.training.logging import read_metrics
+
+TINY_TABLE = '''
+TITLE = 'A tiny table (Nobody et al., Table 9)'
+METRIC = 'validation/nll'
+MODE = 'min'
+PAPER_METRIC = 'nats per token'
+SEEDS = {{'cpu': 2}}
+STEPS = {{'train.num_steps': 4, 'checkpoint.every_steps': 2}}
+ROWS = {{'cpu': [
+    {{'label': 'baseline', 'config': 'configs/music_transformer_bach_chorales.py:baseline,tiny',
+      'overrides': STEPS, 'paper': 0.417, 'reference': 'row 1'}},
+    {{'label': 'relative', 'config': 'configs/music_transformer_bach_chorales.py:relative,tiny',
+      'overrides': {{**STEPS, {extra}}}, 'paper': 0.357, 'reference': 'row 2'}},
+]}}
+NOTES = {{'cpu': 'Tiny models: only the mechanics are real.'}}
+'''
+
+
+def write_table(folder, extra="'model.dropout_rate': 0.0"):
+    path = folder / 'tiny.py'
+    path.write_text(TINY_TABLE.format(extra=extra))
+    return str(path)
+
+
+def reproduce(table, workdir, output, *flags):
+    return run_script('reproduce.py', f'--table={table}', f'--workdir={workdir}', f'--output={output}', *flags)
+
+
+def table_lines(path) -> list[str]:
+    with open(path) as file:
+        return [line for line in file if line.startswith('| ')]
+
+
+def test_a_table_file_is_checked_before_anything_runs(tmp_path):
+    rows = tables.scale_named(tables.load(write_table(tmp_path)), 'cpu')
+    assert [name for name, _ in tables.runs(rows, 2)] == ['baseline,seed=0', 'baseline,seed=1',
+                                                          'relative,seed=0', 'relative,seed=1']
+    table = write_table(tmp_path, "'model.dropout_rat': 0.0")
+    result = reproduce(table, tmp_path / 'runs', tmp_path / 'out.md')
+    assert_one_error_line(result, 'relative,seed=0', 'model.dropout_rat', 'no such config field')
+    assert not (tmp_path / 'runs').exists() and not (tmp_path / 'out.md').exists()
+    assert_one_error_line(reproduce(table, tmp_path / 'runs', tmp_path / 'out.md', '--scale=paper'),
+                          '--scale=paper', 'cpu')
+    (tmp_path / 'broken.py').write_text("TITLE = 't'\nMETRIC = 'validation/nll'\nMODE = 'min'\nPAPER_METRIC = 'x'\n"
+                                        "SEEDS = {'cpu': 1}\nROWS = {'cpu': [{'config': 'configs/x.py'}]}\n")
+    assert_one_error_line(reproduce(tmp_path / 'broken.py', tmp_path / 'runs', tmp_path / 'out.md'),
+                          "ROWS['cpu'][0]", 'label')
+
+
+def test_the_shipped_tables_build_every_row(tmp_path):
+    for name in tables.available('configs/tables'):
+        path = f'configs/tables/{name}.py'
+        table = tables.load(path)
+        for scale in table.rows:
+            rows = tables.scale_named(table, scale)
+            sweep = spec.load(path, scale)
+            spec.check(sweep, tables.runs(rows, 1), table.metric)
+
+
+def test_reproduce_writes_ours_beside_the_paper_and_collects_without_training(tmp_path):
+    table, workdir, output = write_table(tmp_path), tmp_path / 'runs', tmp_path / 'results' / 'tiny.md'
+    first = reproduce(table, workdir, output, '--workers=2')
+    assert first.returncode == 0, first.stderr[-3000:]
+    text = output.read_text()
+    assert text.startswith('# A tiny table (Nobody et al., Table 9): cpu scale')
+    assert re.search(r'jax \d+\.\d+.*flax \d+.*optax \d+.*orbax-checkpoint \d+.*commit \w+.*requirements\.lock '
+                     r'sha256 [0-9a-f]{16}', text)
+    assert '--workers=2' in text and 'Tiny models: only the mechanics are real.' in text
+    rows = {line.split(' | ')[0][2:]: line.split(' | ') for line in table_lines(output)[1:]}
+    assert sorted(rows) == ['baseline', 'relative']
+    for label, paper in (('baseline', 0.417), ('relative', 0.357)):
+        cells = rows[label]
+        seeds = [read_metrics(str(workdir / 'runs' / f'{label},seed={seed}'))[-1]['validation/nll'] for seed in (0, 1)]
+        assert cells[1] == f'{paper:g} (row {1 if label == "baseline" else 2})'
+        assert cells[3] == ', '.join(f'{value:.3f}' for value in seeds)
+        mean, std = statistics.fmean(seeds), statistics.stdev(seeds)
+        assert cells[2] == f'{mean:.3f} ± {std:.3f} (2)'
+        assert cells[4] == f'{mean - paper:+.3f}' and cells[5] == '4'
+        assert re.fullmatch(r'\d+ s', cells[6]) and int(cells[7].replace(',', '')) > 1000
+    assert 'Ordering of the rows by the metric: ours' in text
+    for plot in ('rows.png', 'curves.png'):
+        assert os.path.getsize(tmp_path / 'results' / 'tiny' / plot) > 1000
+        assert f'](tiny/{plot})' in text
+
+    before = table_lines(output)
+    output.unlink()
+    collected = reproduce(table, workdir, output, '--collect_only')
+    assert collected.returncode == 0, collected.stderr[-3000:]
+    assert table_lines(output) == before
+    again = reproduce(table, workdir, output)
+    assert again.returncode == 0 and '0 runs enqueued' in again.stdout
+    assert table_lines(output) == before
+    assert all(launches(str(workdir), f'{label},seed={seed}') == 1 for label in rows for seed in (0, 1))
+    assert_one_error_line(reproduce(table, tmp_path / 'elsewhere', output, '--collect_only'), 'holds no runs')

@@ -1,0 +1,345 @@
+"""A paper's table as a sweep: each row a config, run with several seeds, written up beside the paper.
+
+A table file (``configs/tables/NAME.py``) is plain data, at two scales, ``cpu`` (small configs on the
+offline datasets) and ``paper`` (the paper's configs and data, for accelerators)::
+
+    TITLE = 'Music Transformer on JSB Chorales (Huang et al. 2018, Table 2)'
+    METRIC = 'validation/nll'           # what each run reports; the paper's value is compared with it
+    MODE = 'min'                        # lower is better ('max': higher)
+    PAPER_METRIC = 'note-wise validation NLL'
+    SEEDS = {'cpu': 3, 'paper': 1}
+    ROWS = {'cpu': [{'label': 'baseline', 'config': 'configs/music_transformer_bach_chorales.py:baseline',
+                     'overrides': {'train.num_steps': 1000}, 'paper': 0.417, 'reference': 'Table 2, row 3'},
+                    ...],
+            'paper': [...]}
+    NOTES = {'cpu': 'what differs from the paper at this scale, and why', 'paper': '...'}
+
+A row's run ``LABEL,seed=S`` trains ``scripts/train.py --config=CONFIG --config.FIELD=VALUE ...
+--config.seed=S`` (the sweep engine's per-run ``config`` override, spec.py): an ordinary workdir.
+``document`` writes the results: per row the paper's value, ours as mean ± standard deviation over
+the seeds and each seed, the difference, steps, wall time and parameters, under a header naming the
+machine, the date, the versions, the commit and the lock file's hash, with two plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import os
+import platform
+import re
+import statistics
+import subprocess
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+from transformer_lab.sweeps.spec import RUN_CONFIG, SweepError, format_value  # noqa: E402
+from transformer_lab.sweeps.study import Run  # noqa: E402
+from transformer_lab.training.logging import read_metrics  # noqa: E402
+
+SCALES = ('cpu', 'paper')
+ROW_KEYS = {'label', 'config', 'overrides', 'paper', 'reference'}
+VERSIONS = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint')
+LOCK_FILE = 'requirements.lock'
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    label: str
+    config: str                   # FILE[:ARG], as scripts/train.py takes it
+    overrides: dict               # {dotted field: value}
+    paper: float | None           # the paper's value of the metric, None where it gives none
+    reference: str                # where in the paper
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    name: str
+    path: str
+    title: str
+    metric: str
+    mode: str
+    paper_metric: str
+    seeds: dict[str, int]
+    rows: dict[str, list[Row]]
+    notes: dict[str, str]
+
+
+def load(path: str) -> Table:
+    from transformer_lab.sweeps import spec   # spec.py loads a table file the same way
+    if not os.path.isfile(path):
+        raise SweepError(f'--table: {path} is not a file; tables: {", ".join(available(os.path.dirname(path)))}')
+    module = spec.load_module(path)
+    if not hasattr(module, 'ROWS'):
+        raise SweepError(f'{path} is not a table: it defines no ROWS')
+    return from_module(module, path)
+
+
+def available(folder: str) -> list[str]:
+    return sorted(name[:-3] for name in os.listdir(folder) if name.endswith('.py')) if os.path.isdir(folder) else []
+
+
+def from_module(module, path: str) -> Table:
+    """The table a file defines, every field checked (SweepError naming the file and field)."""
+    def need(name, kind):
+        value = getattr(module, name, None)
+        if not isinstance(value, kind):
+            raise SweepError(f'{path}: {name} must be a {kind.__name__ if isinstance(kind, type) else "dict"} '
+                             f'(see transformer_lab/sweeps/tables.py)')
+        return value
+
+    rows, seeds, notes = need('ROWS', dict), need('SEEDS', dict), getattr(module, 'NOTES', {})
+    mode = need('MODE', str)
+    if mode not in ('min', 'max'):
+        raise SweepError(f'{path}: MODE={mode!r}; valid: min or max')
+    for field, mapping in (('ROWS', rows), ('SEEDS', seeds), ('NOTES', notes)):
+        unknown = sorted(set(mapping) - set(SCALES))
+        if unknown:
+            raise SweepError(f'{path}: {field} has scales {unknown}; valid: {", ".join(SCALES)}')
+    for scale in rows:
+        if not isinstance(seeds.get(scale), int) or seeds[scale] < 1:
+            raise SweepError(f'{path}: SEEDS[{scale!r}] must be a number of seeds, 1 or more')
+    return Table(name=os.path.splitext(os.path.basename(path))[0], path=path, title=need('TITLE', str),
+                 metric=need('METRIC', str), mode=mode, paper_metric=need('PAPER_METRIC', str), seeds=seeds,
+                 rows={scale: [to_row(row, path, scale, index) for index, row in enumerate(found)]
+                       for scale, found in rows.items()}, notes=notes)
+
+
+def to_row(row, path: str, scale: str, index: int) -> Row:
+    where = f'{path}: ROWS[{scale!r}][{index}]'
+    if not isinstance(row, dict) or not {'label', 'config'} <= set(row) or set(row) - ROW_KEYS:
+        raise SweepError(f'{where}: a row is a dict of label, config and optionally overrides, paper, reference'
+                         + (f' (unknown: {", ".join(sorted(set(row) - ROW_KEYS))})' if isinstance(row, dict) else ''))
+    paper = row.get('paper')
+    if paper is not None and not isinstance(paper, (int, float)):
+        raise SweepError(f'{where}: paper={paper!r} must be a number or None')
+    return Row(label=str(row['label']), config=str(row['config']), overrides=dict(row.get('overrides', {})),
+               paper=paper, reference=str(row.get('reference', '')))
+
+
+def scale_named(table: Table, scale: str) -> list[Row]:
+    if scale not in table.rows:
+        raise SweepError(f'--scale={scale}: {table.path} has the scales {", ".join(table.rows)}')
+    labels = [row.label for row in table.rows[scale]]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise SweepError(f'{table.path}: ROWS[{scale!r}] repeats the labels {repeated}; each row needs its own')
+    return table.rows[scale]
+
+
+def run_name(row: Row, seed: int) -> str:
+    return f'{re.sub(r"[^A-Za-z0-9._=+-]", "_", row.label)},seed={seed}'
+
+
+def runs(rows: list[Row], seeds: int) -> list[tuple[str, dict]]:
+    """(run name, overrides) of every row and seed, row by row."""
+    return [(run_name(row, seed), {RUN_CONFIG: row.config, **row.overrides, 'seed': seed})
+            for row in rows for seed in range(seeds)]
+
+
+def grid_function(table: Table, scale: str):
+    """A scale of the table as a ``sweep_`` function, with the table's seeds (what the sweep engine's
+    workers load; scripts/sweep.py can run it too)."""
+    rows, seeds = scale_named(table, scale), table.seeds[scale]
+
+    def sweep_table(add):
+        for _, overrides in runs(rows, seeds):
+            add(**overrides)
+    return sweep_table
+
+
+# --- the results ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class RowResult:
+    row: Row
+    values: list[float]           # the final metric of each finished seed
+    steps: list[int]
+    wall_s: list[float]
+    num_params: int | None
+    unfinished: list[str]         # runs not complete, with their status
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+
+def collect(rows: list[Row], seeds: int, study_runs: list[Run]) -> list[RowResult]:
+    by_name = {run.name: run for run in study_runs}
+    results = []
+    for row in rows:
+        found = [by_name.get(run_name(row, seed)) for seed in range(seeds)]
+        done = [run for run in found if run is not None and run.status == 'complete'
+                and run.attribute('final') is not None]
+        results.append(RowResult(
+            row, [float(run.attribute('final')) for run in done], [int(run.attribute('steps', 0)) for run in done],
+            [run.wall_s for run in done], next((run.attribute('num_params') for run in done), None),
+            [f'{run_name(row, seed)}: {run.status if run else "not started"}' for seed, run in enumerate(found)
+             if run not in done]))
+    return results
+
+
+def environment(project_root: str) -> str:
+    """One line: the machine, the versions, the commit and the lock file's hash."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as file:
+            cpu = next(line.split(':', 1)[1].strip() for line in file if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    gpus = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True).stdout.splitlines() \
+        if _has('nvidia-smi') else []
+    devices = f'{len(gpus)} x {gpus[0].split(":", 1)[1].split("(")[0].strip()}' if gpus else 'CPU only'
+    versions = ', '.join(f'{package} {_version(package)}' for package in VERSIONS)
+    commit = _git(project_root, 'rev-parse', '--short=10', 'HEAD') or 'unknown'
+    if _git(project_root, 'status', '--porcelain', '--untracked-files=no'):
+        commit += ' (with uncommitted changes)'
+    lock = os.path.join(project_root, LOCK_FILE)
+    lock_hash = hashlib.sha256(open(lock, 'rb').read()).hexdigest()[:16] if os.path.exists(lock) else 'none'
+    return (f'{os.cpu_count()} cores of {cpu} ({platform.system()} {platform.machine()}), {devices}; '
+            f'Python {platform.python_version()}, {versions}; commit {commit}; {LOCK_FILE} sha256 {lock_hash}')
+
+
+def _has(program: str) -> bool:
+    return any(os.access(os.path.join(folder, program), os.X_OK) for folder in os.environ.get('PATH', '').split(':'))
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return 'not installed'
+
+
+def _git(root: str, *arguments: str) -> str:
+    try:
+        return subprocess.run(['git', '-C', root, *arguments], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ''
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return '-' if value is None else f'{value:.{digits}f}'
+
+
+def ordering(results: list[RowResult], key, mode: str) -> list[str]:
+    """The labels of the rows that have a value under ``key``, best first."""
+    valued = [(key(result), result.row.label) for result in results if key(result) is not None]
+    return [label for _, label in sorted(valued, reverse=mode == 'max')]
+
+
+def findings(results: list[RowResult], mode: str) -> list[str]:
+    """Sentences that compare our ordering of the rows with the paper's, and the gaps between neighbouring
+    rows with the spread over seeds."""
+    ours = ordering(results, lambda result: result.mean, mode)
+    paper = ordering(results, lambda result: result.row.paper, mode)
+    both = [label for label in ours if label in paper]
+    lines = []
+    if len(both) > 1:
+        same = both == [label for label in paper if label in both]
+        order = ' < ' if mode == 'min' else ' > '
+        lines.append(f'Ordering of the rows by the metric: ours {order.join(both)}; the paper\'s '
+                     f'{order.join(label for label in paper if label in both)}: ' + ('the same.' if same else 'they differ.'))
+    by_label = {result.row.label: result for result in results}
+    for better, worse in zip(ours, ours[1:]):
+        gap = abs(by_label[worse].mean - by_label[better].mean)
+        spread = max((by_label[label].std or 0.0) for label in (better, worse))
+        if gap <= spread:
+            lines.append(f'{better} and {worse} differ by {gap:.3f}, no more than their spread over seeds ({spread:.3f}): '
+                         f'this ordering is not resolved.')
+    return lines
+
+
+def document(table: Table, scale: str, results: list[RowResult], *, seeds: int, command: str, project_root: str,
+             plots: dict[str, str], output: str) -> str:
+    """The results document (Markdown) of one scale of a table; ``plots`` are {caption: path}."""
+    lines = [f'# {table.title}: {scale} scale', '',
+             f'Made by `{command}` on {datetime.date.today().isoformat()}: {environment(project_root)}.', '',
+             f'Ours: `{table.metric}` at the last step ({"lower" if table.mode == "min" else "higher"} is better), '
+             f'mean ± standard deviation over {seeds} seeds (seeds 0-{seeds - 1}); the paper: {table.paper_metric}.', '',
+             '| row | paper | ours | each seed | ours - paper | steps | wall time per run | parameters | config |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for result in results:
+        row = result.row
+        paper = ' '.join(filter(None, [f'{row.paper:g}' if row.paper is not None else '-',
+                                       f'({row.reference})' if row.reference else '']))
+        ours = '-' if result.mean is None else (
+            f'{result.mean:.3f} ± {_number(result.std)} ({len(result.values)})' if result.std is not None
+            else f'{result.mean:.3f} (1)')
+        difference = f'{result.mean - row.paper:+.3f}' if result.mean is not None and row.paper is not None else '-'
+        flags = ' '.join([f'--config={row.config}', *(f'--config.{field}={format_value(value)}'
+                                                        for field, value in row.overrides.items())])
+        cells = [row.label, paper, ours, ', '.join(f'{value:.3f}' for value in result.values) or '-', difference,
+                 str(max(result.steps, default='-')),
+                 f'{statistics.fmean(result.wall_s):.0f} s' if result.wall_s else '-',
+                 f'{result.num_params:,}' if result.num_params else '-', f'`{flags}`']
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    unfinished = [name for result in results for name in result.unfinished]
+    found = findings(results, table.mode)
+    if found:
+        lines += [''] + found
+    if unfinished:
+        lines += ['', f'Not finished ({len(unfinished)} runs; the same command goes on): ' + '; '.join(unfinished) + '.']
+    if table.notes.get(scale):
+        lines += ['', table.notes[scale]]
+    lines += ['']
+    for caption, path in plots.items():
+        lines += [f'![{caption}]({os.path.relpath(path, os.path.dirname(os.path.abspath(output)))})', '']
+    return '\n'.join(lines)
+
+
+def plot_rows(table: Table, results: list[RowResult], path: str) -> None:
+    """Each row's final metric: every seed, the mean with its standard deviation, and the paper's value."""
+    figure, axes = plt.subplots(figsize=(max(5.0, 1.1 * len(results) + 2), 4))
+    for index, result in enumerate(results):
+        axes.scatter([index] * len(result.values), result.values, color='tab:blue', alpha=0.5, s=14,
+                     label='each seed' if index == 0 else None)
+        if result.mean is not None:
+            axes.errorbar(index, result.mean, yerr=result.std or 0.0, fmt='o', color='tab:blue', capsize=4,
+                          label='ours: mean ± std' if index == 0 else None)
+        if result.row.paper is not None:
+            axes.scatter(index, result.row.paper, marker='x', color='tab:red', s=50,
+                         label='the paper' if not any(r.row.paper is not None for r in results[:index]) else None)
+    axes.set_xticks(range(len(results)), [result.row.label for result in results], rotation=15)
+    axes.set_ylabel(table.metric)
+    axes.set_title(table.title, fontsize='small')
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize='small')
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_curves(table: Table, results: list[RowResult], seeds: int, workdir: str, path: str) -> None:
+    """The metric against the step for every run, one colour per row."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for index, result in enumerate(results):
+        colour = f'C{index % 10}'
+        for seed in range(seeds):
+            try:
+                records = read_metrics(os.path.join(workdir, 'runs', run_name(result.row, seed)))
+            except (OSError, ValueError):
+                continue
+            points = [(record['step'], record[table.metric]) for record in records if table.metric in record]
+            if points:
+                axes.plot(*zip(*points), color=colour, marker='.', alpha=0.7,
+                          label=result.row.label if seed == 0 else None)
+    axes.set_xlabel('step')
+    axes.set_ylabel(table.metric)
+    axes.set_title(f'{table.metric} during training, every seed', fontsize='small')
+    axes.grid(alpha=0.3)
+    if results:
+        axes.legend(fontsize='x-small')
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
