@@ -16,10 +16,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from transformer_lab import registry
-from transformer_lab.benchmarking import heading, publish
-from transformer_lab.training import parallel
-from transformer_lab.training.loop import initial_state
+from transformer_lab.benchmarking import compiled_train_step, heading, publish
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, optionally with :variant.', lock_config=False)
@@ -41,18 +38,7 @@ def apply_overrides(config, overrides: str):
 
 
 def measure(config) -> dict:
-    pipeline = registry.build_pipeline(config.data)
-    model = registry.build_model(config.model, pipeline.tokenizer.vocab_size, seed=config.seed)
-    mesh = parallel.make_mesh()
-    strategy = parallel.make_parallel(config.parallel, mesh)
-    graphdef, state, optimizer, _ = initial_state(config, model)
-    state = jax.device_put(state, strategy.state_shardings(state))
-    train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
-    state = strategy.from_global(state)
-    layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
-    iterator = iter(pipeline.train_batches(layout.host_rows, seed=0))
-    batches = [strategy.put_batch(next(iterator)) for _ in range(4)]
-    compiled = train_step.lower(state, batches[0]).compile()
+    compiled, train_step, state, batches = compiled_train_step(config)
     flops = compiled.cost_analysis().get('flops', 0.0)
     memory = compiled.memory_analysis()
     state, metrics = train_step(state, batches[0])

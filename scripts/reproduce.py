@@ -32,6 +32,7 @@ from transformer_lab.training import workdir as workdir_lib
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES = os.path.join(PROJECT, 'configs', 'tables')
+ENVIRONMENT_FILE = 'environment.txt'   # in the workdir: the machine and stack that trained the runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('table', None, 'A table of configs/tables/ by name (e.g. music_transformer_jsb), or a path.')
@@ -51,45 +52,58 @@ def main(argv):
     try:
         table = tables.load(path)
         rows = tables.scale_named(table, FLAGS.scale)
-        seeds = FLAGS.seeds or table.seeds[FLAGS.scale]
+        metric, seeds = table.metrics[FLAGS.scale], FLAGS.seeds or table.seeds[FLAGS.scale]
         runs = tables.runs(rows, seeds)
         sweep = spec_lib.load(path, FLAGS.scale)
-        spec_lib.check(sweep, runs, table.metric)
+        spec_lib.check(sweep, runs, metric)
     except spec_lib.SweepError as error:
         cli.fail(str(error))
     name = f'{table.name}_{FLAGS.scale}'
     workdir = os.path.abspath(FLAGS.workdir or os.path.join('workdirs', 'tables', name))
     output = FLAGS.output or os.path.join(PROJECT, 'docs', 'results', f'{name}.md')
     workdir_lib.check_usable(workdir)
-    command = shlex.join(['python', 'scripts/reproduce.py', *map(launch_lib.without_password, sys.argv[1:])])
+    # The document shows the command that trains the runs (--collect_only only rewrites it).
+    command = shlex.join(['python', 'scripts/reproduce.py', *(launch_lib.without_password(argument)
+                                                              for argument in sys.argv[1:]
+                                                              if argument not in ('--collect_only', '--nocollect_only'))])
     launch = launch_lib.Launch(
         options=worker_lib.Options(
             config=path, sweep=FLAGS.scale, base_arguments=(), workdir=workdir,
-            storage_url=study_lib.storage_url(FLAGS.storage, workdir), study_name=name, metric=table.metric,
+            storage_url=study_lib.storage_url(FLAGS.storage, workdir), study_name=name, metric=metric,
             prune='none', prune_startup_runs=0, sampler='random', seed=0, heartbeat_interval=10, grace_period=60,
             train_script=os.path.join(PROJECT, 'scripts', 'train.py')),
         workers=FLAGS.workers, join=False, mode=table.mode, trials=0, retry_failed=False, command=command)
+    environment_file = os.path.join(workdir, ENVIRONMENT_FILE)
     if FLAGS.collect_only:
         if not FLAGS.storage and not os.path.exists(os.path.join(workdir, study_lib.STORAGE_FILE)):
             cli.fail(f'--collect_only: {workdir} holds no runs of {name} ({study_lib.STORAGE_FILE} is missing); '
                      f'run without --collect_only first, or give --workdir / --storage')
         status = 0
     else:
+        os.makedirs(workdir, exist_ok=True)
+        with open(environment_file, 'w') as file:   # the stack that trains the runs, for the document
+            file.write(tables.environment(PROJECT))
         status = launch_lib.launch(launch, sweep, runs)
     study = launch_lib.open_study(launch, sweep, join=True)
-    results = tables.collect(rows, seeds, study_lib.runs(study))
+    results = tables.collect(rows, seeds, study_lib.runs(study), workdir, metric, table.extra_metrics)
+    if table.compiled_memory:
+        tables.add_compiled_memory(results, lambda row: sweep.build_config(tables.runs([row], 1)[0][1], row.label))
     folder = os.path.splitext(output)[0]
     os.makedirs(folder, exist_ok=True)
     rows_plot, curves_plot = os.path.join(folder, 'rows.png'), os.path.join(folder, 'curves.png')
-    tables.plot_rows(table, results, rows_plot)
-    tables.plot_curves(table, results, seeds, workdir, curves_plot)
-    plots = {f'{table.metric} per row, every seed, and the paper': rows_plot,
-             f'{table.metric} during training': curves_plot}
-    text = tables.document(table, FLAGS.scale, results, seeds=seeds, command=command, project_root=PROJECT,
-                           plots=plots, output=output)
+    tables.plot_rows(table, FLAGS.scale, results, rows_plot)
+    tables.plot_curves(table, FLAGS.scale, results, seeds, workdir, curves_plot)
+    plots = {f'{metric} per row, every seed, and the paper': rows_plot, f'{metric} during training': curves_plot}
+    if os.path.exists(environment_file):
+        with open(environment_file) as file:
+            environment_line = file.read()
+    else:   # runs on a --storage that another machine trained
+        environment_line = tables.environment(PROJECT) + ' (this machine; the runs were trained elsewhere)'
+    text = tables.document(table, FLAGS.scale, results, seeds=seeds, command=command,
+                           environment_line=environment_line, plots=plots, output=output)
     with open(output, 'w') as file:
         file.write(text)
-    print(f'{name}: {sum(len(result.values) for result in results)} of {len(runs)} runs complete; {output}')
+    print(f'{name}: {sum(len(result.seeds) for result in results)} of {len(runs)} runs complete; {output}')
     sys.exit(status)
 
 

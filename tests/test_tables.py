@@ -22,11 +22,13 @@ SEEDS = {{'cpu': 2}}
 STEPS = {{'train.num_steps': 4, 'checkpoint.every_steps': 2}}
 ROWS = {{'cpu': [
     {{'label': 'baseline', 'config': 'configs/music_transformer_bach_chorales.py:baseline,tiny',
-      'overrides': STEPS, 'paper': 0.417, 'reference': 'row 1'}},
+      'overrides': STEPS, 'paper': {{'validation/nll': 0.417, 'validation/accuracy': 0.5}}, 'reference': 'row 1'}},
     {{'label': 'relative', 'config': 'configs/music_transformer_bach_chorales.py:relative,tiny',
       'overrides': {{**STEPS, {extra}}}, 'paper': 0.357, 'reference': 'row 2'}},
 ]}}
 NOTES = {{'cpu': 'Tiny models: only the mechanics are real.'}}
+EXTRA_METRICS = ('validation/accuracy',)
+COMPILED_MEMORY = True
 '''
 
 
@@ -68,7 +70,7 @@ def test_the_shipped_tables_build_every_row(tmp_path):
         for scale in table.rows:
             rows = tables.scale_named(table, scale)
             sweep = spec.load(path, scale)
-            spec.check(sweep, tables.runs(rows, 1), table.metric)
+            spec.check(sweep, tables.runs(rows, 1), table.metrics[scale])
 
 
 def test_reproduce_writes_ours_beside_the_paper_and_collects_without_training(tmp_path):
@@ -84,13 +86,18 @@ def test_reproduce_writes_ours_beside_the_paper_and_collects_without_training(tm
     assert sorted(rows) == ['baseline', 'relative']
     for label, paper in (('baseline', 0.417), ('relative', 0.357)):
         cells = rows[label]
-        seeds = [read_metrics(str(workdir / 'runs' / f'{label},seed={seed}'))[-1]['validation/nll'] for seed in (0, 1)]
+        finals = [read_metrics(str(workdir / 'runs' / f'{label},seed={seed}'))[-1] for seed in (0, 1)]
+        seeds = [final['validation/nll'] for final in finals]
         assert cells[1] == f'{paper:g} (row {1 if label == "baseline" else 2})'
         assert cells[3] == ', '.join(f'{value:.3f}' for value in seeds)
         mean, std = statistics.fmean(seeds), statistics.stdev(seeds)
         assert cells[2] == f'{mean:.3f} ± {std:.3f} (2)'
-        assert cells[4] == f'{mean - paper:+.3f}' and cells[5] == '4'
-        assert re.fullmatch(r'\d+ s', cells[6]) and int(cells[7].replace(',', '')) > 1000
+        assert cells[4] == f'{mean - paper:+.3f}' and cells[6] == '4'
+        accuracy = [final['validation/accuracy'] for final in finals]
+        assert cells[5] == f'{statistics.fmean(accuracy):.3f} ± {statistics.stdev(accuracy):.3f} (2)' + (
+            ' (0.5)' if label == 'baseline' else '')
+        assert re.fullmatch(r'\d+ s', cells[7]) and int(cells[8].replace(',', '')) > 1000
+        assert re.fullmatch(r'\d+ MB', cells[9]) or cells[9] == '0 MB'
     assert 'Ordering of the rows by the metric: ours' in text
     for plot in ('rows.png', 'curves.png'):
         assert os.path.getsize(tmp_path / 'results' / 'tiny' / plot) > 1000

@@ -4,7 +4,8 @@ A table file (``configs/tables/NAME.py``) is plain data, at two scales, ``cpu`` 
 offline datasets) and ``paper`` (the paper's configs and data, for accelerators)::
 
     TITLE = 'Music Transformer on JSB Chorales (Huang et al. 2018, Table 2)'
-    METRIC = 'validation/nll'           # what each run reports; the paper's value is compared with it
+    METRIC = 'validation/nll'           # what each run reports and the paper's value is compared with
+                                        # (or one per scale: {'cpu': ..., 'paper': ...})
     MODE = 'min'                        # lower is better ('max': higher)
     PAPER_METRIC = 'note-wise validation NLL'
     SEEDS = {'cpu': 3, 'paper': 1}
@@ -13,6 +14,9 @@ offline datasets) and ``paper`` (the paper's configs and data, for accelerators)
                     ...],
             'paper': [...]}
     NOTES = {'cpu': 'what differs from the paper at this scale, and why', 'paper': '...'}
+    EXTRA_METRICS = ('validation/bleu', 'train/tokens_per_second')   # optional: more columns, each
+                                        # the run's last value; a row's paper may then be {metric: value}
+    COMPILED_MEMORY = True              # optional: a column of each row's compiled train step's temporaries
 
 A row's run ``LABEL,seed=S`` trains ``scripts/train.py --config=CONFIG --config.FIELD=VALUE ...
 --config.seed=S`` (the sweep engine's per-run ``config`` override, spec.py): an ordinary workdir.
@@ -53,7 +57,7 @@ class Row:
     label: str
     config: str                   # FILE[:ARG], as scripts/train.py takes it
     overrides: dict               # {dotted field: value}
-    paper: float | None           # the paper's value of the metric, None where it gives none
+    paper: dict[str, float]       # the paper's values: {metric: value} (a number in the file: METRIC's)
     reference: str                # where in the paper
 
 
@@ -62,12 +66,14 @@ class Table:
     name: str
     path: str
     title: str
-    metric: str
+    metrics: dict[str, str]       # {scale: the metric ranked and compared}
     mode: str
     paper_metric: str
     seeds: dict[str, int]
     rows: dict[str, list[Row]]
     notes: dict[str, str]
+    extra_metrics: tuple[str, ...] = ()
+    compiled_memory: bool = False
 
 
 def load(path: str) -> Table:
@@ -97,27 +103,34 @@ def from_module(module, path: str) -> Table:
     mode = need('MODE', str)
     if mode not in ('min', 'max'):
         raise SweepError(f'{path}: MODE={mode!r}; valid: min or max')
-    for field, mapping in (('ROWS', rows), ('SEEDS', seeds), ('NOTES', notes)):
+    metric = need('METRIC', (str, dict))
+    metrics = metric if isinstance(metric, dict) else dict.fromkeys(rows, metric)
+    for field, mapping in (('ROWS', rows), ('SEEDS', seeds), ('NOTES', notes), ('METRIC', metrics)):
         unknown = sorted(set(mapping) - set(SCALES))
         if unknown:
             raise SweepError(f'{path}: {field} has scales {unknown}; valid: {", ".join(SCALES)}')
     for scale in rows:
         if not isinstance(seeds.get(scale), int) or seeds[scale] < 1:
             raise SweepError(f'{path}: SEEDS[{scale!r}] must be a number of seeds, 1 or more')
+        if not isinstance(metrics.get(scale), str):
+            raise SweepError(f'{path}: METRIC has no metric for the scale {scale!r}')
+    extra = tuple(getattr(module, 'EXTRA_METRICS', ()))
     return Table(name=os.path.splitext(os.path.basename(path))[0], path=path, title=need('TITLE', str),
-                 metric=need('METRIC', str), mode=mode, paper_metric=need('PAPER_METRIC', str), seeds=seeds,
-                 rows={scale: [to_row(row, path, scale, index) for index, row in enumerate(found)]
-                       for scale, found in rows.items()}, notes=notes)
+                 metrics=metrics, mode=mode, paper_metric=need('PAPER_METRIC', str), seeds=seeds,
+                 rows={scale: [to_row(row, path, scale, index, metrics[scale]) for index, row in enumerate(found)]
+                       for scale, found in rows.items()}, notes=notes, extra_metrics=extra,
+                 compiled_memory=bool(getattr(module, 'COMPILED_MEMORY', False)))
 
 
-def to_row(row, path: str, scale: str, index: int) -> Row:
+def to_row(row, path: str, scale: str, index: int, metric: str) -> Row:
     where = f'{path}: ROWS[{scale!r}][{index}]'
     if not isinstance(row, dict) or not {'label', 'config'} <= set(row) or set(row) - ROW_KEYS:
         raise SweepError(f'{where}: a row is a dict of label, config and optionally overrides, paper, reference'
                          + (f' (unknown: {", ".join(sorted(set(row) - ROW_KEYS))})' if isinstance(row, dict) else ''))
     paper = row.get('paper')
-    if paper is not None and not isinstance(paper, (int, float)):
-        raise SweepError(f'{where}: paper={paper!r} must be a number or None')
+    paper = {} if paper is None else paper if isinstance(paper, dict) else {metric: paper}
+    if not all(isinstance(value, (int, float)) for value in paper.values()):
+        raise SweepError(f'{where}: paper={row["paper"]!r} must be a number, a dict of metric: number, or None')
     return Row(label=str(row['label']), config=str(row['config']), overrides=dict(row.get('overrides', {})),
                paper=paper, reference=str(row.get('reference', '')))
 
@@ -158,34 +171,72 @@ def grid_function(table: Table, scale: str):
 @dataclasses.dataclass
 class RowResult:
     row: Row
-    values: list[float]           # the final metric of each finished seed
+    metric: str
+    values: dict[str, list[float]]   # {metric: the last value of each complete seed's run}
     steps: list[int]
     wall_s: list[float]
     num_params: int | None
-    unfinished: list[str]         # runs not complete, with their status
+    unfinished: list[str]            # runs not complete, with their status
+    compiled_mb: float | None = None
+
+    @property
+    def seeds(self) -> list[float]:
+        return self.values.get(self.metric, [])
 
     @property
     def mean(self) -> float | None:
-        return statistics.fmean(self.values) if self.values else None
+        return mean_std(self.seeds)[0]
 
     @property
     def std(self) -> float | None:
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
+        return mean_std(self.seeds)[1]
+
+    @property
+    def paper(self) -> float | None:
+        return self.row.paper.get(self.metric)
 
 
-def collect(rows: list[Row], seeds: int, study_runs: list[Run]) -> list[RowResult]:
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """The mean and the sample standard deviation (n - 1), None where there are too few values."""
+    return (statistics.fmean(values) if values else None, statistics.stdev(values) if len(values) > 1 else None)
+
+
+def collect(rows: list[Row], seeds: int, study_runs: list[Run], workdir: str, metric: str,
+            extra_metrics: tuple[str, ...] = ()) -> list[RowResult]:
+    """Each row's results from the study's runs: the metric as the study recorded it, the extra metrics
+    as each run's metrics.jsonl last logged them."""
     by_name = {run.name: run for run in study_runs}
     results = []
     for row in rows:
         found = [by_name.get(run_name(row, seed)) for seed in range(seeds)]
         done = [run for run in found if run is not None and run.status == 'complete'
                 and run.attribute('final') is not None]
+        values = {metric: [float(run.attribute('final')) for run in done]}
+        for extra in extra_metrics:
+            values[extra] = [value for run in done if (value := last_value(workdir, run.name, extra)) is not None]
         results.append(RowResult(
-            row, [float(run.attribute('final')) for run in done], [int(run.attribute('steps', 0)) for run in done],
-            [run.wall_s for run in done], next((run.attribute('num_params') for run in done), None),
+            row, metric, values, [int(run.attribute('steps', 0)) for run in done], [run.wall_s for run in done],
+            next((run.attribute('num_params') for run in done), None),
             [f'{run_name(row, seed)}: {run.status if run else "not started"}' for seed, run in enumerate(found)
              if run not in done]))
     return results
+
+
+def last_value(workdir: str, run: str, metric: str) -> float | None:
+    try:
+        records = read_metrics(os.path.join(workdir, 'runs', run))
+    except (OSError, ValueError):
+        return None
+    return next((float(record[metric]) for record in reversed(records) if metric in record), None)
+
+
+def add_compiled_memory(results: list[RowResult], build_config) -> None:
+    """Each row's compiled train step's temporaries in MB (``benchmarking.compiled_train_step``), its
+    config from ``build_config(row)``: compiled once per row, in this process."""
+    from transformer_lab.benchmarking import compiled_train_step
+    for result in results:
+        compiled = compiled_train_step(build_config(result.row), batches=1)[0]
+        result.compiled_mb = compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 
 def environment(project_root: str) -> str:
@@ -228,10 +279,6 @@ def _git(root: str, *arguments: str) -> str:
         return ''
 
 
-def _number(value: float | None, digits: int = 3) -> str:
-    return '-' if value is None else f'{value:.{digits}f}'
-
-
 def ordering(results: list[RowResult], key, mode: str) -> list[str]:
     """The labels of the rows that have a value under ``key``, best first."""
     valued = [(key(result), result.row.label) for result in results if key(result) is not None]
@@ -242,7 +289,7 @@ def findings(results: list[RowResult], mode: str) -> list[str]:
     """Sentences that compare our ordering of the rows with the paper's, and the gaps between neighbouring
     rows with the spread over seeds."""
     ours = ordering(results, lambda result: result.mean, mode)
-    paper = ordering(results, lambda result: result.row.paper, mode)
+    paper = ordering(results, lambda result: result.paper, mode)
     both = [label for label in ours if label in paper]
     lines = []
     if len(both) > 1:
@@ -255,34 +302,44 @@ def findings(results: list[RowResult], mode: str) -> list[str]:
         gap = abs(by_label[worse].mean - by_label[better].mean)
         spread = max((by_label[label].std or 0.0) for label in (better, worse))
         if gap <= spread:
-            lines.append(f'{better} and {worse} differ by {gap:.3f}, no more than their spread over seeds ({spread:.3f}): '
-                         f'this ordering is not resolved.')
+            lines.append(f'{better} and {worse} differ by {gap:.3f}, no more than their spread over seeds '
+                         f'({spread:.3f}): this ordering is not resolved.')
     return lines
 
 
-def document(table: Table, scale: str, results: list[RowResult], *, seeds: int, command: str, project_root: str,
+def _ours(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return '-' if mean is None else f'{mean:.3f} ± {std:.3f} ({len(values)})' if std is not None else f'{mean:.3f} (1)'
+
+
+def document(table: Table, scale: str, results: list[RowResult], *, seeds: int, command: str, environment_line: str,
              plots: dict[str, str], output: str) -> str:
     """The results document (Markdown) of one scale of a table; ``plots`` are {caption: path}."""
+    metric = table.metrics[scale]
+    extras = [f'{extra} (paper)' for extra in table.extra_metrics]
+    memory = ['compiled step temporaries'] if table.compiled_memory else []
     lines = [f'# {table.title}: {scale} scale', '',
-             f'Made by `{command}` on {datetime.date.today().isoformat()}: {environment(project_root)}.', '',
-             f'Ours: `{table.metric}` at the last step ({"lower" if table.mode == "min" else "higher"} is better), '
+             f'Made by `{command}` on {datetime.date.today().isoformat()}: {environment_line}.', '',
+             f'Ours: `{metric}` at the last step ({"lower" if table.mode == "min" else "higher"} is better), '
              f'mean ± standard deviation over {seeds} seeds (seeds 0-{seeds - 1}); the paper: {table.paper_metric}.', '',
-             '| row | paper | ours | each seed | ours - paper | steps | wall time per run | parameters | config |',
-             '|---|---|---|---|---|---|---|---|---|']
+             '| ' + ' | '.join(['row', 'paper', 'ours', 'each seed', 'ours - paper', *extras, 'steps',
+                                'wall time per run', 'parameters', *memory, 'config']) + ' |',
+             '|' + '---|' * (9 + len(extras) + len(memory))]
     for result in results:
         row = result.row
-        paper = ' '.join(filter(None, [f'{row.paper:g}' if row.paper is not None else '-',
+        paper = ' '.join(filter(None, [f'{result.paper:g}' if result.paper is not None else '-',
                                        f'({row.reference})' if row.reference else '']))
-        ours = '-' if result.mean is None else (
-            f'{result.mean:.3f} ± {_number(result.std)} ({len(result.values)})' if result.std is not None
-            else f'{result.mean:.3f} (1)')
-        difference = f'{result.mean - row.paper:+.3f}' if result.mean is not None and row.paper is not None else '-'
+        difference = f'{result.mean - result.paper:+.3f}' if None not in (result.mean, result.paper) else '-'
+        extra_cells = [f'{_ours(result.values.get(extra, []))} ({row.paper[extra]:g})' if extra in row.paper
+                       else _ours(result.values.get(extra, [])) for extra in table.extra_metrics]
         flags = ' '.join([f'--config={row.config}', *(f'--config.{field}={format_value(value)}'
                                                         for field, value in row.overrides.items())])
-        cells = [row.label, paper, ours, ', '.join(f'{value:.3f}' for value in result.values) or '-', difference,
-                 str(max(result.steps, default='-')),
+        cells = [row.label, paper, _ours(result.seeds), ', '.join(f'{value:.3f}' for value in result.seeds) or '-',
+                 difference, *extra_cells, str(max(result.steps, default='-')),
                  f'{statistics.fmean(result.wall_s):.0f} s' if result.wall_s else '-',
-                 f'{result.num_params:,}' if result.num_params else '-', f'`{flags}`']
+                 f'{result.num_params:,}' if result.num_params else '-',
+                 *([f'{result.compiled_mb:,.0f} MB' if result.compiled_mb is not None else '-'] if memory else []),
+                 f'`{flags}`']
         lines.append('| ' + ' | '.join(cells) + ' |')
     unfinished = [name for result in results for name in result.unfinished]
     found = findings(results, table.mode)
@@ -298,20 +355,20 @@ def document(table: Table, scale: str, results: list[RowResult], *, seeds: int, 
     return '\n'.join(lines)
 
 
-def plot_rows(table: Table, results: list[RowResult], path: str) -> None:
+def plot_rows(table: Table, scale: str, results: list[RowResult], path: str) -> None:
     """Each row's final metric: every seed, the mean with its standard deviation, and the paper's value."""
     figure, axes = plt.subplots(figsize=(max(5.0, 1.1 * len(results) + 2), 4))
     for index, result in enumerate(results):
-        axes.scatter([index] * len(result.values), result.values, color='tab:blue', alpha=0.5, s=14,
+        axes.scatter([index] * len(result.seeds), result.seeds, color='tab:blue', alpha=0.5, s=14,
                      label='each seed' if index == 0 else None)
         if result.mean is not None:
             axes.errorbar(index, result.mean, yerr=result.std or 0.0, fmt='o', color='tab:blue', capsize=4,
                           label='ours: mean ± std' if index == 0 else None)
-        if result.row.paper is not None:
-            axes.scatter(index, result.row.paper, marker='x', color='tab:red', s=50,
-                         label='the paper' if not any(r.row.paper is not None for r in results[:index]) else None)
+        if result.paper is not None:
+            axes.scatter(index, result.paper, marker='x', color='tab:red', s=50,
+                         label='the paper' if not any(r.paper is not None for r in results[:index]) else None)
     axes.set_xticks(range(len(results)), [result.row.label for result in results], rotation=15)
-    axes.set_ylabel(table.metric)
+    axes.set_ylabel(table.metrics[scale])
     axes.set_title(table.title, fontsize='small')
     axes.grid(alpha=0.3)
     axes.legend(fontsize='small')
@@ -320,23 +377,23 @@ def plot_rows(table: Table, results: list[RowResult], path: str) -> None:
     plt.close(figure)
 
 
-def plot_curves(table: Table, results: list[RowResult], seeds: int, workdir: str, path: str) -> None:
+def plot_curves(table: Table, scale: str, results: list[RowResult], seeds: int, workdir: str, path: str) -> None:
     """The metric against the step for every run, one colour per row."""
+    metric = table.metrics[scale]
     figure, axes = plt.subplots(figsize=(7, 4))
     for index, result in enumerate(results):
-        colour = f'C{index % 10}'
         for seed in range(seeds):
             try:
                 records = read_metrics(os.path.join(workdir, 'runs', run_name(result.row, seed)))
             except (OSError, ValueError):
                 continue
-            points = [(record['step'], record[table.metric]) for record in records if table.metric in record]
+            points = [(record['step'], record[metric]) for record in records if metric in record]
             if points:
-                axes.plot(*zip(*points), color=colour, marker='.', alpha=0.7,
+                axes.plot(*zip(*points), color=f'C{index % 10}', marker='.', alpha=0.7,
                           label=result.row.label if seed == 0 else None)
     axes.set_xlabel('step')
-    axes.set_ylabel(table.metric)
-    axes.set_title(f'{table.metric} during training, every seed', fontsize='small')
+    axes.set_ylabel(metric)
+    axes.set_title(f'{metric} during training, every seed', fontsize='small')
     axes.grid(alpha=0.3)
     if results:
         axes.legend(fontsize='x-small')
