@@ -32,6 +32,7 @@ import datetime
 import hashlib
 import importlib.metadata
 import os
+import pathlib
 import platform
 import re
 import statistics
@@ -156,8 +157,9 @@ def runs(rows: list[Row], seeds: int) -> list[tuple[str, dict]]:
 
 
 def grid_function(table: Table, scale: str):
-    """A scale of the table as a ``sweep_`` function, with the table's seeds (what the sweep engine's
-    workers load; scripts/sweep.py can run it too)."""
+    """A scale of the table as a ``sweep_`` function with the table's seeds: the sweep that the engine's
+    workers load from a table file (spec.load); scripts/reproduce.py enqueues ``runs`` with its own
+    number of seeds."""
     rows, seeds = scale_named(table, scale), table.seeds[scale]
 
     def sweep_table(add):
@@ -247,21 +249,16 @@ def environment(project_root: str) -> str:
             cpu = next(line.split(':', 1)[1].strip() for line in file if line.startswith('model name'))
     except (OSError, StopIteration):
         pass
-    gpus = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True).stdout.splitlines() \
-        if _has('nvidia-smi') else []
+    gpus = [line for line in _run('nvidia-smi', '-L').splitlines() if line.startswith('GPU ')]
     devices = f'{len(gpus)} x {gpus[0].split(":", 1)[1].split("(")[0].strip()}' if gpus else 'CPU only'
     versions = ', '.join(f'{package} {_version(package)}' for package in VERSIONS)
-    commit = _git(project_root, 'rev-parse', '--short=10', 'HEAD') or 'unknown'
-    if _git(project_root, 'status', '--porcelain', '--untracked-files=no'):
+    commit = _run('git', '-C', project_root, 'rev-parse', '--short=10', 'HEAD') or 'unknown'
+    if _run('git', '-C', project_root, 'status', '--porcelain', '--untracked-files=no'):
         commit += ' (with uncommitted changes)'
     lock = os.path.join(project_root, LOCK_FILE)
-    lock_hash = hashlib.sha256(open(lock, 'rb').read()).hexdigest()[:16] if os.path.exists(lock) else 'none'
+    lock_hash = hashlib.sha256(pathlib.Path(lock).read_bytes()).hexdigest()[:16] if os.path.exists(lock) else 'none'
     return (f'{os.cpu_count()} cores of {cpu} ({platform.system()} {platform.machine()}), {devices}; '
             f'Python {platform.python_version()}, {versions}; commit {commit}; {LOCK_FILE} sha256 {lock_hash}')
-
-
-def _has(program: str) -> bool:
-    return any(os.access(os.path.join(folder, program), os.X_OK) for folder in os.environ.get('PATH', '').split(':'))
 
 
 def _version(package: str) -> str:
@@ -271,10 +268,10 @@ def _version(package: str) -> str:
         return 'not installed'
 
 
-def _git(root: str, *arguments: str) -> str:
+def _run(*command: str) -> str:
+    """A command's output, '' when it is missing or fails (no GPU, not a git checkout)."""
     try:
-        return subprocess.run(['git', '-C', root, *arguments], capture_output=True, text=True,
-                              timeout=30).stdout.strip()
+        return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ''
 
