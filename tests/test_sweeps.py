@@ -246,9 +246,11 @@ def postgres_url():
 
 
 def test_two_machines_share_a_postgresql_storage(sweep_config, tmp_path, postgres_url):
-    """The second invocation joins from a workdir of its own, as a machine with no shared filesystem."""
+    """The second invocation joins from a workdir of its own, as a machine with no shared filesystem.
+    Runs of 300 steps keep the first machine busy with one while the second starts, even on a loaded
+    machine (with short runs the first could finish both before the second claims one)."""
     here, there = str(tmp_path / 'here'), str(tmp_path / 'there')
-    shared = ('--sweep=two', f'--storage={postgres_url}', '--study_name=shared')
+    shared = ('--sweep=long', f'--storage={postgres_url}', '--study_name=shared')
     with sweep_in_background(sweep_config, here, *shared) as first:
         assert 'shared: 2 runs enqueued' in first.stdout.readline()
         joined = sweep(sweep_config, there, *shared, '--join')
@@ -263,7 +265,7 @@ def test_two_machines_share_a_postgresql_storage(sweep_config, tmp_path, postgre
     assert glob.glob(os.path.join(there, 'runs', '*', 'console.log'))   # the joined machine trained one
     storage = optuna.storages.RDBStorage(postgres_url)
     assert len(optuna.load_study(study_name='shared', storage=storage).get_trials()) == 2
-    status = sweep(sweep_config, there, '--sweep=two', f'--storage={postgres_url}', '--study_name=shared', '--status')
+    status = sweep(sweep_config, there, '--sweep=long', f'--storage={postgres_url}', '--study_name=shared', '--status')
     assert status.returncode == 0 and status.stdout.count('| complete |') == 2
 
     unreachable = sweep(sweep_config, tmp_path / 'nowhere', '--sweep=two',
