@@ -61,6 +61,11 @@ def test_a_table_file_is_checked_before_anything_runs(tmp_path):
                                         "SEEDS = {'cpu': 1}\nROWS = {'cpu': [{'config': 'configs/x.py'}]}\n")
     assert_one_error_line(reproduce(tmp_path / 'broken.py', tmp_path / 'runs', tmp_path / 'out.md'),
                           "ROWS['cpu'][0]", 'label')
+    (tmp_path / 'twins.py').write_text(TINY_TABLE.format(extra="'model.dropout_rate': 0.0")
+                                       .replace("'label': 'baseline'", "'label': 'a/b'")
+                                       .replace("'label': 'relative'", "'label': 'a b'"))
+    assert_one_error_line(reproduce(tmp_path / 'twins.py', tmp_path / 'runs', tmp_path / 'out.md'),
+                          "labels that name the same runs: ['a b', 'a/b']")
 
 
 def test_the_shipped_tables_build_every_row(tmp_path):
@@ -108,8 +113,18 @@ def test_reproduce_writes_ours_beside_the_paper_and_collects_without_training(tm
     collected = reproduce(table, workdir, output, '--collect_only')
     assert collected.returncode == 0, collected.stderr[-3000:]
     assert table_lines(output) == before
+    environment = (workdir / 'environment.txt').stat().st_mtime_ns
     again = reproduce(table, workdir, output)
     assert again.returncode == 0 and '0 runs enqueued' in again.stdout
     assert table_lines(output) == before
+    assert (workdir / 'environment.txt').stat().st_mtime_ns == environment   # the stack that trained them
+    original = open(table).read()
+    with open(table, 'w') as file:              # the same table, edited
+        file.write(original.replace("'train.num_steps': 4", "'train.num_steps': 5"))
+    assert_one_error_line(reproduce(table, workdir, output),
+                          'run baseline,seed=0', "train.num_steps: 4 then, 5 now", 'new --workdir')
+    other = tmp_path / 'other.py'                # another table in the same workdir
+    other.write_text(open(table).read())
+    assert_one_error_line(reproduce(other, workdir, output), 'holds the runs of another table', 'tiny_cpu')
     assert all(launches(str(workdir), f'{label},seed={seed}') == 1 for label in rows for seed in (0, 1))
     assert_one_error_line(reproduce(table, tmp_path / 'elsewhere', output, '--collect_only'), 'holds no runs')

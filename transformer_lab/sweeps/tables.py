@@ -18,9 +18,10 @@ offline datasets) and ``paper`` (the paper's configs and data, for accelerators)
                                         # the run's last value; a row's paper may then be {metric: value}
     COMPILED_MEMORY = True              # optional: a column of each row's compiled train step's temporaries
 
-A row's run ``LABEL,seed=S`` trains ``scripts/train.py --config=CONFIG --config.FIELD=VALUE ...
---config.seed=S`` (the sweep engine's per-run ``config`` override, spec.py): an ordinary workdir.
-``document`` writes the results: per row the paper's value, ours as mean ± standard deviation over
+A row's run ``LABEL,seed=S`` (the label with characters other than letters, digits and ``._=+-``
+as ``_``) trains ``scripts/train.py --config=CONFIG --config.FIELD=VALUE ... --config.seed=S`` (the
+sweep engine's per-run ``config`` override, spec.py): an ordinary workdir. ``document`` makes the
+results' Markdown: per row the paper's value, ours as mean ± standard deviation over
 the seeds and each seed, the difference, steps, wall time and parameters, under a header naming the
 machine, the date, the versions, the commit and the lock file's hash, with two plots.
 """
@@ -31,6 +32,7 @@ import dataclasses
 import datetime
 import hashlib
 import importlib.metadata
+import json
 import os
 import pathlib
 import platform
@@ -93,56 +95,70 @@ def available(folder: str) -> list[str]:
 
 def from_module(module, path: str) -> Table:
     """The table a file defines, every field checked (SweepError naming the file and field)."""
-    def need(name, kind):
+    def need(name, kind, what):
         value = getattr(module, name, None)
         if not isinstance(value, kind):
-            raise SweepError(f'{path}: {name} must be a {kind.__name__ if isinstance(kind, type) else "dict"} '
-                             f'(see transformer_lab/sweeps/tables.py)')
+            raise SweepError(f'{path}: {name} must be {what} (see transformer_lab/sweeps/tables.py)')
         return value
 
-    rows, seeds, notes = need('ROWS', dict), need('SEEDS', dict), getattr(module, 'NOTES', {})
-    mode = need('MODE', str)
+    rows, seeds = need('ROWS', dict, 'a dict {scale: [row, ...]}'), need('SEEDS', dict, 'a dict {scale: seeds}')
+    notes = getattr(module, 'NOTES', {})
+    mode = need('MODE', str, "'min' or 'max'")
     if mode not in ('min', 'max'):
         raise SweepError(f'{path}: MODE={mode!r}; valid: min or max')
-    metric = need('METRIC', (str, dict))
+    metric = need('METRIC', (str, dict), "a metric name, or a dict {scale: metric name}")
     metrics = metric if isinstance(metric, dict) else dict.fromkeys(rows, metric)
+    extra = getattr(module, 'EXTRA_METRICS', ())
+    if not isinstance(extra, (tuple, list)) or not all(isinstance(name, str) for name in extra):
+        raise SweepError(f"{path}: EXTRA_METRICS must be a tuple of metric names, e.g. ('validation/bleu',)")
+    if not rows:
+        raise SweepError(f'{path}: ROWS has no scale; valid: {", ".join(SCALES)}')
     for field, mapping in (('ROWS', rows), ('SEEDS', seeds), ('NOTES', notes), ('METRIC', metrics)):
         unknown = sorted(set(mapping) - set(SCALES))
         if unknown:
             raise SweepError(f'{path}: {field} has scales {unknown}; valid: {", ".join(SCALES)}')
-    for scale in rows:
+    for scale, found in rows.items():
+        if not isinstance(found, list) or not found:
+            raise SweepError(f'{path}: ROWS[{scale!r}] must be a list of one row or more')
         if not isinstance(seeds.get(scale), int) or seeds[scale] < 1:
             raise SweepError(f'{path}: SEEDS[{scale!r}] must be a number of seeds, 1 or more')
         if not isinstance(metrics.get(scale), str):
             raise SweepError(f'{path}: METRIC has no metric for the scale {scale!r}')
-    extra = tuple(getattr(module, 'EXTRA_METRICS', ()))
-    return Table(name=os.path.splitext(os.path.basename(path))[0], path=path, title=need('TITLE', str),
-                 metrics=metrics, mode=mode, paper_metric=need('PAPER_METRIC', str), seeds=seeds,
-                 rows={scale: [to_row(row, path, scale, index, metrics[scale]) for index, row in enumerate(found)]
-                       for scale, found in rows.items()}, notes=notes, extra_metrics=extra,
-                 compiled_memory=bool(getattr(module, 'COMPILED_MEMORY', False)))
+    return Table(name=os.path.splitext(os.path.basename(path))[0], path=path,
+                 title=need('TITLE', str, 'a string'), metrics=metrics, mode=mode,
+                 paper_metric=need('PAPER_METRIC', str, 'a string'), seeds=seeds,
+                 rows={scale: [to_row(row, path, scale, index, metrics[scale], tuple(extra))
+                               for index, row in enumerate(found)] for scale, found in rows.items()},
+                 notes=notes, extra_metrics=tuple(extra), compiled_memory=bool(getattr(module, 'COMPILED_MEMORY', False)))
 
 
-def to_row(row, path: str, scale: str, index: int, metric: str) -> Row:
+def to_row(row, path: str, scale: str, index: int, metric: str, extra_metrics: tuple[str, ...]) -> Row:
     where = f'{path}: ROWS[{scale!r}][{index}]'
     if not isinstance(row, dict) or not {'label', 'config'} <= set(row) or set(row) - ROW_KEYS:
         raise SweepError(f'{where}: a row is a dict of label, config and optionally overrides, paper, reference'
                          + (f' (unknown: {", ".join(sorted(set(row) - ROW_KEYS))})' if isinstance(row, dict) else ''))
+    overrides = row.get('overrides', {})
+    if not isinstance(overrides, dict):
+        raise SweepError(f'{where}: overrides must be a dict {{field: value}}, not {overrides!r}')
     paper = row.get('paper')
     paper = {} if paper is None else paper if isinstance(paper, dict) else {metric: paper}
     if not all(isinstance(value, (int, float)) for value in paper.values()):
         raise SweepError(f'{where}: paper={row["paper"]!r} must be a number, a dict of metric: number, or None')
-    return Row(label=str(row['label']), config=str(row['config']), overrides=dict(row.get('overrides', {})),
+    unknown = sorted(set(paper) - {metric, *extra_metrics})
+    if unknown:
+        raise SweepError(f'{where}: paper values of {unknown}, which is neither METRIC ({metric}) nor in EXTRA_METRICS')
+    return Row(label=str(row['label']), config=str(row['config']), overrides=dict(overrides),
                paper=paper, reference=str(row.get('reference', '')))
 
 
 def scale_named(table: Table, scale: str) -> list[Row]:
     if scale not in table.rows:
         raise SweepError(f'--scale={scale}: {table.path} has the scales {", ".join(table.rows)}')
-    labels = [row.label for row in table.rows[scale]]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    names = [run_name(row, 0) for row in table.rows[scale]]
+    repeated = sorted({row.label for row, name in zip(table.rows[scale], names) if names.count(name) > 1})
     if repeated:
-        raise SweepError(f'{table.path}: ROWS[{scale!r}] repeats the labels {repeated}; each row needs its own')
+        raise SweepError(f'{table.path}: ROWS[{scale!r}] has labels that name the same runs: {repeated}; give '
+                         f'each row a label of its own (letters, digits and ._=+- are kept, others become _)')
     return table.rows[scale]
 
 
@@ -157,9 +173,9 @@ def runs(rows: list[Row], seeds: int) -> list[tuple[str, dict]]:
 
 
 def grid_function(table: Table, scale: str):
-    """A scale of the table as a ``sweep_`` function with the table's seeds: the sweep that the engine's
-    workers load from a table file (spec.load); scripts/reproduce.py enqueues ``runs`` with its own
-    number of seeds."""
+    """A scale of the table as the ``sweep_`` function of the Sweep that spec.load makes of a table file
+    (with the table's seeds; ``spec.grid`` expands it). The engine's workers read each run's overrides
+    from the study; scripts/reproduce.py enqueues ``runs`` with its own number of seeds."""
     rows, seeds = scale_named(table, scale), table.seeds[scale]
 
     def sweep_table(add):
@@ -219,8 +235,8 @@ def collect(rows: list[Row], seeds: int, study_runs: list[Run], workdir: str, me
         results.append(RowResult(
             row, metric, values, [int(run.attribute('steps', 0)) for run in done], [run.wall_s for run in done],
             next((run.attribute('num_params') for run in done), None),
-            [f'{run_name(row, seed)}: {run.status if run else "not started"}' for seed, run in enumerate(found)
-             if run not in done]))
+            [f'{run_name(row, seed)}: ' + (f'{run.status}' + (f' ({run.error})' if run.error else '') if run
+                                           else 'not started') for seed, run in enumerate(found) if run not in done]))
     return results
 
 
@@ -232,13 +248,23 @@ def last_value(workdir: str, run: str, metric: str) -> float | None:
     return next((float(record[metric]) for record in reversed(records) if metric in record), None)
 
 
-def add_compiled_memory(results: list[RowResult], build_config) -> None:
-    """Each row's compiled train step's temporaries in MB (``benchmarking.compiled_train_step``), its
-    config from ``build_config(row)``: compiled once per row, in this process."""
+def add_compiled_memory(results: list[RowResult], build_config, cache: str) -> None:
+    """Each row's compiled train step's temporaries in MB (``benchmarking.compiled_train_step``, its
+    config from ``build_config(row)``), compiled in this process once per row and kept in ``cache``
+    (a JSON file of the workdir) for the next document. A row that cannot be compiled here (its data
+    not prepared on this machine) gets none."""
     from transformer_lab.benchmarking import compiled_train_step
+    known = json.loads(pathlib.Path(cache).read_text()) if os.path.exists(cache) else {}
     for result in results:
-        compiled = compiled_train_step(build_config(result.row), batches=1)[0]
-        result.compiled_mb = compiled.memory_analysis().temp_size_in_bytes / 2**20
+        if result.row.label not in known:
+            try:
+                compiled = compiled_train_step(build_config(result.row), batches=1)[0]
+                known[result.row.label] = compiled.memory_analysis().temp_size_in_bytes / 2**20
+            except Exception as error:  # noqa: BLE001 - a missing dataset, device memory: the column says '-'
+                print(f'note: no compiled memory for {result.row.label}: {type(error).__name__}: {error}')
+                continue
+        result.compiled_mb = known[result.row.label]
+    pathlib.Path(cache).write_text(json.dumps(known))
 
 
 def environment(project_root: str) -> str:
@@ -331,12 +357,12 @@ def document(table: Table, scale: str, results: list[RowResult], *, seeds: int, 
                        else _ours(result.values.get(extra, [])) for extra in table.extra_metrics]
         flags = ' '.join([f'--config={row.config}', *(f'--config.{field}={format_value(value)}'
                                                         for field, value in row.overrides.items())])
-        cells = [row.label, paper, _ours(result.seeds), ', '.join(f'{value:.3f}' for value in result.seeds) or '-',
+        cells = [_escaped(row.label), _escaped(paper), _ours(result.seeds), ', '.join(f'{value:.3f}' for value in result.seeds) or '-',
                  difference, *extra_cells, str(max(result.steps, default='-')),
                  f'{statistics.fmean(result.wall_s):.0f} s' if result.wall_s else '-',
                  f'{result.num_params:,}' if result.num_params else '-',
                  *([f'{result.compiled_mb:,.0f} MB' if result.compiled_mb is not None else '-'] if memory else []),
-                 f'`{flags}`']
+                 f'`{_escaped(flags)}`']
         lines.append('| ' + ' | '.join(cells) + ' |')
     unfinished = [name for result in results for name in result.unfinished]
     found = findings(results, table.mode)
@@ -348,22 +374,35 @@ def document(table: Table, scale: str, results: list[RowResult], *, seeds: int, 
         lines += ['', table.notes[scale]]
     lines += ['']
     for caption, path in plots.items():
-        lines += [f'![{caption}]({os.path.relpath(path, os.path.dirname(os.path.abspath(output)))})', '']
+        relative = os.path.relpath(path, os.path.dirname(os.path.abspath(output))).replace(' ', '%20')
+        lines += [f'![{caption}]({relative})', '']
     return '\n'.join(lines)
+
+
+def _escaped(text: str) -> str:
+    """Text for a Markdown table's cell: a ``|`` would end the cell."""
+    return text.replace('|', '\\|')
 
 
 def plot_rows(table: Table, scale: str, results: list[RowResult], path: str) -> None:
     """Each row's final metric: every seed, the mean with its standard deviation, and the paper's value."""
     figure, axes = plt.subplots(figsize=(max(5.0, 1.1 * len(results) + 2), 4))
+    unlabelled = {'each seed', 'ours: mean ± std', 'the paper'}   # each in the legend once
+
+    def label(text):
+        if text not in unlabelled:
+            return None
+        unlabelled.remove(text)
+        return text
+
     for index, result in enumerate(results):
-        axes.scatter([index] * len(result.seeds), result.seeds, color='tab:blue', alpha=0.5, s=14,
-                     label='each seed' if index == 0 else None)
-        if result.mean is not None:
+        if result.seeds:
+            axes.scatter([index] * len(result.seeds), result.seeds, color='tab:blue', alpha=0.5, s=14,
+                         label=label('each seed'))
             axes.errorbar(index, result.mean, yerr=result.std or 0.0, fmt='o', color='tab:blue', capsize=4,
-                          label='ours: mean ± std' if index == 0 else None)
+                          label=label('ours: mean ± std'))
         if result.paper is not None:
-            axes.scatter(index, result.paper, marker='x', color='tab:red', s=50,
-                         label='the paper' if not any(r.paper is not None for r in results[:index]) else None)
+            axes.scatter(index, result.paper, marker='x', color='tab:red', s=50, label=label('the paper'))
     axes.set_xticks(range(len(results)), [result.row.label for result in results], rotation=15)
     axes.set_ylabel(table.metrics[scale])
     axes.set_title(table.title, fontsize='small')
@@ -379,6 +418,7 @@ def plot_curves(table: Table, scale: str, results: list[RowResult], seeds: int, 
     metric = table.metrics[scale]
     figure, axes = plt.subplots(figsize=(7, 4))
     for index, result in enumerate(results):
+        labelled = False
         for seed in range(seeds):
             try:
                 records = read_metrics(os.path.join(workdir, 'runs', run_name(result.row, seed)))
@@ -387,7 +427,8 @@ def plot_curves(table: Table, scale: str, results: list[RowResult], seeds: int, 
             points = [(record['step'], record[metric]) for record in records if metric in record]
             if points:
                 axes.plot(*zip(*points), color=f'C{index % 10}', marker='.', alpha=0.7,
-                          label=result.row.label if seed == 0 else None)
+                          label=None if labelled else result.row.label)
+                labelled = True
     axes.set_xlabel('step')
     axes.set_ylabel(metric)
     axes.set_title(f'{metric} during training, every seed', fontsize='small')
