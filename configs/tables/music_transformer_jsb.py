@@ -34,7 +34,9 @@ ROWS = {
 NOTES = {
     'cpu': ('At CPU scale the data are music21\'s Bach chorales (320 / 43 / 39, not JSB\'s 229 / 76 / 77), '
             'the model is 3 layers of d_model 128 and training stops after 500 steps, far from convergence: '
-            'the values are not comparable with the paper\'s, only the ordering of the rows is.'),
+            'the values are not comparable with the paper\'s, only the ordering of the rows is. Wall times in '
+            'docs/results/music_transformer_jsb_cpu.md are rough: the test suite shared the two cores during '
+            'about half of the runs.'),
     'paper': ('The paper tuned each row (Sec. 4: L in 4-6, attention 256-512, ff 512-1024); these rows share '
               'the JSB config of its relative model (5 layers, 512, 8 heads), varying only the addition.'),
 }
