@@ -69,7 +69,7 @@ def main(argv):
         table = tables.load(path)
         rows = tables.scale_named(table, FLAGS.scale)
         metric = table.metrics[FLAGS.scale]
-        sweep = spec_lib.load(path, FLAGS.scale)
+        sweep = spec_lib.Sweep(path, FLAGS.scale, tables.grid_function(table, FLAGS.scale))   # as spec.load makes it
     except spec_lib.SweepError as error:
         cli.fail(str(error))
     name = f'{table.name}_{FLAGS.scale}'

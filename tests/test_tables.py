@@ -102,7 +102,7 @@ def test_reproduce_writes_ours_beside_the_paper_and_collects_without_training(tm
         assert cells[5] == f'{statistics.fmean(accuracy):.3f} ± {statistics.stdev(accuracy):.3f} (2)' + (
             ' (0.5)' if label == 'baseline' else '')
         assert re.fullmatch(r'\d+ s', cells[7]) and int(cells[8].replace(',', '')) > 1000
-        assert re.fullmatch(r'\d+ MB', cells[9]) or cells[9] == '0 MB'
+        assert re.fullmatch(r'\d+ MB', cells[9])
     assert 'Ordering of the rows by the metric: ours' in text
     for plot in ('rows.png', 'curves.png'):
         assert os.path.getsize(tmp_path / 'results' / 'tiny' / plot) > 1000
