@@ -53,6 +53,35 @@ def test_log_likelihood_matches_the_logistic_cdf_differences(channels, mixtures)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
 
 
+def reference_grey_log_probabilities(means, log_scales, logits):
+    """float64 log p(v) for v = 0..255 of a grey mixture, from differences of log CDFs (of log survival
+    functions above the mean, where both CDFs round to 1): an evaluation independent of the model's."""
+    x = np.arange(256, dtype=np.float64)[:, None] / 127.5 - 1.0                       # [256, 1]
+    inverse_scale = np.exp(-np.maximum(np.asarray(log_scales, np.float64), -7.0))
+    upper = np.where(x == 1.0, np.inf, (x - means + 1 / 255) * inverse_scale)          # [256, K]
+    lower = np.where(x == -1.0, -np.inf, (x - means - 1 / 255) * inverse_scale)
+    log_cdf = lambda z: -np.logaddexp(0.0, -z)  # noqa: E731   log sigma(z)
+    with np.errstate(divide='ignore'):
+        below = log_cdf(upper) + np.log1p(-np.exp(log_cdf(lower) - log_cdf(upper)))
+        above = log_cdf(-lower) + np.log1p(-np.exp(log_cdf(-upper) - log_cdf(-lower)))
+    log_bin = np.where(lower > 0, above, below)
+    log_weights = logits - np.logaddexp.reduce(logits)
+    return np.logaddexp.reduce(log_bin + log_weights, axis=-1)
+
+
+@pytest.mark.parametrize('log_scales', [[-7.0, -7.0, -7.0], [-5.0, -4.0, -6.5], [-7.0, -2.0, 1.0]])
+def test_every_grey_intensity_keeps_its_log_probability_under_narrow_components(log_scales):
+    """Unlikely intensities under narrow components (logistic CDFs both near 0 or 1) to 1e-4 nats,
+    where subtracting float32 sigmoids was off by 5e-3 to 2e-2."""
+    means, logits = np.array([-0.6, 0.1, 0.73]), np.array([0.3, -0.2, 0.5])
+    params = np.concatenate([logits, np.stack([means, log_scales], -1).reshape(-1)])   # K logits, then (m, s) per K
+    params = params.astype(np.float32).astype(np.float64)     # the very parameters the model evaluates
+    ours = np.asarray(dmol_log_likelihood(jnp.asarray(params, jnp.float32)[None], jnp.arange(256)[:, None], 3))
+    expected = reference_grey_log_probabilities(params[3::2], params[4::2], params[:3])
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4)
+
+
 def test_the_256_probabilities_of_a_grey_pixel_sum_to_one():
     params = random_params(8, 1, 5)
     values = jnp.arange(256)[:, None, None]                                   # [256, 1, C=1]

@@ -54,7 +54,6 @@ def choose_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_k: 
     return jax.random.categorical(key, logits).astype(jnp.int32)
 
 
-HALF_BIN = 1.0 / 255.0           # half the width of one intensity bin on [-1, 1]
 MIN_LOG_SCALE = -7.0             # PixelCNN++'s floor on log s
 
 
@@ -86,29 +85,42 @@ def conditional_means(means: Array, coefficients: Array, x: Array) -> Array:
     return jnp.stack(adjusted, axis=-1)
 
 
+def log_bin_probability(upper: Array, lower: Array) -> Array:
+    """log [sigma(upper) - sigma(lower)] for upper > lower, exact in float32 wherever the bin lies.
+
+    Subtracting the two sigmoids loses every digit when both are near 1 or near 0 (an unlikely
+    intensity under a narrow component: the log-probability was off by 5e-3 to 2e-2 nats). Instead
+    the difference is factored (PixelCNN++'s log-space evaluation, made exact):
+
+        sigma(u) - sigma(l) = sigma(u) sigma(-l) (1 - e^-(u - l)),
+
+    whose three logarithms, log sigma(u), log sigma(-l) and log(-expm1(-(u - l))), are each accurate,
+    so no density fallback is needed. upper, lower [...] -> [...].
+    """
+    return jax.nn.log_sigmoid(upper) + jax.nn.log_sigmoid(-lower) + jnp.log(-jnp.expm1(lower - upper))
+
+
 def dmol_log_likelihood(params: Array, values: Array, mixtures: int) -> Array:
     """log p(pixel) in nats, float32 [...], of integer pixels ``values`` [..., C] under ``params``.
 
     Bins of width 2/255 around x; the first bin extends to -inf and the last to +inf, so the 256
-    probabilities of each channel sum to 1. Where a bin's probability underflows (< 1e-5), the density
-    at its centre times the bin width is used instead (as in PixelCNN++).
+    probabilities of each channel sum to 1. Every bin's log-probability is evaluated in log space
+    (``log_bin_probability``), so unlikely intensities keep their precision.
     """
     params = params.astype(jnp.float32)
     channels = values.shape[-1]
     logits, means, log_scales, coefficients = split_dmol_parameters(params, channels, mixtures)
     x = values.astype(jnp.float32) / 127.5 - 1.0
-    centred = x[..., None, :] - conditional_means(means, coefficients, x)        # [..., K, C]
+    m = conditional_means(means, coefficients, x)                                 # [..., K, C]
     inverse_scale = jnp.exp(-log_scales)
-    upper, lower = inverse_scale * (centred + HALF_BIN), inverse_scale * (centred - HALF_BIN)
-    log_cdf_upper = upper - jax.nn.softplus(upper)                  # log sigma(upper): the first bin
-    log_survival_lower = -jax.nn.softplus(lower)                    # log (1 - sigma(lower)): the last bin
-    bin_probability = jax.nn.sigmoid(upper) - jax.nn.sigmoid(lower)
-    middle = inverse_scale * centred
-    log_density_times_width = middle - log_scales - 2.0 * jax.nn.softplus(middle) + jnp.log(2 * HALF_BIN)
-    log_bin = jnp.where(bin_probability > 1e-5, jnp.log(jnp.maximum(bin_probability, 1e-12)),
-                        log_density_times_width)
+    # The bin's edges (2 v - 255 +- 1) / 255 - m: one rounding each from exact integers, so a narrow
+    # component (1 / s up to e^7) does not magnify the rounding of x = v / 127.5 - 1 as well.
+    doubled = 2.0 * values.astype(jnp.float32)[..., None, :] - 255.0
+    upper, lower = inverse_scale * ((doubled + 1.0) / 255.0 - m), inverse_scale * ((doubled - 1.0) / 255.0 - m)
     values = values[..., None, :]
-    log_channel = jnp.where(values == 0, log_cdf_upper, jnp.where(values == 255, log_survival_lower, log_bin))
+    log_channel = jnp.where(values == 0, jax.nn.log_sigmoid(upper),              # the first bin: sigma(upper)
+                            jnp.where(values == 255, jax.nn.log_sigmoid(-lower),  # the last: 1 - sigma(lower)
+                                      log_bin_probability(upper, lower)))
     return jax.nn.logsumexp(log_channel.sum(-1) + jax.nn.log_softmax(logits, axis=-1), axis=-1)
 
 
