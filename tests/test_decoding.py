@@ -8,7 +8,7 @@ from flax import nnx
 
 from transformer_lab.data.tokenizers import EOS_ID
 from transformer_lab.decoding import generate
-from transformer_lab.models.heads import choose_tokens
+from transformer_lab.models.heads import CategoricalHead, choose_tokens
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
 
 VOCAB = 30
@@ -123,15 +123,13 @@ class MarkovModel(nnx.Module):
 
     def __init__(self, probabilities):
         self.log_table = nnx.Param(jnp.log(jnp.asarray(probabilities, jnp.float32) + 1e-12))
+        self.head = CategoricalHead(1, len(probabilities), dtype=jnp.float32, param_dtype=jnp.float32, rngs=nnx.Rngs(0))
 
     def init_decode_state(self, batch_size, max_length, inputs=None):
         return {'steps': jnp.zeros((batch_size,), jnp.int32)}
 
     def decode_step(self, tokens, position, state):
         return self.log_table[...][tokens], {'steps': state['steps'] + 1}
-
-    def choose_tokens(self, logits, key, temperature, top_k):
-        return choose_tokens(logits, key, temperature, top_k)
 
 
 def test_an_early_finished_hypothesis_outlives_the_greedy_path():

@@ -77,7 +77,7 @@ def test_cached_greedy_sampling_equals_the_prediction_of_the_full_pass(head, att
     sequence = np.asarray(decoding.generate(graphdef, params, batch_size=2, max_length=positions, temperature=0.0))
     images = model.to_raster(sequence)                                # [2, 5, 4, 3] uint8
     outputs = model({'targets': jnp.asarray(images.reshape(2, -1), jnp.int32)})
-    np.testing.assert_array_equal(np.asarray(model.predict(outputs)), images.reshape(2, -1))
+    np.testing.assert_array_equal(np.asarray(model.head.predict(outputs)), images.reshape(2, -1))
 
 
 def test_dmol_losses_spread_each_pixel_nll_over_its_channels():
@@ -86,7 +86,7 @@ def test_dmol_losses_spread_each_pixel_nll_over_its_channels():
     images = random_images(2)
     outputs = model({'targets': images})
     assert outputs.shape == (2, 20, 40)                               # 4 mixtures x (1 + 3 + 3 + 3)
-    _, nll = model.target_losses(outputs, {'targets': images}, 0.0)
+    _, nll = model.head.losses(outputs, images, 0.0)
     pixel_ll = dmol_log_likelihood(outputs, images.reshape(2, 20, 3), 4)
     np.testing.assert_allclose(float(nll.sum()), -float(pixel_ll.sum()), rtol=1e-5)
     np.testing.assert_allclose(nll[:, 0::3], nll[:, 2::3])
@@ -112,8 +112,9 @@ def fashion_pipeline():
 def test_uniform_logits_score_exactly_8_bits_per_dim(fashion_pipeline):
     config, pipeline = fashion_pipeline
     model = registry.build_model(config.model, 256, seed=0)
-    model.head.kernel[...] = jnp.zeros_like(model.head.kernel[...])
-    model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
+    projection = model.head.projection
+    projection.kernel[...] = jnp.zeros_like(projection.kernel[...])
+    projection.bias[...] = jnp.zeros_like(projection.bias[...])
     graphdef, params = nnx.split(model)
     config.eval.max_examples, config.eval.batch_size = 10, 4              # 3 batches, the last padded
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
@@ -203,7 +204,7 @@ def test_super_resolution_conditions_on_the_input_and_samples_from_the_cache(att
     sequence = decoding.generate(graphdef, params, batch_size=2, max_length=60, inputs=inputs, temperature=0.0)
     sampled = model.to_raster(np.asarray(sequence)).reshape(2, -1)
     outputs = model({'targets': jnp.asarray(sampled, jnp.int32), 'inputs': inputs})
-    np.testing.assert_array_equal(np.asarray(model.predict(outputs)), sampled)
+    np.testing.assert_array_equal(np.asarray(model.head.predict(outputs)), sampled)
 
 
 def test_the_super_resolution_config_trains_and_samples_inputs_beside_outputs(tmp_path):
@@ -225,7 +226,7 @@ def test_learned_positions_have_a_table_per_coordinate_and_keep_causality():
     config = image_model_config('1d')
     config.positional = 'learned'
     model = ImageTransformer(config, 256, rngs=nnx.Rngs(0))
-    assert [table[...].shape for table in model.positions.tables] == [(5, 24), (4, 24), (3, 24)]
+    assert [table[...].shape for table in model.embedder.positions.tables] == [(5, 24), (4, 24), (3, 24)]
     images = random_images(1)
     base = np.asarray(model({'targets': images}))
     changed = np.asarray(model({'targets': images.at[0, 30].set((images[0, 30] + 1) % 256)}))

@@ -142,10 +142,10 @@ def test_concatenated_sinusoids_fill_the_last_dimensions(tiny_model_config):
     model = DecoderOnly(music_model_config(tiny_model_config, concat=True, voices=False), VOCAB, rngs=nnx.Rngs(0))
     targets = tokens(2, 7)
     positions = jnp.broadcast_to(jnp.arange(7), (2, 7))
-    embedded = model.decoder.embed(targets, positions, None)
+    embedded = model.target_embedder(targets, positions, None)
     assert embedded.shape == (2, 7, tiny_model_config.d_model)
     np.testing.assert_allclose(embedded[..., -12:], sinusoidal_position_encoding(positions, 12), atol=1e-6)
-    np.testing.assert_allclose(embedded[..., :-12], model.decoder.embedding(targets), atol=1e-6)
+    np.testing.assert_allclose(embedded[..., :-12], model.target_embedder.embedding(targets), atol=1e-6)
 
 
 def voices_of(length):

@@ -71,6 +71,7 @@ def base_config() -> ConfigDict:
     model.norm = 'post'                 # 'post' = the paper; 'pre' = LayerNorm inside the residual
     model.share_embeddings = True       # source and target share one table (shared vocabulary)
     model.tie_output = True             # output projection = transposed target embedding
+    model.head = 'categorical'          # output head by name (models/heads.py); images also 'dmol'
     model.dtype = 'float32'             # compute dtype; parameters are always float32
     model.attention = ConfigDict({'type': 'dot_product'})
 
@@ -151,8 +152,7 @@ def image_config(dataset: str, image_shape: tuple[int, int, int]) -> ConfigDict:
     model = config.model
     model.name, model.image_shape, model.max_length = 'image_transformer', image_shape, length
     model.num_classes = 0               # > 0: class-conditional (a class embedding at every position)
-    model.head = 'categorical'          # or 'dmol': a pixel per position, a mixture of logistics per pixel
-    model.mixtures = 10                 # DMOL components (10 in the paper: 100 numbers per RGB pixel)
+    model.mixtures = 10                 # model.head='dmol': components (10 in the paper: 100 numbers per RGB pixel)
     config.train.label_smoothing = 0.0
     config.eval.evaluators = ('bits_per_dim',)
     config.sample.max_length = length

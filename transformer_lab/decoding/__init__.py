@@ -33,7 +33,7 @@ def _generate(graphdef, params, inputs, prompt, key, *, max_length, temperature,
     def step(carry):
         position, previous, state, done, output = carry
         logits, state = model.decode_step(previous, position, state)
-        token = model.choose_tokens(logits, jax.random.fold_in(key, position), temperature, top_k)
+        token = model.head.sample(logits, jax.random.fold_in(key, position), temperature, top_k)
         if prompt_length:
             forced = prompt[:, jnp.minimum(position, prompt_length - 1)]
             token = jnp.where(position < prompt_length, forced, token)

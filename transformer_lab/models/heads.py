@@ -1,7 +1,12 @@
-"""Output heads: what a model's outputs mean as a distribution over its targets.
+"""Output heads: the last projection of a model and what its outputs mean as a distribution.
 
-Categorical (every model's softmax over a vocabulary or 256 intensities): ``token_losses`` for
-training and evaluation, ``choose_tokens`` for decoding.
+Every head has one face, which the training step, the evaluators and decoding use without knowing
+the head (``Head``); ``model.head`` chooses it by name from ``HEADS``, as ``model.attention.type``
+chooses an attention core:
+
+``categorical``  a softmax over a vocabulary or the 256 intensities of a sub-pixel, one value per position
+                 (``token_losses`` for training and evaluation, ``choose_tokens`` for decoding);
+``dmol``         a discretised mixture of logistics over the C channels of a pixel, C values per position.
 
 The discretised mixture of logistics (DMOL) of PixelCNN++ (Salimans et al. 2017, Sec. 2.1-2.2), used by
 the Image Transformer's DMOL models (Parmar et al. 2018, Sec. 3.3). Written by hand: no maintained JAX
@@ -19,11 +24,17 @@ numbers for K = 10 components of RGB, 30 for grey.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
+
+from transformer_lab.config import ConfigError
 
 Array = jax.Array
+INTENSITIES = 256   # the values of one image channel
 
 
 def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: float) -> tuple[jax.Array, jax.Array]:
@@ -147,3 +158,129 @@ def dmol_sample(params: Array, key: Array, channels: int, mixtures: int, tempera
         index += channel
         x.append(jnp.clip(means[..., channel] + shift + noise[..., channel], -1.0, 1.0))
     return jnp.round((jnp.stack(x, axis=-1) + 1.0) * 127.5).astype(jnp.int32)
+
+
+class Head(Protocol):
+    """What a model's outputs mean. ``outputs`` are the head's own projection of the final hidden states,
+    one vector per position; ``targets`` hold ``values_per_position`` values per position, flattened
+    [batch, positions x values_per_position] (text: tokens; images: sub-pixels in raster order)."""
+
+    values_per_position: int
+
+    def __call__(self, hidden: Array) -> Array:
+        """hidden [batch, positions, d_model] -> outputs float32 [batch, positions, outputs per position]."""
+
+    def losses(self, outputs: Array, targets: Array, label_smoothing: float) -> tuple[Array, Array]:
+        """(training loss, NLL in nats) per target value, float32, shaped like ``targets``."""
+
+    def predict(self, outputs: Array) -> Array:
+        """The most likely target values, shaped like ``targets``."""
+
+    def sample(self, outputs: Array, key: Array, temperature: float, top_k: int) -> Array:
+        """outputs [batch, outputs per position] of one decoding step -> one token per row [batch]: the
+        position's values packed into one integer (``unpack`` inverts it)."""
+
+    def unpack(self, tokens: Array) -> Array:
+        """Decoding tokens [...] -> the values of their positions [..., values_per_position]."""
+
+
+class CategoricalHead(nnx.Module):
+    """A softmax over ``classes`` values, one value per position: logits = hidden W + b, or, tied
+    (Vaswani et al., Sec. 3.4), hidden times the transposed token embedding (``tied_embedding.logits``)."""
+
+    values_per_position = 1
+
+    def __init__(self, d_model: int, classes: int, *, tied_embedding=None, dtype, param_dtype, rngs: nnx.Rngs):
+        self.tied_embedding = tied_embedding
+        self.projection = (None if tied_embedding is not None else
+                           nnx.Linear(d_model, classes, dtype=dtype, param_dtype=param_dtype, rngs=rngs))
+
+    @classmethod
+    def from_config(cls, model_config, classes: int, *, tied_embedding=None, **dtypes) -> CategoricalHead:
+        return cls(model_config.d_model, classes, tied_embedding=tied_embedding, **dtypes)
+
+    @classmethod
+    def position_values(cls, model_config) -> int:
+        return cls.values_per_position
+
+    def __call__(self, hidden: Array) -> Array:
+        project = self.projection if self.tied_embedding is None else self.tied_embedding.logits
+        return project(hidden).astype(jnp.float32)
+
+    def losses(self, outputs: Array, targets: Array, label_smoothing: float) -> tuple[Array, Array]:
+        return token_losses(outputs, targets, label_smoothing)
+
+    def predict(self, outputs: Array) -> Array:
+        return jnp.argmax(outputs, axis=-1)
+
+    def sample(self, outputs: Array, key: Array, temperature: float, top_k: int) -> Array:
+        return choose_tokens(outputs, key, temperature, top_k)
+
+    def unpack(self, tokens: Array) -> Array:
+        return tokens[..., None]
+
+
+class DMOLHead(nnx.Module):
+    """A discretised mixture of ``mixtures`` logistics over the ``channels`` values of a pixel (one pixel
+    per position; Parmar et al., Sec. 3.3). The NLL of a pixel is spread evenly over its C sub-pixels,
+    so sums and bits/dim are exact; it has no classes to smooth labels over. Decoding packs a pixel's
+    values into one token v_0 + 256 v_1 + 256^2 v_2; ``top_k`` has no meaning for it and is ignored."""
+
+    def __init__(self, d_model: int, channels: int, mixtures: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+        self.values_per_position, self.mixtures = channels, mixtures
+        self.projection = nnx.Linear(d_model, dmol_parameter_count(channels, mixtures), dtype=dtype,
+                                     param_dtype=param_dtype, rngs=rngs)
+
+    @classmethod
+    def from_config(cls, model_config, classes: int, *, tied_embedding=None, **dtypes) -> DMOLHead:
+        if classes != INTENSITIES or 'image_shape' not in model_config or tied_embedding is not None:
+            raise ConfigError('model.head', "'dmol' predicts the pixels of an image model; use 'categorical'")
+        return cls(model_config.d_model, cls.position_values(model_config), model_config.mixtures, **dtypes)
+
+    @staticmethod
+    def position_values(model_config) -> int:
+        return model_config.image_shape[2]
+
+    def __call__(self, hidden: Array) -> Array:
+        return self.projection(hidden).astype(jnp.float32)
+
+    def _pixels(self, values: Array) -> Array:
+        """[batch, positions x C] -> [batch, positions, C]."""
+        return values.reshape(values.shape[0], -1, self.values_per_position)
+
+    def losses(self, outputs: Array, targets: Array, label_smoothing: float) -> tuple[Array, Array]:
+        del label_smoothing   # refused with this head by the config's validation
+        pixels = self._pixels(targets)
+        nll = -dmol_log_likelihood(outputs, pixels, self.mixtures) / self.values_per_position
+        nll = jnp.broadcast_to(nll[..., None], pixels.shape).reshape(targets.shape)
+        return nll, nll
+
+    def predict(self, outputs: Array) -> Array:
+        """The most likely component's means."""
+        pixels = dmol_sample(outputs, jax.random.key(0), self.values_per_position, self.mixtures, temperature=0.0)
+        return pixels.reshape(outputs.shape[0], -1)
+
+    def sample(self, outputs: Array, key: Array, temperature: float, top_k: int) -> Array:
+        del top_k
+        pixel = dmol_sample(outputs, key, self.values_per_position, self.mixtures, temperature)
+        return (pixel * INTENSITIES ** jnp.arange(self.values_per_position)).sum(-1)
+
+    def unpack(self, tokens: Array) -> Array:
+        return tokens[..., None] // INTENSITIES ** jnp.arange(self.values_per_position) % INTENSITIES
+
+
+HEADS = {'categorical': CategoricalHead, 'dmol': DMOLHead}
+
+
+def head_class(model_config) -> type:
+    """The class of the head ``model_config.head`` names."""
+    if model_config.head not in HEADS:
+        raise ConfigError('model.head', f'{model_config.head!r} is not one of {list(HEADS)}')
+    return HEADS[model_config.head]
+
+
+def make_head(model_config, classes: int, *, tied_embedding=None, dtype, param_dtype, rngs: nnx.Rngs) -> Head:
+    """The head ``model_config.head`` names, over ``classes`` values per position (categorical; its
+    logits from ``tied_embedding`` when given) or over the pixels of ``model_config.image_shape`` (DMOL)."""
+    return head_class(model_config).from_config(model_config, classes, tied_embedding=tied_embedding, dtype=dtype,
+                                                param_dtype=param_dtype, rngs=rngs)

@@ -1,10 +1,10 @@
 """The Image Transformer (Parmar et al. 2018): an image generated position by position by a
 Transformer decoder, with local attention for long images.
 
-Two heads (``model.head``): ``categorical``, where every colour channel of every pixel (a *sub-pixel*)
-is a position with a 256-way softmax (H W C positions), and ``dmol``, where every pixel is a position
-whose C channels are predicted jointly by a discretised mixture of logistics (H W positions; see
-models/heads.py). Batches hold images in raster order (row, column, channel); the model reads them in
+A ``PixelEmbedder``, the shared decoder stack (models/stacks.py) and a head chosen by ``model.head``
+(models/heads.py): ``categorical``, where every colour channel of every pixel (a *sub-pixel*) is a
+position with a 256-way softmax (H W C positions), or ``dmol``, where every pixel is a position whose
+C channels are predicted jointly by a discretised mixture of logistics (H W positions). Batches hold images in raster order (row, column, channel); the model reads them in
 its **generation order** (``generation_order``: raster, or block-raster for local 2D attention, the
 order in which its attention is causal) and returns its outputs in raster order again, so training,
 evaluation and sampling all use one order and the data never depends on the attention variant.
@@ -21,14 +21,11 @@ from flax import nnx
 
 from transformer_lab.attention.local import block_raster_order
 from transformer_lab.config import ConfigError
-from transformer_lab.models.heads import (choose_tokens, dmol_log_likelihood, dmol_parameter_count, dmol_sample,
-                                          token_losses)
+from transformer_lab.models.heads import INTENSITIES, head_class, make_head
 from transformer_lab.models.layers import TokenEmbedding, sinusoidal_position_encoding
-from transformer_lab.models.transformer import DTYPES, DecoderLayer, EncoderLayer, _dtypes
+from transformer_lab.models.stacks import DTYPES, DecoderStack, EncoderStack, dtypes
 
 Array = jax.Array
-INTENSITIES = 256
-HEADS = ('categorical', 'dmol')
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,10 +35,17 @@ def _generation_order(grid: tuple[int, int], attention_type: str, query_shape: t
     return np.arange(grid[0] * grid[1])
 
 
+def position_shape(model_config) -> tuple[int, int, int]:
+    """(H, W, C / values per position): the channels a position holds are one value for the categorical
+    head (sub-pixels), the whole pixel for DMOL."""
+    height, width, channels = model_config.image_shape
+    return height, width, channels // head_class(model_config).position_values(model_config)
+
+
 def position_grid(model_config) -> tuple[int, int]:
     """The positions seen as an image: (H, W C) sub-pixels for the categorical head, (H, W) pixels for DMOL."""
-    height, width, channels = model_config.image_shape
-    return (height, width) if model_config.head == 'dmol' else (height, width * channels)
+    height, width, channels = position_shape(model_config)
+    return height, width * channels
 
 
 def _order_key(model_config) -> tuple:
@@ -87,14 +91,70 @@ class PixelPositions(nnx.Module):
         return sum(jnp.take(table[...], c, axis=0) for table, c in zip(self.tables, coordinates))
 
 
-class ImageTransformer(nnx.Module):
-    """Decoder-only Image Transformer: p(image) = prod_t p(position_t | positions before it), with a
-    categorical or DMOL head; bits/dim = NLL per sub-pixel / ln 2 either way.
+class PixelEmbedder(nnx.Module):
+    """The Image Transformer's input (Parmar et al., Sec. 3.1): at step t of the generation order, the
+    channel-wise embeddings of the values generated at step t - 1 (zeros at t = 0) plus the positional
+    encoding of step t's position, plus a class embedding when ``num_classes`` > 0 (class-conditional
+    generation), then dropout. For super-resolution it also embeds the low-resolution image's
+    sub-pixels for the encoder, with the same intensity table."""
 
-    Input of step t: the channel-wise intensity embeddings of the values at step t-1 (``embed_values``;
-    zeros at t = 0) plus the positional encoding of step t, plus a class embedding when
-    ``num_classes`` > 0 (class-conditional generation). A DMOL step is a whole pixel: decoding packs
-    its C intensities into one token v_0 + 256 v_1 + 256^2 v_2.
+    def __init__(self, config, *, rngs: nnx.Rngs):
+        self.image_shape = tuple(config.image_shape)
+        self.order_key = _order_key(config)   # static: the order itself is computed (and cached) from it
+        self.compute_dtype = DTYPES[config.dtype]
+        self.intensity_embedding = TokenEmbedding(INTENSITIES * self.image_shape[2], config.d_model,
+                                                  **dtypes(config), rngs=rngs)
+        self.positions = PixelPositions(config.positional, position_shape(config), config.d_model, rngs=rngs)
+        self.class_embedding = (nnx.Embed(config.num_classes, config.d_model, **dtypes(config), rngs=rngs)
+                                if config.num_classes else None)
+        self.dropout = nnx.Dropout(config.dropout_rate)
+        input_shape = config.get('input_shape')
+        self.input_positions = (PixelPositions(config.positional, tuple(input_shape), config.d_model, rngs=rngs)
+                                if input_shape else None)
+
+    @property
+    def order(self) -> np.ndarray:
+        return _generation_order(*self.order_key)
+
+    def embed_values(self, values: Array, raster_index: Array) -> Array:
+        """Channel-wise intensity embedding: one table of 256 C rows, and intensity v of channel c looks
+        up row v + 256 c; a position holding several channels (DMOL: a pixel) sums theirs.
+        values int [..., n] of the positions with raster indices [...] -> [..., d_model]."""
+        per_position = values.shape[-1]
+        channel = (raster_index[..., None] * per_position + jnp.arange(per_position)) % self.image_shape[2]
+        return self.intensity_embedding(values + INTENSITIES * channel).sum(-2)
+
+    def __call__(self, previous: Array, steps: Array, label: Array | None, rngs: nnx.Rngs | None) -> Array:
+        """previous [batch, T, d] (the embedded values of steps - 1), steps int [T] -> [batch, T, d]."""
+        order = jnp.asarray(self.order)
+        x = previous + self.positions(order[steps]).astype(self.compute_dtype)[None]
+        if self.class_embedding is not None:
+            x = x + self.class_embedding(label)[:, None]
+        return self.dropout(x, deterministic=rngs is None, rngs=rngs)
+
+    def teacher_forced(self, values: Array, label: Array | None, rngs: nnx.Rngs | None) -> Array:
+        """values [batch, positions, n] in generation order -> every step's input [batch, positions, d]."""
+        embedded = self.embed_values(values, jnp.asarray(self.order)[None])
+        previous = jnp.pad(embedded, ((0, 0), (1, 0), (0, 0)))[:, :-1]      # shift right
+        return self(previous, jnp.arange(values.shape[1]), label, rngs)
+
+    def step(self, values: Array, position: Array, label: Array | None) -> Array:
+        """values [batch, n] generated at step position - 1 -> the input of step ``position`` [batch, 1, d]."""
+        previous_index = jnp.asarray(self.order)[jnp.maximum(position - 1, 0)]
+        previous = jnp.where(position > 0, self.embed_values(values, previous_index), 0.0)
+        return self(previous[:, None].astype(self.compute_dtype), jnp.asarray(position)[None], label, None)
+
+    def low_resolution(self, inputs: Array, rngs: nnx.Rngs | None) -> Array:
+        """Super-resolution: low-resolution sub-pixels [batch, h w C] (raster) -> encoder input [batch, h w C, d]."""
+        raster_index = jnp.arange(inputs.shape[1])
+        x = self.embed_values(inputs[..., None], raster_index)
+        x = x + self.input_positions(raster_index).astype(self.compute_dtype)
+        return self.dropout(x, deterministic=rngs is None, rngs=rngs)
+
+
+class ImageTransformer(nnx.Module):
+    """Decoder-only Image Transformer: p(image) = prod_t p(position_t | positions before it); bits/dim =
+    NLL per sub-pixel / ln 2 with either head.
 
     Super-resolution (``input_shape`` set, Parmar et al., Sec. 4.3): an encoder of
     ``num_encoder_layers`` over the low-resolution image ``batch['inputs']`` (its sub-pixels embedded
@@ -108,13 +168,6 @@ class ImageTransformer(nnx.Module):
     def __init__(self, config, vocab_size: int, *, rngs: nnx.Rngs):
         if vocab_size != INTENSITIES:
             raise ConfigError('data.tokenizer', "the Image Transformer models 256 intensities; use 'pixels'")
-        if config.head not in HEADS:
-            raise ConfigError('model.head', f'{config.head!r} is not one of {list(HEADS)}')
-        self.image_shape = tuple(config.image_shape)
-        height, width, channels = self.image_shape
-        self.dmol = config.head == 'dmol'
-        self.mixtures = config.mixtures
-        self.values_per_position = channels if self.dmol else 1
         grid = position_grid(config)
         if config.attention.type == 'local_2d' and tuple(config.attention.image_shape) != grid:
             raise ConfigError('model.attention.image_shape', f'{tuple(config.attention.image_shape)} must be the '
@@ -122,112 +175,33 @@ class ImageTransformer(nnx.Module):
         if config.max_length < grid[0] * grid[1]:
             raise ConfigError('model.max_length', f'{config.max_length} < the {grid[0] * grid[1]} positions of '
                                                   f'an image')
-        self.order_key = _order_key(config)   # static: the order itself is computed (and cached) from it
-        self.compute_dtype = DTYPES[config.dtype]
-        self.intensity_embedding = TokenEmbedding(INTENSITIES * channels, config.d_model, **_dtypes(config),
-                                                  rngs=rngs)
-        position_shape = (height, width, 1) if self.dmol else self.image_shape
-        self.positions = PixelPositions(config.positional, position_shape, config.d_model, rngs=rngs)
-        self.class_embedding = (nnx.Embed(config.num_classes, config.d_model, **_dtypes(config), rngs=rngs)
-                                if config.num_classes else None)
-        self.dropout = nnx.Dropout(config.dropout_rate)
+        self.image_shape = tuple(config.image_shape)
         self.input_shape = tuple(config.input_shape) if config.get('input_shape') else None
-        if self.input_shape is not None:
-            self.input_positions = PixelPositions(config.positional, self.input_shape, config.d_model, rngs=rngs)
-            self.encoder_layers = nnx.List([EncoderLayer(config, rngs=rngs) for _ in range(config.num_encoder_layers)])
-            self.encoder_norm = (nnx.LayerNorm(config.d_model, **_dtypes(config), rngs=rngs)
-                                 if config.norm == 'pre' else None)
-        self.layers = nnx.List([DecoderLayer(config, cross_attention=self.input_shape is not None, rngs=rngs)
-                                for _ in range(config.num_decoder_layers)])
-        self.final_norm = (nnx.LayerNorm(config.d_model, **_dtypes(config), rngs=rngs)
-                           if config.norm == 'pre' else None)
-        outputs = dmol_parameter_count(channels, config.mixtures) if self.dmol else INTENSITIES
-        self.head = nnx.Linear(config.d_model, outputs, **_dtypes(config), rngs=rngs)
+        self.embedder = PixelEmbedder(config, rngs=rngs)
+        self.encoder = EncoderStack(config, rngs=rngs) if self.input_shape is not None else None
+        self.decoder = DecoderStack(config, cross_attention=self.input_shape is not None, rngs=rngs)
+        self.head = make_head(config, INTENSITIES, **dtypes(config), rngs=rngs)
 
     @property
     def order(self) -> np.ndarray:
-        return _generation_order(*self.order_key)
-
-    def embed_values(self, values: Array, raster_index: Array) -> Array:
-        """Channel-wise intensity embedding (Parmar et al., Sec. 3.1): one table of 256 C rows, and
-        intensity v of channel c looks up row v + 256 c; a DMOL position sums its C channels.
-        values int [..., values_per_position], raster_index int [...] -> [..., d_model]."""
-        channels = self.image_shape[2]
-        channel = jnp.arange(channels) if self.dmol else (raster_index % channels)[..., None]
-        return self.intensity_embedding(values + INTENSITIES * channel).sum(-2)
-
-    def _step_inputs(self, previous: Array, steps: Array, label: Array | None, rngs) -> Array:
-        """previous [batch, T, d] (embedded values of the previous steps), steps int [T] -> [batch, T, d]."""
-        order = jnp.asarray(self.order)
-        x = previous + self.positions(order[steps]).astype(self.compute_dtype)[None]
-        if self.class_embedding is not None:
-            x = x + self.class_embedding(label)[:, None]
-        return self.dropout(x, deterministic=rngs is None, rngs=rngs)
-
-    def _output(self, x: Array) -> Array:
-        x = x if self.final_norm is None else self.final_norm(x)
-        return self.head(x).astype(jnp.float32)
+        return self.embedder.order
 
     def encode(self, inputs: Array, rngs: nnx.Rngs | None) -> Array:
-        """Super-resolution: low-resolution sub-pixels [batch, h w C] (raster) -> encoder output [batch, h w C, d]."""
-        raster_index = jnp.arange(inputs.shape[1])
-        x = self.intensity_embedding(inputs + INTENSITIES * (raster_index % self.input_shape[2]))
-        x = self.dropout(x + self.input_positions(raster_index).astype(self.compute_dtype), deterministic=rngs is None,
-                         rngs=rngs)
-        for layer in self.encoder_layers:
-            x = layer(x, None, rngs)
-        return x if self.encoder_norm is None else self.encoder_norm(x)
+        """Super-resolution: low-resolution sub-pixels [batch, h w C] -> encoder output [batch, h w C, d]."""
+        return self.encoder(self.embedder.low_resolution(inputs, rngs), None, rngs)
 
     def __call__(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
         """batch['targets'] int [batch, H W C] in raster order -> outputs float32 in raster order of
         positions: logits [batch, H W C, 256], or DMOL parameters [batch, H W, 100 for K = 10 of RGB]."""
-        order = jnp.asarray(self.order)
         targets = batch['targets']
-        values = targets.reshape(targets.shape[0], -1, self.values_per_position)[:, order]
-        embedded = self.embed_values(values, order[None])
-        previous = jnp.pad(embedded, ((0, 0), (1, 0), (0, 0)))[:, :-1]      # teacher forcing: shift right
-        x = self._step_inputs(previous, jnp.arange(values.shape[1]), batch.get('label'), rngs)
-        encoded = None if self.input_shape is None else self.encode(batch['inputs'], rngs)
-        for layer in self.layers:
-            x = layer(x, None, encoded, None, rngs)
-        return self._output(x)[:, jnp.asarray(np.argsort(self.order))]
-
-    # --- what the outputs mean -----------------------------------------------------------------
-    def target_losses(self, outputs: Array, batch: dict, label_smoothing: float) -> tuple[Array, Array]:
-        """(training loss, NLL) per sub-pixel [batch, H W C]. DMOL spreads a pixel's NLL evenly over
-        its C sub-pixels (so sums, and bits/dim, are exact) and has no label smoothing."""
-        targets = batch['targets']
-        if not self.dmol:
-            return token_losses(outputs, targets, label_smoothing)
-        channels = self.image_shape[2]
-        pixels = targets.reshape(targets.shape[0], -1, channels)
-        nll = -dmol_log_likelihood(outputs, pixels, self.mixtures) / channels
-        nll = jnp.broadcast_to(nll[..., None], pixels.shape).reshape(targets.shape)
-        return nll, nll
-
-    def predict(self, outputs: Array) -> Array:
-        """The most likely intensity of each sub-pixel (DMOL: the top component's means)."""
-        if not self.dmol:
-            return jnp.argmax(outputs, axis=-1)
-        pixels = dmol_sample(outputs, jax.random.key(0), self.image_shape[2], self.mixtures, temperature=0.0)
-        return pixels.reshape(outputs.shape[0], -1)
-
-    def choose_tokens(self, outputs: Array, key: Array, temperature: float, top_k: int) -> Array:
-        """One decoding step's token [batch]: an intensity, or a DMOL pixel packed into one integer."""
-        if not self.dmol:
-            return choose_tokens(outputs, key, temperature, top_k)
-        pixel = dmol_sample(outputs, key, self.image_shape[2], self.mixtures, temperature)
-        return (pixel * INTENSITIES ** jnp.arange(pixel.shape[-1])).sum(-1)
-
-    def _unpack(self, tokens: Array) -> Array:
-        """tokens [...] -> the values of their positions [..., values_per_position]."""
-        if not self.dmol:
-            return tokens[..., None]
-        return tokens[..., None] // INTENSITIES ** np.arange(self.values_per_position) % INTENSITIES
+        values = targets.reshape(targets.shape[0], -1, self.head.values_per_position)[:, jnp.asarray(self.order)]
+        x = self.embedder.teacher_forced(values, batch.get('label'), rngs)
+        encoded = None if self.encoder is None else self.encode(batch['inputs'], rngs)
+        return self.head(self.decoder(x, encoded=encoded, rngs=rngs))[:, jnp.asarray(np.argsort(self.order))]
 
     def to_raster(self, sequence: np.ndarray) -> np.ndarray:
         """Generated tokens [batch, positions] in generation order -> uint8 images [batch, H, W, C]."""
-        values = np.asarray(self._unpack(np.asarray(sequence)))
+        values = np.asarray(self.head.unpack(np.asarray(sequence)))
         raster = np.zeros_like(values)
         raster[:, self.order] = values
         return raster.reshape(-1, *self.image_shape).astype(np.uint8)
@@ -236,23 +210,16 @@ class ImageTransformer(nnx.Module):
     def init_decode_state(self, batch_size: int, max_length: int, inputs: Array | None = None) -> dict:
         """``inputs``: the low-resolution images [batch, h w C] of a super-resolution model, the class
         labels [batch] of a class-conditional one, else None."""
-        conditioned = self.input_shape is not None or self.class_embedding is not None
+        conditioned = self.encoder is not None or self.embedder.class_embedding is not None
         if (inputs is None) == conditioned:
             raise ValueError('a class-conditional model samples given labels [batch] as inputs, a super-resolution '
                              'model given low-resolution images [batch, h w C]; an unconditional one takes none')
-        encoded = None if self.input_shape is None else self.encode(inputs, None)
-        caches = [layer.init_cache(batch_size, max_length, encoded) for layer in self.layers]
-        return {'caches': caches, 'label': None if self.input_shape is not None else inputs}
+        encoded = None if self.encoder is None else self.encode(inputs, None)
+        return {'caches': self.decoder.init_caches(batch_size, max_length, encoded),
+                'label': None if self.encoder is not None else inputs}
 
     def decode_step(self, tokens: Array, position: Array, state: dict) -> tuple[Array, dict]:
         """tokens [batch]: the token generated at step position - 1 -> outputs [batch, ...] of step position."""
-        order = jnp.asarray(self.order)
-        previous_index = order[jnp.maximum(position - 1, 0)]
-        previous = jnp.where(position > 0, self.embed_values(self._unpack(tokens), previous_index), 0.0)
-        x = self._step_inputs(previous[:, None].astype(self.compute_dtype), jnp.asarray(position)[None],
-                              state['label'], None)
-        caches = []
-        for layer, cache in zip(self.layers, state['caches']):
-            x, cache = layer.decode_step(x, cache, position, None)
-            caches.append(cache)
-        return self._output(x)[:, 0], {**state, 'caches': caches}
+        x = self.embedder.step(self.head.unpack(tokens), position, state['label'])
+        hidden, caches = self.decoder.decode_step(x, state['caches'], position)
+        return self.head(hidden)[:, 0], {**state, 'caches': caches}

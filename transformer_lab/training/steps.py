@@ -54,7 +54,7 @@ def make_loss_fn(graphdef: nnx.GraphDef, label_smoothing: float):
     def loss_fn(params, batch, dropout_key=None):
         model = nnx.merge(graphdef, params)
         outputs = model(batch, rngs=None if dropout_key is None else nnx.Rngs(dropout=dropout_key))
-        smoothed, nll = model.target_losses(outputs, batch, label_smoothing)
+        smoothed, nll = model.head.losses(outputs, batch['targets'], label_smoothing)
         weights = target_weights(batch)
         return (smoothed * weights).sum(), {'nll_sum': (nll * weights).sum(), 'tokens': weights.sum()}
     return loss_fn
@@ -145,9 +145,9 @@ def make_eval_step(graphdef: nnx.GraphDef):
     def eval_step(params, batch: dict):
         model = nnx.merge(graphdef, params)
         outputs = model(batch)
-        _, nll = model.target_losses(outputs, batch, 0.0)
+        _, nll = model.head.losses(outputs, batch['targets'], 0.0)
         weights = target_weights(batch)
-        correct = (model.predict(outputs) == batch['targets']).astype(jnp.float32)
+        correct = (model.head.predict(outputs) == batch['targets']).astype(jnp.float32)
         return {'nll_sum': (nll * weights).sum(), 'tokens': weights.sum(),
                 'correct': (correct * weights).sum()}
     return eval_step

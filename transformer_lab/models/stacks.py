@@ -1,0 +1,157 @@
+"""The layer stacks every model is built from (Vaswani et al. 2017, Sec. 3.1): ``EncoderStack`` and
+``DecoderStack``, each N layers and, for pre-LN, a final LayerNorm, over inputs a model's embedder made.
+
+The decoder stack runs both ways a model needs: the full teacher-forced pass (``__call__``) and one
+new position against per-layer caches (``init_caches`` / ``decode_step``), which must agree.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from transformer_lab.attention import MultiHeadAttention, make_core
+from transformer_lab.models.layers import FeedForward, Residual
+
+Array = jax.Array
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+# Encoder-decoder attention relates two sequences of different lengths: always full attention.
+CROSS_ATTENTION = {'type': 'dot_product'}
+
+
+def dtypes(config) -> dict:
+    """Compute dtype from the model config; parameters always stay float32."""
+    return dict(dtype=DTYPES[config.dtype], param_dtype=jnp.float32)
+
+
+def _attention(config, *, causal: bool, rngs: nnx.Rngs, attention_config=None) -> MultiHeadAttention:
+    """Multi-head attention whose core is ``attention_config`` (default: the model's ``attention``)."""
+    head_dim = (config.attention_dims or config.d_model) // config.num_heads
+    core = make_core(attention_config or config.attention, num_heads=config.num_heads, head_dim=head_dim,
+                     causal=causal, rngs=rngs)
+    return MultiHeadAttention(config.d_model, config.num_heads, core, head_dim=head_dim, **dtypes(config),
+                              rngs=rngs)
+
+
+def _residual(config, *, rngs: nnx.Rngs) -> Residual:
+    return Residual(config.d_model, config.dropout_rate, config.norm, **dtypes(config), rngs=rngs)
+
+
+def _feed_forward(config, *, rngs: nnx.Rngs) -> FeedForward:
+    return FeedForward(config.d_model, config.d_ff, config.dropout_rate, **dtypes(config), rngs=rngs)
+
+
+class EncoderLayer(nnx.Module):
+    """Self-attention then feed-forward, each inside a residual sublayer (Sec. 3.1). The self-attention
+    core is ``model.encoder_attention`` when the config has one (e.g. unmasked local 2D over a
+    low-resolution image), else ``model.attention``."""
+
+    def __init__(self, config, *, rngs: nnx.Rngs):
+        self.self_attention = _attention(config, causal=False, rngs=rngs,
+                                         attention_config=config.get('encoder_attention'))
+        self.attention_residual = _residual(config, rngs=rngs)
+        self.feed_forward = _feed_forward(config, rngs=rngs)
+        self.feed_forward_residual = _residual(config, rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array | None, rngs: nnx.Rngs | None) -> Array:
+        x = self.attention_residual(x, lambda h: self.self_attention(h, mask=mask), rngs)
+        return self.feed_forward_residual(x, lambda h: self.feed_forward(h, rngs), rngs)
+
+
+class DecoderLayer(nnx.Module):
+    """Masked self-attention, encoder-decoder attention (if ``cross_attention``), feed-forward."""
+
+    def __init__(self, config, *, cross_attention: bool, rngs: nnx.Rngs):
+        self.cache_dtype = DTYPES[config.dtype]
+        self.self_attention = _attention(config, causal=True, rngs=rngs)
+        self.self_attention_residual = _residual(config, rngs=rngs)
+        if cross_attention:
+            self.cross_attention = _attention(config, causal=False, rngs=rngs, attention_config=CROSS_ATTENTION)
+            self.cross_attention_residual = _residual(config, rngs=rngs)
+        else:
+            self.cross_attention = None
+        self.feed_forward = _feed_forward(config, rngs=rngs)
+        self.feed_forward_residual = _residual(config, rngs=rngs)
+
+    def _cross_and_feed_forward(self, x, encoded_kv, cross_mask, rngs):
+        if self.cross_attention is not None:
+            x = self.cross_attention_residual(
+                x, lambda h: self.cross_attention.attend(h, encoded_kv, cross_mask), rngs)
+        return self.feed_forward_residual(x, lambda h: self.feed_forward(h, rngs), rngs)
+
+    def __call__(self, x: Array, self_mask: Array | None, encoded: Array | None, cross_mask: Array | None,
+                 rngs: nnx.Rngs | None) -> Array:
+        x = self.self_attention_residual(x, lambda h: self.self_attention(h, mask=self_mask), rngs)
+        encoded_kv = None if encoded is None else self.cross_attention.project_key_value(encoded)
+        return self._cross_and_feed_forward(x, encoded_kv, cross_mask, rngs)
+
+    def init_cache(self, batch_size: int, max_length: int, encoded: Array | None) -> dict:
+        cache = {'self': self.self_attention.init_cache(batch_size, max_length, self.cache_dtype)}
+        if self.cross_attention is not None:
+            cache['cross'] = self.cross_attention.project_key_value(encoded)
+        return cache
+
+    def decode_step(self, x: Array, cache: dict, position: Array,
+                    cross_mask: Array | None) -> tuple[Array, dict]:
+        """x [batch, 1, d_model] at ``position``; returns the layer output and the updated cache."""
+        attended, self_cache = self.self_attention.decode_step(
+            self.self_attention_residual.branch_input(x), cache['self'], position)
+        x = self.self_attention_residual.merge(x, attended, None)
+        x = self._cross_and_feed_forward(x, cache.get('cross'), cross_mask, None)
+        return x, {**cache, 'self': self_cache}
+
+
+class _Stack(nnx.Module):
+    """Layers and, for pre-LN (whose residual stream is never normalised), a final LayerNorm."""
+
+    def __init__(self, config, layers: list[nnx.Module], *, rngs: nnx.Rngs):
+        self.layers = nnx.List(layers)
+        self.final_norm = (nnx.LayerNorm(config.d_model, **dtypes(config), rngs=rngs)
+                           if config.norm == 'pre' else None)
+
+    def finish(self, x: Array) -> Array:
+        return x if self.final_norm is None else self.final_norm(x)
+
+
+class EncoderStack(_Stack):
+    """``model.num_encoder_layers`` encoder layers: embedded inputs [batch, length, d_model] -> the
+    encoder output of the same shape, which the decoder's encoder-decoder attention reads."""
+
+    def __init__(self, config, *, rngs: nnx.Rngs):
+        super().__init__(config, [EncoderLayer(config, rngs=rngs) for _ in range(config.num_encoder_layers)],
+                         rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array | None, rngs: nnx.Rngs | None) -> Array:
+        for layer in self.layers:
+            x = layer(x, mask, rngs)
+        return self.finish(x)
+
+
+class DecoderStack(_Stack):
+    """``model.num_decoder_layers`` causal decoder layers, with encoder-decoder attention when
+    ``cross_attention``: embedded inputs [batch, length, d_model] -> hidden states of the same shape."""
+
+    def __init__(self, config, *, cross_attention: bool, rngs: nnx.Rngs):
+        super().__init__(config, [DecoderLayer(config, cross_attention=cross_attention, rngs=rngs)
+                                  for _ in range(config.num_decoder_layers)], rngs=rngs)
+
+    def __call__(self, x: Array, *, self_mask: Array | None = None, encoded: Array | None = None,
+                 cross_mask: Array | None = None, rngs: nnx.Rngs | None = None) -> Array:
+        for layer in self.layers:
+            x = layer(x, self_mask, encoded, cross_mask, rngs)
+        return self.finish(x)
+
+    def init_caches(self, batch_size: int, max_length: int, encoded: Array | None = None) -> list:
+        return [layer.init_cache(batch_size, max_length, encoded) for layer in self.layers]
+
+    def decode_step(self, x: Array, caches: list, position: Array,
+                    cross_mask: Array | None = None) -> tuple[Array, list]:
+        """x [batch, 1, d_model] embedded at ``position`` -> (hidden [batch, 1, d_model], updated caches)."""
+        updated = []
+        for layer, cache in zip(self.layers, caches):
+            x, cache = layer.decode_step(x, cache, position, cross_mask)
+            updated.append(cache)
+        return self.finish(x), updated
