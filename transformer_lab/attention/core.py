@@ -76,7 +76,8 @@ class AttentionCore(nnx.Module):
     """Base of the attention cores: plain scaled dot-product attention, causal or not.
 
     Subclasses change which keys a query sees (``__call__`` for whole sequences, ``visible_keys``
-    for cached decoding) or add logits (relative attention, overriding ``attend_cached`` too).
+    for cached decoding) or add logits to those of Q K^T / sqrt(d) through one hook, ``added_logits``
+    for whole sequences and ``added_logits_at`` for one decoding query (relative attention).
     """
 
     def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs):
@@ -86,7 +87,19 @@ class AttentionCore(nnx.Module):
     def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
         if self.causal:
             mask = combine_masks(causal_mask(query.shape[1], key.shape[1]), mask)
-        return scaled_dot_product_attention(query, key, value, mask)
+        return scaled_dot_product_attention(query, key, value, mask, self.added_logits(query, key.shape[1]))
+
+    def added_logits(self, query: Array, key_length: int) -> Array | None:
+        """Logits added to the attention's, scaled, [batch, heads, q_len, key_length], for queries
+        [batch, q_len, heads, d] that are the last q_len of key_length positions; None: none."""
+        del query, key_length
+        return None
+
+    def added_logits_at(self, query: Array, position: Array, key_length: int) -> Array | None:
+        """The same for one decoding query [batch, 1, heads, d] at ``position`` over the cache's keys:
+        [batch, heads, 1, key_length] or None."""
+        del query, position, key_length
+        return None
 
     def visible_keys(self, position: Array, cache_length: int) -> Array:
         """bool [cache_length]: the cache positions a decoding query at ``position`` may attend to."""
@@ -96,7 +109,8 @@ class AttentionCore(nnx.Module):
                       mask: Array | None) -> Array:
         """One query position [batch, 1, heads, head_dim] against the whole cache [batch, max_len, ...]."""
         visible = self.visible_keys(position, key.shape[1])[None, None, None, :]
-        return scaled_dot_product_attention(query, key, value, combine_masks(visible, mask))
+        return scaled_dot_product_attention(query, key, value, combine_masks(visible, mask),
+                                            self.added_logits_at(query, position, key.shape[1]))
 
 
 class DotProductCore(AttentionCore):

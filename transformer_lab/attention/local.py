@@ -109,17 +109,19 @@ class Local1DCore(AttentionCore):
             raise ValueError(f'block_length must be positive, got {block_length}')
         self.block_length = block_length
 
-    def block_bias(self, query_blocks: Array) -> Array | None:
-        """Additive logits over each block's memory; none here (relative_local_1d adds relative ones)."""
-        del query_blocks
-        return None
+    def block_logits(self, query_blocks: Array) -> Array | None:
+        """``added_logits`` over each block's memory: query_blocks [batch, n, b, heads, d] (the last b of
+        their 2 b memory positions) -> [batch, n, heads, b, 2 b], or None."""
+        batch, blocks, b = query_blocks.shape[:3]
+        logits = self.added_logits(query_blocks.reshape(batch * blocks, *query_blocks.shape[2:]), 2 * b)
+        return None if logits is None else logits.reshape(batch, blocks, *logits.shape[1:])
 
     def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
         _reject_mask(mask, 'local_1d')
         length, b = query.shape[1], self.block_length
         query_blocks = split_query_blocks(query, b)
         keys, values = (local_1d_memory(split_query_blocks(x, b)) for x in (key, value))
-        out = blocked_attention(query_blocks, keys, values, local_1d_mask(length, b), self.block_bias(query_blocks))
+        out = blocked_attention(query_blocks, keys, values, local_1d_mask(length, b), self.block_logits(query_blocks))
         return out.reshape(out.shape[0], -1, *out.shape[3:])[:, :length]
 
     def visible_keys(self, position: Array, cache_length: int) -> Array:
@@ -165,49 +167,81 @@ class Local2DPlan:
     visible: np.ndarray
 
 
+def query_blocks_2d(image_shape: tuple[int, int], query_shape: tuple[int, int]) -> np.ndarray:
+    """The query blocks of local 2D attention (Parmar et al., Sec. 3.2, Fig. 2 right).
+
+    The image of ``image_shape`` = (rows, columns) is padded to whole blocks of ``query_shape`` =
+    (qh, qw) and flattened block by block (blocks in raster order, pixels in raster order inside each):
+    returns int [padded_rows, padded_columns], the index of every padded pixel in that flat sequence;
+    block n holds the indices n qh qw .. (n + 1) qh qw - 1.
+    """
+    rows, columns = image_shape
+    qh, qw = query_shape
+    block_columns = math.ceil(columns / qw)
+    row, column = np.meshgrid(np.arange(math.ceil(rows / qh) * qh), np.arange(block_columns * qw), indexing='ij')
+    return ((row // qh * block_columns + column // qw) * qh + row % qh) * qw + column % qw
+
+
+def memory_flange(query_shape: tuple[int, int], flange: tuple[int, int], causal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The memory block of a query block: the block extended by its memory flange (Fig. 2 right).
+
+    Returns (window_rows [r], window_columns [c]): offsets from the block's top-left pixel. ``flange``
+    = (fh, fw): fh rows above the block (and fh below when unmasked) and fw columns on either side.
+    For the paper's (8, 32) blocks and flanges, masked: 16 x 96 = 1536 window positions.
+    """
+    (qh, qw), (fh, fw) = query_shape, flange
+    return np.arange(-fh, qh + (0 if causal else fh)), np.arange(-fw, qw + fw)
+
+
+def causal_window_mask(window_rows: np.ndarray, window_columns: np.ndarray, query_shape: tuple[int, int]) -> np.ndarray:
+    """bool [qh qw, r c]: which window position each query of a block may see under block-raster
+    generation: every flange row above the block, the left flange on the block's own rows, and the
+    block itself up to the query (raster order inside the block). The right flange on the block's own
+    rows is generated after the whole block: the future for every query of it."""
+    qh, qw = query_shape
+    relative_row = np.repeat(window_rows, len(window_columns))
+    relative_column = np.tile(window_columns, len(window_rows))
+    query_row, query_column = np.divmod(np.arange(qh * qw), qw)
+    above = relative_row < 0
+    left = (relative_row >= 0) & (relative_column < 0)
+    in_block_before = ((relative_row >= 0) & (relative_column >= 0) & (relative_column < qw)
+                       & (relative_row[None] * qw + relative_column[None] <= (query_row * qw + query_column)[:, None]))
+    return above[None] | left[None] | in_block_before
+
+
 @functools.lru_cache(maxsize=None)
 def local_2d_plan(image_shape: tuple[int, int], query_shape: tuple[int, int],
-                  memory_flange: tuple[int, int], causal: bool) -> Local2DPlan:
-    """Builds the Local2DPlan (see there) from the geometry; numpy, once per geometry."""
+                  flange: tuple[int, int], causal: bool) -> Local2DPlan:
+    """Builds the Local2DPlan (see there) from the geometry: ``query_blocks_2d`` numbers the padded
+    image block by block, ``memory_flange`` gives each block's window, ``causal_window_mask`` (masked)
+    which queries see which of it. numpy, once per geometry."""
     rows, columns = image_shape
-    (qh, qw), (fh, fw) = query_shape, memory_flange
-    block_rows, block_columns = math.ceil(rows / qh), math.ceil(columns / qw)
-    padded_rows, padded_columns = block_rows * qh, block_columns * qw
-    row, column = np.meshgrid(np.arange(padded_rows), np.arange(padded_columns), indexing='ij')
-    flat = ((row // qh * block_columns + column // qw) * qh + row % qh) * qw + column % qw
-    outside = padded_rows * padded_columns
+    qh, qw = query_shape
+    flat = query_blocks_2d(image_shape, query_shape)
+    padded_rows, padded_columns = flat.shape
+    outside = flat.size
+    window_rows, window_columns = memory_flange(query_shape, flange, causal)
 
-    # Memory window relative to the block's top-left pixel: fh rows above (and below when unmasked),
-    # fw columns either side.
-    window_rows = np.arange(-fh, qh + (0 if causal else fh))
-    window_columns = np.arange(-fw, qw + fw)
-    block_row, block_column = np.meshgrid(np.arange(block_rows), np.arange(block_columns), indexing='ij')
+    block_row, block_column = np.meshgrid(np.arange(padded_rows // qh), np.arange(padded_columns // qw), indexing='ij')
     key_row = block_row.reshape(-1, 1, 1) * qh + window_rows[None, :, None]
     key_column = block_column.reshape(-1, 1, 1) * qw + window_columns[None, None, :]
     real = (key_row >= 0) & (key_row < rows) & (key_column >= 0) & (key_column < columns)
     memory_index = np.where(real, flat[np.clip(key_row, 0, padded_rows - 1), np.clip(key_column, 0, padded_columns - 1)],
                             outside)
-    blocks = block_rows * block_columns
+    blocks = block_row.size
     memory_index, real = memory_index.reshape(blocks, -1), real.reshape(blocks, -1)
 
     if causal:
-        relative_row = np.broadcast_to(window_rows[:, None], (len(window_rows), len(window_columns))).reshape(-1)
-        relative_column = np.broadcast_to(window_columns[None, :], (len(window_rows), len(window_columns))).reshape(-1)
-        query_row, query_column = np.divmod(np.arange(qh * qw), qw)
-        above = relative_row < 0
-        left = (relative_row >= 0) & (relative_column < 0)
-        in_block_before = ((relative_row >= 0) & (relative_column >= 0) & (relative_column < qw)
-                           & (relative_row[None] * qw + relative_column[None]
-                              <= (query_row * qw + query_column)[:, None]))
-        structure = above[None] | left[None] | in_block_before                       # [q, m]
-        # The window's right flange on the block's own rows is the future for every query: drop it
-        # (1280 instead of 1536 keys per block for (8, 32) blocks and flanges).
+        structure = causal_window_mask(window_rows, window_columns, query_shape)       # [q, m]
+        # Keys no query sees (the right flange on the block's own rows) are dropped from the memory:
+        # 1280 instead of 1536 keys per block for (8, 32) blocks and flanges.
         seen = structure.any(0)
         structure, memory_index, real = structure[:, seen], memory_index[:, seen], real[:, seen]
     else:
         structure = np.ones((qh * qw, memory_index.shape[1]), bool)
     mask = structure[None] & real[:, None, :]
 
+    row, column = np.meshgrid(np.arange(padded_rows), np.arange(padded_columns), indexing='ij')
     sequence_to_padded = np.sort(flat[(row < rows) & (column < columns)])
     block_of_position = sequence_to_padded // (qh * qw)
     padded_to_sequence = np.full(outside + 1, -1)

@@ -25,8 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from transformer_lab.attention.core import (AttentionCore, causal_mask, combine_masks,
-                                            scaled_dot_product_attention)
+from transformer_lab.attention.core import AttentionCore
 from transformer_lab.attention.local import Local1DCore
 
 Array = jax.Array
@@ -141,16 +140,25 @@ def _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads
                               share_heads=share_heads, far_distances=far_distances, rngs=rngs)
 
 
-def _attend_cached_relative(core, query, key, value, position, mask):
-    """Cached decoding for the relative cores: the core's visible keys plus relative logits of the row."""
-    visible = core.visible_keys(position, key.shape[1])[None, None, None, :]
-    bias = None
-    if core.relative is not None:
-        bias = core.relative.logits_at(query, position, key.shape[1]) / math.sqrt(query.shape[-1])
-    return scaled_dot_product_attention(query, key, value, combine_masks(visible, mask), bias)
+class RelativeLogits:
+    """The relative cores' logits, through the attention core's hook: q_i . E_{j-i} / sqrt(d_h), by
+    skewing over whole sequences and directly for one decoding query. ``relative`` None (max distance
+    0, the baseline) adds none."""
+
+    relative: RelativeEmbeddings | None
+
+    def added_logits(self, query: Array, key_length: int) -> Array | None:
+        if self.relative is None:
+            return None
+        return self.relative.logits(query, key_length) / math.sqrt(query.shape[-1])
+
+    def added_logits_at(self, query: Array, position: Array, key_length: int) -> Array | None:
+        if self.relative is None:
+            return None
+        return self.relative.logits_at(query, position, key_length) / math.sqrt(query.shape[-1])
 
 
-class RelativeCore(AttentionCore):
+class RelativeCore(RelativeLogits, AttentionCore):
     """Causal relative self-attention over the whole sequence (the Music Transformer's "relative global")."""
 
     def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
@@ -161,18 +169,8 @@ class RelativeCore(AttentionCore):
         self.relative = _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads,
                                              far_distances, rngs)
 
-    def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
-        mask = combine_masks(causal_mask(query.shape[1], key.shape[1]), mask)
-        bias = None
-        if self.relative is not None:
-            bias = self.relative.logits(query, key.shape[1]) / math.sqrt(query.shape[-1])
-        return scaled_dot_product_attention(query, key, value, mask, bias)
 
-    def attend_cached(self, query, key, value, position, mask):
-        return _attend_cached_relative(self, query, key, value, position, mask)
-
-
-class RelativeLocal1DCore(Local1DCore):
+class RelativeLocal1DCore(RelativeLogits, Local1DCore):
     """Relative attention inside masked local 1D blocks (the Music Transformer's "relative local"):
     query block n attends to blocks n-1 and n with relative logits over the 2 b memory positions."""
 
@@ -181,16 +179,3 @@ class RelativeLocal1DCore(Local1DCore):
         super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs, block_length=block_length)
         self.relative = _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads,
                                              far_distances, rngs)
-
-    def block_bias(self, query_blocks: Array) -> Array | None:
-        """query_blocks [batch, n, b, heads, d_h] -> relative logits over each block's memory
-        [batch, n, heads, b, 2 b], scaled; the queries are the last b of the 2 b memory positions."""
-        if self.relative is None:
-            return None
-        batch, blocks, b = query_blocks.shape[:3]
-        folded = query_blocks.reshape(batch * blocks, *query_blocks.shape[2:])
-        logits = self.relative.logits(folded, 2 * b) / math.sqrt(query_blocks.shape[-1])
-        return logits.reshape(batch, blocks, *logits.shape[1:])
-
-    def attend_cached(self, query, key, value, position, mask):
-        return _attend_cached_relative(self, query, key, value, position, mask)
