@@ -130,3 +130,17 @@ def test_music_configs_are_the_papers_models():
     assert combined.model.num_voices == 4 and not combined.model.tie_output
     with pytest.raises(ConfigError, match='pick one attention variant'):
         load_config('configs/music_transformer_bach_chorales.py:relative,local')
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'train.label_smoothing': 0.1}, 'train.label_smoothing: must be 0 with model.head=dmol'),
+    ({'model.head': 'softmax'}, "model.head: 'softmax' is not one of ['categorical', 'dmol']"),
+    ({'model.positional': 'sinusoidal_concat'}, "model.positional: 'sinusoidal_concat' is not one of"),
+])
+def test_image_heads_and_positions_are_validated(changes, message):
+    config = load_config('configs/image_transformer_cifar10.py:dmol,tiny')
+    for field, value in changes.items():
+        section, name = field.split('.')
+        config[section][name] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        registry.validate(config)

@@ -3,12 +3,11 @@
 A config file's ``get_config(arg)`` receives what follows the colon of ``--config=file.py:arg``
 (big_vision style): ``tiny``, ``big,tiny`` or ``layers=4,tiny``; ``parse_arg`` turns it into typed
 options. ``base_config`` gives every section with its defaults so a config file states only what it
-changes. ``validate`` checks a resolved config before anything touches the disk.
+changes. ``require`` / ``one_of`` are the steps of the checks that each section's owner makes of it
+(``registry.validate`` asks them all before anything touches the disk).
 """
 
 from __future__ import annotations
-
-import inspect
 
 import ml_collections
 
@@ -265,83 +264,17 @@ def apply_common_variants(config: ConfigDict, arg: ConfigDict) -> ConfigDict:
 COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
 
 
-def _require(condition: bool, field: str, message: str):
+def require(condition: bool, field: str, message: str) -> None:
+    """Raises ConfigError(field, message) unless ``condition``: the one step of every config check."""
     if not condition:
         raise ConfigError(field, message)
 
 
-def validate(config: ConfigDict, *, models, attention_cores, attention_model_arguments, datasets, evaluators,
-             optimizers, schedules, parallel_modes) -> None:
-    """Checks names against the registries and shapes against each other; raises ConfigError."""
-    def one_of(field: str, value, valid):
-        _require(value in valid, field, f'{value!r} is not one of {sorted(valid)}')
+def one_of(field: str, value, valid) -> None:
+    require(value in valid, field, f'{value!r} is not one of {sorted(valid)}')
 
-    model = config.model
-    one_of('model.name', model.name, models)
-    for section in ('attention', 'encoder_attention'):
-        if section not in model:
-            continue
-        attention = model[section]
-        one_of(f'model.{section}.type', attention.type, attention_cores)
-        accepted = set(inspect.signature(attention_cores[attention.type].__init__).parameters) - {
-            'self', *attention_model_arguments}
-        for option in set(attention) - {'type'} - accepted:
-            raise ConfigError(f'model.{section}.{option}', f'not an option of attention type '
-                              f'{attention.type!r}; its options: {sorted(accepted)}')
-    one_of('model.norm', model.norm, ('post', 'pre'))
-    one_of('model.positional', model.positional, models[model.name].POSITIONALS)
-    if model.positional == 'sinusoidal_concat':
-        _require(0 < model.position_features < model.d_model and model.position_features % 2 == 0,
-                 'model.position_features', f'must be even and in (0, d_model={model.d_model}) with '
-                 f"positional='sinusoidal_concat', got {model.position_features}")
-        _require(not model.tie_output, 'model.tie_output', "must be False with positional='sinusoidal_concat': "
-                 'the output projection is d_model wide, the token embeddings are narrower')
-    one_of('model.dtype', model.dtype, ('float32', 'bfloat16'))
-    for field in ('d_model', 'num_heads', 'd_ff', 'max_length'):
-        _require(model[field] > 0, f'model.{field}', f'must be positive, got {model[field]}')
-    attention_dims = model.attention_dims or model.d_model
-    _require(attention_dims % model.num_heads == 0, 'model.attention_dims' if model.attention_dims else 'model.d_model',
-             f'{attention_dims} is not divisible by model.num_heads={model.num_heads}; '
-             f'each head gets {"attention_dims" if model.attention_dims else "d_model"} / num_heads dimensions')
-    _require(0 <= model.dropout_rate < 1, 'model.dropout_rate', f'must be in [0, 1), got {model.dropout_rate}')
 
-    data = config.data
-    datasets(data.name)   # the registry's lookup of data.name: a ConfigError when nothing has that name
-    one_of('data.tokenizer', data.tokenizer, ('sentencepiece', 'bytes', 'pixels', 'chorale', 'performance'))
-    voices = 4 if data.tokenizer == 'chorale' else 0
-    _require(model.num_voices in (0, voices), 'model.num_voices',
-             f'{model.num_voices} voices, but data.tokenizer={data.tokenizer!r} has {voices}; valid: '
-             f'{sorted({0, voices})}')
-    _require(not (data.get('time_stretches') and data.tokenizer != 'performance'), 'data.time_stretches',
-             f"stretches performances only (data.tokenizer='performance'), not {data.tokenizer!r}; valid: ()")
-    if 'image_shape' in data and 'image_shape' in model:
-        _require(tuple(data.image_shape) == tuple(model.image_shape), 'model.image_shape',
-                 f'{tuple(model.image_shape)} differs from data.image_shape={tuple(data.image_shape)}')
-    _require(data.max_length <= model.max_length, 'data.max_length',
-             f'{data.max_length} exceeds model.max_length={model.max_length}')
-    for field, value in (('data.batch_size', data.batch_size), ('eval.batch_size', config.eval.batch_size)):
-        _require(value > 0, field, f'must be positive, got {value}')
-
-    train = config.train
-    one_of('train.optimizer', train.optimizer, optimizers)
-    one_of('train.schedule', train.schedule, schedules)
-    _require(train.num_steps > 0, 'train.num_steps', f'must be positive, got {train.num_steps}')
-    _require(train.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
-    one_of('train.nonfinite', train.nonfinite, ('stop', 'skip'))
-    _require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
-    _require(not (model.get('head') == 'dmol' and train.label_smoothing), 'train.label_smoothing',
-             'must be 0 with model.head=dmol (a mixture of logistics has no classes to smooth over)')
-    for field in ('checkpoint.every_steps', 'checkpoint.max_to_keep', 'train.log_every_steps'):
-        section, name = field.split('.')
-        _require(config[section][name] > 0, field, f'must be positive, got {config[section][name]}')
-    for name in config.eval.evaluators:
-        one_of('eval.evaluators', name, evaluators)
-    checkpoint = config.checkpoint
-    one_of('checkpoint.best_mode', checkpoint.best_mode, ('min', 'max'))
-    if checkpoint.best_metric:
-        reported = {f'{data.eval_split}/{metric}' for name in config.eval.evaluators for metric in evaluators[name]}
-        one_of('checkpoint.best_metric', checkpoint.best_metric, reported)
-    one_of('parallel.mode', config.parallel.mode, parallel_modes)
-    _require(not (config.parallel.shard_parameters and config.parallel.mode == 'pmap'),
-             'parallel.shard_parameters', "pmap replicates parameters on every device; use parallel.mode='jit' "
-                                          'to shard them')
+def positive(section: ConfigDict, prefix: str, *names: str) -> None:
+    """Each of ``section``'s fields ``names`` is > 0."""
+    for name in names:
+        require(section[name] > 0, f'{prefix}.{name}', f'must be positive, got {section[name]}')

@@ -10,14 +10,18 @@ import re
 
 from flax import nnx
 
-from transformer_lab import config as config_lib
-from transformer_lab.attention import CORES, MODEL_ARGUMENTS
+from transformer_lab.config import ConfigError, one_of, require
 from transformer_lab.data.images import ImagePipeline
 from transformer_lab.data.music import MusicPipeline
-from transformer_lab.data.pipeline import DEFAULT_NAME, Dataset, TextPipeline
+from transformer_lab.data.pipeline import DEFAULT_NAME, Dataset, TextPipeline, check_data
+from transformer_lab.models.heads import head_class
 from transformer_lab.models.image_transformer import ImageTransformer
+from transformer_lab.models.stacks import check_stack
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
-from transformer_lab.training import evaluators, optim, parallel
+from transformer_lab.training.checkpoints import check_checkpoint
+from transformer_lab.training.evaluators import check_eval
+from transformer_lab.training.optim import check_train
+from transformer_lab.training.parallel import check_parallel
 
 MODELS = {
     'encoder_decoder': EncoderDecoder,
@@ -84,12 +88,26 @@ USER_DATASET_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
 PIPELINES = {'text': TextPipeline, 'image': ImagePipeline, 'music': MusicPipeline}
 
 
+def check_model(config) -> None:
+    """The model by name, its own fields, its stacks' and its head's."""
+    model = config.model
+    one_of('model.name', model.name, MODELS)
+    MODELS[model.name].check_config(model)
+    check_stack(model)
+    require(head_class(model).smooths_labels or not config.train.label_smoothing, 'train.label_smoothing',
+            f'must be 0 with model.head={model.head} (it has no classes to smooth over)')
+
+
 def validate(config) -> None:
-    """Validates a resolved config against every registry (raises config.ConfigError)."""
-    config_lib.validate(config, models=MODELS, attention_cores=CORES, attention_model_arguments=MODEL_ARGUMENTS,
-                        datasets=dataset_named,
-                        evaluators={name: fn.metrics for name, fn in evaluators.EVALUATORS.items()},
-                        optimizers=optim.OPTIMIZERS, schedules=optim.SCHEDULES, parallel_modes=parallel.MODES)
+    """Asks the owner of each config section to check it, before anything touches the disk: the first
+    problem raises config.ConfigError naming the field and what would be valid."""
+    check_model(config)
+    dataset_named(config.data.name)
+    check_data(config.data, config.model)
+    check_train(config.train)
+    check_eval(config)
+    check_checkpoint(config.checkpoint)
+    check_parallel(config.parallel)
 
 
 def build_model(model_config, vocab_size: int, *, seed: int) -> nnx.Module:
@@ -101,15 +119,15 @@ def dataset_named(name: str) -> Dataset:
     user's files (``BUILDER`` alone is ``BUILDER/default``). Raises ConfigError for any other name."""
     builder, _, config_name = name.partition('/')
     if builder not in DATASETS:
-        raise config_lib.ConfigError('data.name', f'{name!r} is not one of {sorted(DATASETS)}')
+        raise ConfigError('data.name', f'{name!r} is not one of {sorted(DATASETS)}')
     entry = DATASETS[builder]
     if not entry.user_files:
         if config_name:
-            raise config_lib.ConfigError('data.name', f'{name!r}: {builder} has no named versions; only datasets of '
+            raise ConfigError('data.name', f'{name!r}: {builder} has no named versions; only datasets of '
                                          f'your own files do: {sorted(n for n, d in DATASETS.items() if d.user_files)}')
         return entry
     if not USER_DATASET_NAME.fullmatch(config_name or DEFAULT_NAME):
-        raise config_lib.ConfigError('data.name', f'{name!r}: the name after {builder}/ is letters, digits, _ . - '
+        raise ConfigError('data.name', f'{name!r}: the name after {builder}/ is letters, digits, _ . - '
                                      f'(as given to prepare_data.py --name)')
     return entry.named(config_name)
 

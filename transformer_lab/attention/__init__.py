@@ -1,5 +1,7 @@
 """The attention family: one core interface (see ``core``), variants chosen by ``model.attention.type``."""
 
+import inspect
+
 from flax import nnx
 
 from transformer_lab.attention.core import (AttentionCore, DotProductCore, MultiHeadAttention, causal_mask,
@@ -7,6 +9,7 @@ from transformer_lab.attention.core import (AttentionCore, DotProductCore, Multi
                                             segment_mask)
 from transformer_lab.attention.local import Local1DCore, Local2DCore
 from transformer_lab.attention.relative import RelativeCore, RelativeLocal1DCore
+from transformer_lab.config import ConfigError, one_of
 
 # Variants join by name: `model.attention.type` picks one, the rest of `model.attention` are its options.
 CORES = {
@@ -21,6 +24,15 @@ CORES = {
 MODEL_ARGUMENTS = ('num_heads', 'head_dim', 'causal', 'rngs')
 
 
+def check_attention(field: str, attention_config) -> None:
+    """``model.attention`` (or ``model.encoder_attention``): a known type and only options it takes."""
+    one_of(f'{field}.type', attention_config.type, CORES)
+    accepted = set(inspect.signature(CORES[attention_config.type].__init__).parameters) - {'self', *MODEL_ARGUMENTS}
+    for option in sorted(set(attention_config) - {'type'} - accepted):
+        raise ConfigError(f'{field}.{option}', f'not an option of attention type {attention_config.type!r}; '
+                                               f'its options: {sorted(accepted)}')
+
+
 def make_core(attention_config, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs) -> AttentionCore:
     """Builds the attention core named by ``attention_config.type`` with the config's options."""
     options = {k: v for k, v in attention_config.items() if k != 'type'}
@@ -28,6 +40,6 @@ def make_core(attention_config, *, num_heads: int, head_dim: int, causal: bool, 
                                         **options)
 
 
-__all__ = ['CORES', 'MODEL_ARGUMENTS', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
+__all__ = ['CORES', 'MODEL_ARGUMENTS', 'check_attention', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
            'Local1DCore', 'Local2DCore', 'RelativeCore', 'RelativeLocal1DCore', 'causal_mask',
            'combine_masks', 'padding_mask', 'segment_mask', 'scaled_dot_product_attention']

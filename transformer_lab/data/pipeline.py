@@ -26,10 +26,21 @@ import grain.experimental
 import numpy as np
 import tensorflow_datasets as tfds
 
-from transformer_lab.config import ConfigError
+from transformer_lab.config import ConfigError, positive, require
 from transformer_lab.data.prepare import stale
-from transformer_lab.data.tokenizers import (EOS_ID, ByteTokenizer, SentencePieceTokenizer,
+from transformer_lab.data.tokenizers import (EOS_ID, ByteTokenizer, SentencePieceTokenizer, check_tokenizer,
                                              train_sentencepiece)
+
+
+def check_data(data, model) -> None:
+    """The ``data`` section against the model it feeds (``data.name`` is the registry's to check)."""
+    check_tokenizer(data, model)
+    if 'image_shape' in data and 'image_shape' in model:
+        require(tuple(data.image_shape) == tuple(model.image_shape), 'model.image_shape',
+                f'{tuple(model.image_shape)} differs from data.image_shape={tuple(data.image_shape)}')
+    require(data.max_length <= model.max_length, 'data.max_length',
+            f'{data.max_length} exceeds model.max_length={model.max_length}')
+    positive(data, 'data', 'batch_size')
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -63,7 +74,7 @@ class Dataset:
 
     def prepare_command(self, data_dir: str) -> str:
         name = f' --name={self.config_name}' if self.config_name else ''
-        manual_dir = f' --manual_dir=DIR' if self.manual_dir else ''
+        manual_dir = ' --manual_dir=DIR' if self.manual_dir else ''
         command = f'python scripts/prepare_data.py --dataset={self.tfds_name}{name}{manual_dir} --data_dir={data_dir}'
         return f'{command} (DIR: {self.manual_dir})' if self.manual_dir else command
 

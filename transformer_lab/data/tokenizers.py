@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import sentencepiece as spm
 
+from transformer_lab.config import require
 from transformer_lab.data import midi
 
 PAD_ID = 0
@@ -156,3 +157,18 @@ class PerformanceTokenizer:
 
 FIXED_TOKENIZERS = {'bytes': ByteTokenizer, 'pixels': PixelTokenizer, 'chorale': ChoraleTokenizer,
                     'performance': PerformanceTokenizer}
+
+TOKENIZER_NAMES = ('sentencepiece', *FIXED_TOKENIZERS)
+
+
+def check_tokenizer(data, model) -> None:
+    """``data.tokenizer`` by name; voices only as many as the tokenizer tells (chorales: S, A, T, B);
+    time stretches only for a tokenizer of timed events."""
+    require(data.tokenizer in TOKENIZER_NAMES, 'data.tokenizer',
+            f'{data.tokenizer!r} is not one of {sorted(TOKENIZER_NAMES)}')
+    tokenizer = FIXED_TOKENIZERS.get(data.tokenizer)
+    voices = getattr(tokenizer, 'voices', 0)
+    require(model.num_voices in (0, voices), 'model.num_voices',
+            f'{model.num_voices} voices, but data.tokenizer={data.tokenizer!r} has {voices}; valid: {sorted({0, voices})}')
+    require(not data.get('time_stretches') or hasattr(tokenizer, 'stretch'), 'data.time_stretches',
+            f"stretches performances only (data.tokenizer='performance'), not {data.tokenizer!r}; valid: ()")

@@ -18,7 +18,10 @@ class Model(Protocol):
 
     head: Head                # what the outputs mean: losses, predictions, sampling (heads.py)
     stops_at_eos: bool        # whether a generated sequence ends at EOS (text, music) or has a fixed length
-    POSITIONALS: tuple        # the ``model.positional`` kinds it accepts
+
+    @staticmethod
+    def check_config(model_config) -> None:
+        """Raises ConfigError for ``model`` fields this model cannot take (beyond the stacks' checks)."""
 
     def __call__(self, batch: dict, rngs=None) -> jax.Array:
         """Teacher forcing over ``batch['targets']`` (and ``batch['inputs']``, ``batch['label']`` where the

@@ -166,6 +166,7 @@ class Head(Protocol):
     [batch, positions x values_per_position] (text: tokens; images: sub-pixels in raster order)."""
 
     values_per_position: int
+    smooths_labels: bool      # whether train.label_smoothing means anything for it
 
     def __call__(self, hidden: Array) -> Array:
         """hidden [batch, positions, d_model] -> outputs float32 [batch, positions, outputs per position]."""
@@ -189,6 +190,7 @@ class CategoricalHead(nnx.Module):
     (Vaswani et al., Sec. 3.4), hidden times the transposed token embedding (``tied_embedding.logits``)."""
 
     values_per_position = 1
+    smooths_labels = True
 
     def __init__(self, d_model: int, classes: int, *, tied_embedding=None, dtype, param_dtype, rngs: nnx.Rngs):
         self.tied_embedding = tied_embedding
@@ -226,6 +228,8 @@ class DMOLHead(nnx.Module):
     so sums and bits/dim are exact; it has no classes to smooth labels over. Decoding packs a pixel's
     values into one token v_0 + 256 v_1 + 256^2 v_2; ``top_k`` has no meaning for it and is ignored."""
 
+    smooths_labels = False
+
     def __init__(self, d_model: int, channels: int, mixtures: int, *, dtype, param_dtype, rngs: nnx.Rngs):
         self.values_per_position, self.mixtures = channels, mixtures
         self.projection = nnx.Linear(d_model, dmol_parameter_count(channels, mixtures), dtype=dtype,
@@ -249,7 +253,7 @@ class DMOLHead(nnx.Module):
         return values.reshape(values.shape[0], -1, self.values_per_position)
 
     def losses(self, outputs: Array, targets: Array, label_smoothing: float) -> tuple[Array, Array]:
-        del label_smoothing   # refused with this head by the config's validation
+        del label_smoothing   # refused with this head (smooths_labels) by the config's validation
         pixels = self._pixels(targets)
         nll = -dmol_log_likelihood(outputs, pixels, self.mixtures) / self.values_per_position
         nll = jnp.broadcast_to(nll[..., None], pixels.shape).reshape(targets.shape)

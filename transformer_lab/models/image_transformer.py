@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from transformer_lab.attention.local import block_raster_order
-from transformer_lab.config import ConfigError
+from transformer_lab.config import ConfigError, one_of
 from transformer_lab.models.heads import INTENSITIES, head_class, make_head
 from transformer_lab.models.layers import TokenEmbedding, sinusoidal_position_encoding
 from transformer_lab.models.stacks import DTYPES, DecoderStack, EncoderStack, dtypes
@@ -73,6 +73,8 @@ class PixelPositions(nnx.Module):
     ``sinusoidal``: the d_model dimensions are split in three, each holding the sinusoids
     (Vaswani et al., Sec. 3.5) of one coordinate. ``learned``: one table per coordinate, summed.
     """
+
+    KINDS = ('sinusoidal', 'learned')
 
     def __init__(self, kind: str, image_shape: tuple[int, int, int], d_model: int, *, rngs: nnx.Rngs):
         self.image_shape = tuple(image_shape)
@@ -163,7 +165,10 @@ class ImageTransformer(nnx.Module):
     """
 
     stops_at_eos = False   # an image has a fixed length; intensity 1 is no end-of-sequence token
-    POSITIONALS = ('sinusoidal', 'learned')   # over rows, columns and channels (PixelPositions)
+
+    @staticmethod
+    def check_config(model) -> None:
+        one_of('model.positional', model.positional, PixelPositions.KINDS)
 
     def __init__(self, config, vocab_size: int, *, rngs: nnx.Rngs):
         if vocab_size != INTENSITIES:

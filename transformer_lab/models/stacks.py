@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from transformer_lab.attention import MultiHeadAttention, make_core
+from transformer_lab.attention import MultiHeadAttention, check_attention, make_core
+from transformer_lab.config import one_of, positive, require
 from transformer_lab.models.layers import FeedForward, Residual
 
 Array = jax.Array
@@ -20,6 +21,21 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 # Encoder-decoder attention relates two sequences of different lengths: always full attention.
 CROSS_ATTENTION = {'type': 'dot_product'}
+
+
+def check_stack(model) -> None:
+    """The ``model`` fields every stack reads: sizes, norm, dtype, dropout and the attention sections."""
+    one_of('model.norm', model.norm, ('post', 'pre'))
+    one_of('model.dtype', model.dtype, DTYPES)
+    positive(model, 'model', 'd_model', 'num_heads', 'd_ff', 'max_length')
+    attention_dims = model.attention_dims or model.d_model
+    require(attention_dims % model.num_heads == 0, 'model.attention_dims' if model.attention_dims else 'model.d_model',
+            f'{attention_dims} is not divisible by model.num_heads={model.num_heads}; '
+            f'each head gets {"attention_dims" if model.attention_dims else "d_model"} / num_heads dimensions')
+    require(0 <= model.dropout_rate < 1, 'model.dropout_rate', f'must be in [0, 1), got {model.dropout_rate}')
+    for section in ('attention', 'encoder_attention'):
+        if section in model:
+            check_attention(f'model.{section}', model[section])
 
 
 def dtypes(config) -> dict:

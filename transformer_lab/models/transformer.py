@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from transformer_lab.attention import padding_mask, segment_mask
+from transformer_lab.config import one_of, require
 from transformer_lab.models.heads import make_head
 from transformer_lab.models.layers import PositionEncoding, TokenEmbedding, shift_right
 from transformer_lab.models.stacks import DecoderStack, EncoderStack, dtypes
@@ -74,7 +75,17 @@ class Decoding(nnx.Module):
     """The target side shared by both models: embedder, decoder stack and head, full and cached."""
 
     stops_at_eos = True   # a generated sequence ends at EOS (decoding/)
-    POSITIONALS = PositionEncoding.KINDS
+
+    @staticmethod
+    def check_config(model) -> None:
+        """Positions by kind; concatenated sinusoids need room beside narrower token embeddings."""
+        one_of('model.positional', model.positional, PositionEncoding.KINDS)
+        if model.positional == 'sinusoidal_concat':
+            require(0 < model.position_features < model.d_model and model.position_features % 2 == 0,
+                    'model.position_features', f'must be even and in (0, d_model={model.d_model}) with '
+                    f"positional='sinusoidal_concat', got {model.position_features}")
+            require(not model.tie_output, 'model.tie_output', "must be False with positional='sinusoidal_concat': "
+                    'the output projection is d_model wide, the token embeddings are narrower')
 
     def _init_target_side(self, config, embedding: TokenEmbedding, vocab_size: int, *, cross_attention: bool,
                           rngs: nnx.Rngs):

@@ -19,8 +19,15 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from transformer_lab import library_log
+from transformer_lab.config import one_of, positive
 
 CORRUPT_DIRECTORY = 'checkpoints_unreadable'
+
+
+def check_checkpoint(checkpoint) -> None:
+    """The ``checkpoint`` section (its ``best_metric`` is checked against the evaluators' metrics)."""
+    positive(checkpoint, 'checkpoint', 'every_steps', 'max_to_keep')
+    one_of('checkpoint.best_mode', checkpoint.best_mode, ('min', 'max'))
 
 
 class CheckpointError(RuntimeError):

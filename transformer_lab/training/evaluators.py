@@ -19,7 +19,7 @@ import sacremoses
 from jax.experimental import multihost_utils
 
 from transformer_lab import decoding
-from transformer_lab.config import ConfigError
+from transformer_lab.config import ConfigError, one_of, positive
 from transformer_lab.data.tokenizers import encode_padded
 from transformer_lab.training import parallel, steps
 
@@ -183,3 +183,14 @@ EVALUATORS = {
     'bits_per_dim': bits_per_dimension,
     'bleu': bleu,
 }
+
+
+def check_eval(config) -> None:
+    """``eval.evaluators`` by name, and ``checkpoint.best_metric`` among the metrics they report."""
+    positive(config.eval, 'eval', 'batch_size')
+    for name in config.eval.evaluators:
+        one_of('eval.evaluators', name, EVALUATORS)
+    if config.checkpoint.best_metric:
+        reported = {f'{config.data.eval_split}/{metric}' for name in config.eval.evaluators
+                    for metric in EVALUATORS[name].metrics}
+        one_of('checkpoint.best_metric', config.checkpoint.best_metric, reported)

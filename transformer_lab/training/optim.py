@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
+from transformer_lab.config import one_of, positive, require
+
 
 def rsqrt_schedule(d_model: int, warmup_steps: int, scale: float = 1.0) -> optax.Schedule:
     """The paper's schedule (Vaswani et al., eq. 3), with step counted from 1:
@@ -32,6 +34,19 @@ OPTIMIZERS = {
     'adamw': lambda train, lr: optax.adamw(lr, b1=train.b1, b2=train.b2, eps=train.eps,
                                            weight_decay=train.weight_decay),
 }
+
+
+NONFINITE = ('stop', 'skip')   # what a non-finite step does (training/loop.py)
+
+
+def check_train(train) -> None:
+    """The ``train`` section: optimizer and schedule by name, step counts, the non-finite policy."""
+    one_of('train.optimizer', train.optimizer, OPTIMIZERS)
+    one_of('train.schedule', train.schedule, SCHEDULES)
+    positive(train, 'train', 'num_steps', 'log_every_steps')
+    require(train.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
+    one_of('train.nonfinite', train.nonfinite, NONFINITE)
+    require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
 
 
 def make_optimizer(train_config, d_model: int) -> tuple[optax.GradientTransformation, optax.Schedule]:

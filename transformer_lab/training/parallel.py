@@ -21,10 +21,16 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from transformer_lab.config import ConfigError
+from transformer_lab.config import ConfigError, one_of, require
 from transformer_lab.training import steps
 
 MODES = ('jit', 'pmap')
+
+
+def check_parallel(parallel_config) -> None:
+    one_of('parallel.mode', parallel_config.mode, MODES)
+    require(not (parallel_config.shard_parameters and parallel_config.mode == 'pmap'), 'parallel.shard_parameters',
+            "pmap replicates parameters on every device; use parallel.mode='jit' to shard them")
 
 
 def initialize_distributed(parallel_config) -> None:
