@@ -21,7 +21,6 @@ from absl import flags
 
 from transformer_lab import cli, registry
 from transformer_lab.benchmarking import heading, publish
-from transformer_lab.data.tokenizers import FIXED_TOKENIZERS
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training.loop import initial_state
 
@@ -41,7 +40,7 @@ def main(argv):
     del argv
     config = FLAGS.config
     tokenizer = config.data.tokenizer
-    vocab_size = FIXED_TOKENIZERS[tokenizer]().vocab_size if tokenizer in FIXED_TOKENIZERS else config.data.vocab_size
+    vocab_size = registry.FIXED_TOKENIZERS[tokenizer]().vocab_size if tokenizer in registry.FIXED_TOKENIZERS else config.data.vocab_size
     model = registry.build_model(config.model, vocab_size, seed=config.seed)
     _, state, _, _ = initial_state(config, model)
     state = jax.device_put(state, parallel.replicated(parallel.make_mesh()))

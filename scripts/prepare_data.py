@@ -18,7 +18,7 @@ from absl import flags
 
 from transformer_lab import cli
 from transformer_lab.data import prepare
-from transformer_lab.data.pipeline import resolve_data_dir
+from transformer_lab.data.source import resolve_data_dir
 from transformer_lab.registry import DATASETS, USER_DATASET_NAME
 
 FLAGS = flags.FLAGS

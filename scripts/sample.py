@@ -21,7 +21,7 @@ from absl import flags
 
 from transformer_lab import cli, decoding, registry
 from transformer_lab.data import midi
-from transformer_lab.data.images import image_grid, save_png
+from transformer_lab.data.rendering import image_grid, save_piano_roll_png, save_png
 from transformer_lab.runs import load
 from transformer_lab.training.evaluators import translate
 
@@ -94,7 +94,7 @@ def sample_music(run, rows: int, options: dict) -> list[str]:
         notes = run.tokenizer.to_notes(row)
         stem = os.path.join(FLAGS.workdir, 'samples', f'step_{run.step}_{index}')
         midi.notes_to_midi(notes).write(stem + '.mid')
-        midi.save_piano_roll_png(notes, stem + '.png')
+        save_piano_roll_png(notes, stem + '.png')
         paths.append(f'{stem}.mid ({len(notes)} notes, {notes[:, 3].max(initial=0):.1f} s)')
     return paths
 

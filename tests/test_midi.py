@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from conftest import MAESTRO_COLUMNS, write_maestro
-from transformer_lab.data import midi
+from transformer_lab.data import midi, rendering
 from transformer_lab.data.builders.folders import DataSourceError
 from transformer_lab.data.midi import NOTE_OFF, NOTE_ON, SET_VELOCITY, TIME_SHIFT
 
@@ -159,10 +159,10 @@ def test_the_piano_roll_puts_high_pitches_on_top_and_velocity_as_brightness(tmp_
     np.testing.assert_array_equal(roll, [[0, 129, 129], [0, 0, 0], [255, 255, 0]])   # rows: pitches 62, 61, 60
     full = midi.piano_roll(notes, full_range=True)
     assert full.shape == (128, 3) and (full[127 - 60] == roll[2]).all() and full.sum() == roll.sum()
-    midi.save_piano_roll_png(notes, str(tmp_path / 'roll.png'), columns_per_second=100, rows_per_pitch=2)
+    rendering.save_piano_roll_png(notes, str(tmp_path / 'roll.png'), columns_per_second=100, rows_per_pitch=2)
     picture = np.asarray(Image.open(tmp_path / 'roll.png'))
     np.testing.assert_array_equal(picture, np.repeat(roll, 2, axis=0))
-    midi.save_piano_roll_png(np.zeros((0, 4)), str(tmp_path / 'silence.png'))
+    rendering.save_piano_roll_png(np.zeros((0, 4)), str(tmp_path / 'silence.png'))
     assert Image.open(tmp_path / 'silence.png').size == (1, 1)
 
 

@@ -5,7 +5,8 @@ from music21 import corpus
 
 from transformer_lab.data.builders.bach_chorales import chorale_grid
 from transformer_lab.data.builders.pieces import split_of
-from transformer_lab.data.tokenizers import EOS_ID, ChoraleTokenizer
+from transformer_lab.data.music import ChoraleTokenizer
+from transformer_lab.data.tokenizers import EOS_ID
 
 
 def test_bwv_66_6_on_the_sixteenth_note_grid():
@@ -124,7 +125,7 @@ def test_performance_windows_are_events_of_augmented_training_pieces():
     stretched, the same way for the same seed."""
     from conftest import load_config
     from transformer_lab import registry
-    from transformer_lab.data.tokenizers import PerformanceTokenizer
+    from transformer_lab.data.music import PerformanceTokenizer
     config = load_config('configs/music_transformer_music21_performances.py:tiny')
     pipeline = registry.build_pipeline(config.data)
     tokenizer = PerformanceTokenizer()

@@ -177,7 +177,7 @@ def test_prepare_data_names_keeps_and_replaces_user_datasets(tmp_path):
 
 
 def test_an_unprepared_user_dataset_names_the_whole_command():
-    from transformer_lab.data.pipeline import DatasetNotPreparedError
+    from transformer_lab.data.source import DatasetNotPreparedError
     with pytest.raises(DatasetNotPreparedError, match='--dataset=midi_folder --name=mine --manual_dir=DIR'):
         DATASETS['midi_folder'].named('mine').builder('/nonexistent')
     with pytest.raises(DatasetNotPreparedError, match='--dataset=maestro --manual_dir=DIR'):
@@ -232,7 +232,7 @@ def test_own_data_configs_train_and_evaluate(tmp_path, config_name, own_data_dir
 
 def test_a_dataset_whose_files_changed_warns_when_training(tmp_path):
     """Training on prepared data whose folder has changed since says so (once, as a warning line)."""
-    from transformer_lab.data.pipeline import TfdsPipeline
+    from transformer_lab.data.source import TfdsPipeline
     source = midi_folder(tmp_path / 'midi', count=3)
     dataset = DATASETS['midi_folder'].named('changing')
     prepare.prepare(dataset, str(tmp_path / 'data'), manual_dir=str(source))

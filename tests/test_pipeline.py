@@ -7,7 +7,7 @@ import pytest
 
 from conftest import load_config
 from transformer_lab import registry
-from transformer_lab.data.pipeline import DatasetNotPreparedError
+from transformer_lab.data.source import DatasetNotPreparedError
 from transformer_lab.data.tokenizers import EOS_ID, ByteTokenizer
 
 

@@ -13,7 +13,7 @@ from etils import epath
 
 import transformer_lab
 from conftest import load_config, truncate_array_files
-from transformer_lab.data.pipeline import TextPipeline
+from transformer_lab.data.text import TextPipeline
 from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training.logging import read_metrics
 from transformer_lab.training.loop import NonFiniteLossError, WorkdirConflictError, train_and_evaluate

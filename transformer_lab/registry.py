@@ -13,7 +13,8 @@ from flax import nnx
 from transformer_lab.config import ConfigError, one_of, require
 from transformer_lab.data.images import ImagePipeline
 from transformer_lab.data.music import MusicPipeline
-from transformer_lab.data.pipeline import DEFAULT_NAME, Dataset, TextPipeline, check_data
+from transformer_lab.data.source import DEFAULT_NAME, Dataset
+from transformer_lab.data.text import TextPipeline
 from transformer_lab.models.heads import head_class
 from transformer_lab.models.image_transformer import ImageTransformer
 from transformer_lab.models.stacks import check_stack
@@ -87,6 +88,10 @@ USER_DATASET_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
 
 PIPELINES = {'text': TextPipeline, 'image': ImagePipeline, 'music': MusicPipeline}
 
+# Tokenizers that need nothing but their name (not sentencepiece, which is trained on a dataset).
+FIXED_TOKENIZERS = {name: tokenizer for pipeline in PIPELINES.values()
+                    for name, tokenizer in pipeline.TOKENIZERS.items() if tokenizer is not None}
+
 
 def check_model(config) -> None:
     """The model by name, its own fields, its stacks' and its head's."""
@@ -102,8 +107,7 @@ def validate(config) -> None:
     """Asks the owner of each config section to check it, before anything touches the disk: the first
     problem raises config.ConfigError naming the field and what would be valid."""
     check_model(config)
-    dataset_named(config.data.name)
-    check_data(config.data, config.model)
+    PIPELINES[dataset_named(config.data.name).modality].check_config(config.data, config.model)
     check_train(config.train)
     check_eval(config)
     check_checkpoint(config.checkpoint)

@@ -13,7 +13,7 @@ import ml_collections
 from flax import nnx
 
 from transformer_lab import registry
-from transformer_lab.data.tokenizers import FIXED_TOKENIZERS, SentencePieceTokenizer
+from transformer_lab.data.tokenizers import SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training import workdir as workdir_lib
 from transformer_lab.training.loop import initial_state
@@ -39,8 +39,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def load_tokenizer(config, workdir: str):
-    if config.data.tokenizer in FIXED_TOKENIZERS:
-        return FIXED_TOKENIZERS[config.data.tokenizer]()
+    if config.data.tokenizer in registry.FIXED_TOKENIZERS:
+        return registry.FIXED_TOKENIZERS[config.data.tokenizer]()
     return SentencePieceTokenizer(os.path.join(workdir, 'tokenizer.model'))
 
 

@@ -1,4 +1,4 @@
-"""Images for the Image Transformer: the grain pipeline over TFDS image datasets, and PNG grids.
+"""Images for the Image Transformer: the grain pipeline over TFDS image datasets and its tokenizer.
 
 Every batch is a dict of int32 numpy arrays with fixed shapes:
 
@@ -20,14 +20,28 @@ from collections.abc import Iterator
 import grain
 import numpy as np
 
-from transformer_lab.config import ConfigError
-from transformer_lab.data.pipeline import Dataset, TfdsPipeline, pad_to
-from transformer_lab.data.tokenizers import PixelTokenizer
+from transformer_lab.config import ConfigError, require
+from transformer_lab.data.source import Dataset, TfdsPipeline, padded_batches
+
+
+class PixelTokenizer:
+    """Images: a token is an intensity 0..255 of one colour channel of one pixel (no text to encode)."""
+
+    vocab_size = 256
 
 
 class ImagePipeline(TfdsPipeline):
     """Batches of one image dataset as configured by the ``data`` section (``targets_feature`` is the
     image feature, e.g. 'image'; ``data.image_shape`` must match it)."""
+
+    TOKENIZERS = {'pixels': PixelTokenizer}
+
+    @classmethod
+    def check_config(cls, data, model) -> None:
+        super().check_config(data, model)
+        if 'image_shape' in model:
+            require(tuple(data.image_shape) == tuple(model.image_shape), 'model.image_shape',
+                    f'{tuple(model.image_shape)} differs from data.image_shape={tuple(data.image_shape)}')
 
     def __init__(self, data_config, dataset: Dataset, *, tokenizer=None):
         super().__init__(data_config, dataset)
@@ -58,20 +72,16 @@ class ImagePipeline(TfdsPipeline):
                       shard_count: int = 1) -> grain.IterDataset:
         """An endless stream of batches of ``rows`` images (this host's share), reshuffled every epoch;
         host ``shard_index`` reads every ``shard_count``-th image of the shuffled order."""
-        return (grain.MapDataset.source(self.source(self.config.train_split))
-                .shuffle(seed=seed).repeat()[shard_index::shard_count]
+        return (self.training_records(seed=seed, shard_index=shard_index, shard_count=shard_count)
                 .map(self.example).to_iter_dataset().batch(rows, drop_remainder=True))
 
     def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
                      shard_count: int = 1) -> Iterator[dict]:
         """Every image of ``split`` (or its first ``max_examples``) once, in order; host ``shard_index``
         takes every ``shard_count``-th. The last batch is padded with rows of weight 0."""
-        dataset = grain.MapDataset.source(self.source(split))
-        if max_examples > 0:
-            dataset = dataset[:max_examples]
-        dataset = dataset[shard_index::shard_count].map(self.example).to_iter_dataset().batch(rows)
-        for batch in dataset:
-            yield {name: pad_to(value, rows, axis=0) for name, value in batch.items()}
+        dataset = self.evaluation_records(split, max_examples=max_examples, shard_index=shard_index,
+                                          shard_count=shard_count)
+        yield from padded_batches(dataset.map(self.example).to_iter_dataset().batch(rows), rows)
 
 
 def downsample(image: np.ndarray, factor: int) -> np.ndarray:
@@ -82,25 +92,3 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
         raise ConfigError('data.downsample', f'{factor} does not divide the {height}x{width} images')
     blocks = image.reshape(height // factor, factor, width // factor, factor, channels)
     return np.round(blocks.mean(axis=(1, 3))).astype(image.dtype)
-
-
-def image_grid(images: np.ndarray, columns: int, border: int = 2) -> np.ndarray:
-    """uint8 images [count, height, width, channels] -> one uint8 grid image, ``columns`` per row,
-    separated by ``border`` pixels of mid grey."""
-    count, height, width, channels = images.shape
-    rows = -(-count // columns)
-    grid = np.full((rows * (height + border) + border, columns * (width + border) + border, channels), 128, np.uint8)
-    for index, image in enumerate(images):
-        top = border + (index // columns) * (height + border)
-        left = border + (index % columns) * (width + border)
-        grid[top:top + height, left:left + width] = image
-    return grid
-
-
-def save_png(image: np.ndarray, path: str, scale: int = 1) -> None:
-    """Writes a uint8 [height, width, 1 or 3] image as PNG (pillow), enlarged ``scale`` times."""
-    from PIL import Image  # pillow: only the sampler writes images
-    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    picture.save(path)

@@ -248,15 +248,6 @@ def piano_roll(notes: np.ndarray, *, steps_per_second: float = STEPS_PER_SECOND,
     return roll
 
 
-def save_piano_roll_png(notes: np.ndarray, path: str, *, columns_per_second: float = 25,
-                        rows_per_pitch: int = 3) -> None:
-    """Writes ``piano_roll(notes)`` as a grey PNG at ``path``: ``columns_per_second`` pixels per second
-    across, ``rows_per_pitch`` pixels per pitch down (one black pixel if there are no notes)."""
-    from transformer_lab.data.images import save_png  # images needs grain; the events need only numpy
-    roll = np.repeat(piano_roll(notes, steps_per_second=columns_per_second), rows_per_pitch, axis=0)
-    save_png((roll if roll.size else np.zeros((1, 1), np.uint8))[..., None], path)
-
-
 def _sorted(notes: np.ndarray) -> np.ndarray:
     """float32 notes sorted by start, then pitch, then end."""
     return notes[np.lexsort((notes[:, END], notes[:, PITCH], notes[:, START]))].astype(np.float32)

@@ -20,23 +20,93 @@ and its checkpointed position are reproducible; evaluation pieces are not augmen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import grain
 import grain.experimental
 import numpy as np
 
-from transformer_lab.data.pipeline import Dataset, TfdsPipeline, pad_to
-from transformer_lab.data.tokenizers import EOS_ID, FIXED_TOKENIZERS
+from transformer_lab.data import midi
+from transformer_lab.data.source import Dataset, TfdsPipeline, pad_to, padded_batches
+from transformer_lab.data.tokenizers import EOS_ID, until_eos
+
+
+class ChoraleTokenizer:
+    """Chorale grids as tokens: the S, A, T, B pitches of each 16th note in turn, MIDI pitch p -> p + 2
+    and a rest -> 2 (0 and 1 stay padding and EOS). ``voice_ids`` tells each token's voice (1..4)."""
+
+    OFFSET = 2
+    vocab_size = 128 + OFFSET
+    voices = 4
+    seconds_per_step = 0.125     # a 16th note at 120 quarter notes per minute, for listening
+    velocity = 80
+
+    def encode(self, grid) -> list[int]:
+        """uint8 [steps, 4] pitches (0 = rest) -> tokens, time-major."""
+        return [int(p) + self.OFFSET for p in np.asarray(grid).reshape(-1)]
+
+    def voice_ids(self, grid) -> list[int]:
+        """The voice (1 = S, ..., 4 = B) of each token of ``encode(grid)``."""
+        return list(np.tile(np.arange(1, self.voices + 1), len(grid)))
+
+    def decode(self, ids: Iterable[int]) -> np.ndarray:
+        """Tokens (up to EOS; an unfinished last step is dropped) -> uint8 [steps, 4] pitches."""
+        pitches = [max(int(i) - self.OFFSET, 0) for i in until_eos(ids)]
+        steps = len(pitches) // 4
+        return np.asarray(pitches[:steps * 4], np.uint8).reshape(steps, 4)
+
+    @staticmethod
+    def transpose(grid: np.ndarray, semitones: int) -> np.ndarray:
+        """Moves every sounding pitch by ``semitones`` (clipped to MIDI 1..127), keeping the rests."""
+        shifted = np.clip(grid.astype(np.int32) + semitones, 1, 127)
+        return np.where(grid > 0, shifted, 0).astype(grid.dtype)
+
+    def to_notes(self, ids: Iterable[int]) -> np.ndarray:
+        """Tokens -> float32 [n, 4] notes (pitch, velocity, start s, end s): a voice holding one pitch
+        over consecutive steps is one note (the grid cannot tell a repeated note from a held one)."""
+        grid = self.decode(ids)
+        notes = []
+        for voice in grid.T:
+            changes = np.flatnonzero(np.diff(voice.astype(np.int32), prepend=-1, append=-1))
+            for start, end in zip(changes[:-1], changes[1:]):
+                if voice[start]:
+                    notes.append((voice[start], self.velocity, start * self.seconds_per_step,
+                                  end * self.seconds_per_step))
+        notes = np.asarray(notes, np.float32).reshape(-1, 4)
+        return notes[np.lexsort((notes[:, 0], notes[:, 2]))]
+
+
+class PerformanceTokenizer:
+    """Performance events as tokens (Oore et al. 2018; Huang et al. 2018, Sec. 5.2): the 388 events of
+    data/midi.py (NOTE_ON, NOTE_OFF, TIME_SHIFT, SET_VELOCITY) as ids 2..389, after padding and EOS."""
+
+    OFFSET = 2
+    vocab_size = midi.NUM_EVENTS + OFFSET
+    voices = 0
+
+    def encode(self, notes) -> list[int]:
+        """float [n, 4] notes (pitch, velocity, start s, end s) -> tokens."""
+        return [int(e) + self.OFFSET for e in midi.notes_to_events(np.asarray(notes))]
+
+    def decode(self, ids: Iterable[int]) -> np.ndarray:
+        """Tokens (up to EOS) -> the events' notes, float32 [n, 4]."""
+        events = [int(i) - self.OFFSET for i in until_eos(ids) if int(i) >= self.OFFSET]
+        return midi.events_to_notes(np.asarray(events, np.int32))
+
+    to_notes = decode
+    transpose = staticmethod(midi.transpose_notes)
+    stretch = staticmethod(midi.stretch_notes)
 
 
 class MusicPipeline(TfdsPipeline):
     """Token windows of one music dataset as configured by the ``data`` section (``targets_feature``
     names the piece feature, ``tokenizer`` how it becomes tokens)."""
 
+    TOKENIZERS = {'chorale': ChoraleTokenizer, 'performance': PerformanceTokenizer}
+
     def __init__(self, data_config, dataset: Dataset, *, tokenizer=None):
         super().__init__(data_config, dataset)
-        self.tokenizer = tokenizer or FIXED_TOKENIZERS[data_config.tokenizer]()
+        self.tokenizer = tokenizer or self.TOKENIZERS[data_config.tokenizer]()
         self.features = ('targets', 'targets_voices') if self.tokenizer.voices else ('targets',)
 
     def tokens(self, piece: np.ndarray) -> dict[str, np.ndarray]:
@@ -72,20 +142,17 @@ class MusicPipeline(TfdsPipeline):
         """An endless stream of batches of ``rows`` random crops (this host's share), one piece each:
         every epoch the pieces are reshuffled, augmented anew and cropped at new offsets; host
         ``shard_index`` reads every ``shard_count``-th piece."""
-        return (grain.MapDataset.source(self.source(self.config.train_split))
-                .shuffle(seed=seed).repeat()[shard_index::shard_count]
+        return (self.training_records(seed=seed, shard_index=shard_index, shard_count=shard_count)
                 .random_map(self._crop, seed=seed).to_iter_dataset().batch(rows, drop_remainder=True))
 
     def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
                      shard_count: int = 1) -> Iterator[dict]:
         """Every piece of ``split`` (or its first ``max_examples``) once, in windows; the last batch is
         padded with empty rows."""
-        dataset = grain.MapDataset.source(self.source(split))
-        if max_examples > 0:
-            dataset = dataset[:max_examples]
-        dataset = dataset[shard_index::shard_count].map(lambda record: self.tokens(self.piece(record)))
-        for batch in self._windows(dataset.to_iter_dataset(), rows):
-            yield {name: pad_to(value, rows, axis=0) for name, value in batch.items()}
+        dataset = self.evaluation_records(split, max_examples=max_examples, shard_index=shard_index,
+                                          shard_count=shard_count)
+        dataset = dataset.map(lambda record: self.tokens(self.piece(record)))
+        yield from padded_batches(self._windows(dataset.to_iter_dataset(), rows), rows)
 
     def primers(self, split: str, count: int, length: int) -> np.ndarray:
         """int32 [count, length]: the opening ``length`` tokens of the first ``count`` pieces of

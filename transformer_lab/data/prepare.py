@@ -31,8 +31,8 @@ import tensorflow_datasets as tfds
 
 from transformer_lab.data.builders.folders import DataSourceError, FolderConfig, visible_files
 
-if TYPE_CHECKING:  # pipeline.py imports this module to warn of stale data
-    from transformer_lab.data.pipeline import Dataset
+if TYPE_CHECKING:  # source.py imports this module to warn of stale data
+    from transformer_lab.data.source import Dataset
 
 SOURCE_RECORD = 'source.json'
 SKIPPED_LIST = 'skipped.txt'

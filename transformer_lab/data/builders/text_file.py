@@ -20,7 +20,7 @@ split as a whole; the paragraphs of every other file are split one by one by a h
 paragraph's text (``pieces.split_of``: about 80 / 10 / 10), so a repeated paragraph never straddles
 two splits. A split that gets no paragraph is left out of the dataset.
 
-Read by the text pipeline (data/pipeline.py ``TextPipeline``) as a language model, with
+Read by the text pipeline (data/text.py ``TextPipeline``) as a language model, with
 ``data.inputs_feature=''`` and ``data.targets_feature='text'``: each paragraph followed by one ``\\n``
 (so the blank line between paragraphs becomes a single newline) is tokenized, and the records are
 concatenated and cut into windows of ``max_length`` tokens, across paragraph boundaries. Training
