@@ -15,7 +15,7 @@ from absl import flags
 
 from transformer_lab import cli
 from transformer_lab.runs import load
-from transformer_lab.training.evaluators import translate
+from transformer_lab.decoding import translate
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A translation run directory written by scripts/train.py.')

@@ -117,7 +117,7 @@ def test_averaging_the_last_checkpoints_is_their_element_wise_mean(bible_run, tm
 
 
 def test_translate_cli_reads_stdin_and_evaluate_reports_bleu_both_ways(bible_run):
-    from transformer_lab.training.evaluators import translate
+    from transformer_lab.decoding import translate
     workdir = bible_run[0]
     sources = ['In the beginning God created the heaven and the earth.', 'And God said, Let there be light.']
     result = run_script('translate.py', f'--workdir={workdir}', '--beam_size=1', stdin='\n'.join(sources) + '\n')

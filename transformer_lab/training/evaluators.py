@@ -20,7 +20,6 @@ from jax.experimental import multihost_utils
 
 from transformer_lab import decoding
 from transformer_lab.config import ConfigError, one_of, positive
-from transformer_lab.data.tokenizers import encode_padded
 from transformer_lab.training import parallel, steps
 
 
@@ -106,26 +105,6 @@ def bits_per_character(context: EvalContext, params, split: str) -> dict[str, fl
             'bits_per_char': totals['nll_sum'] / math.log(2) / max(totals['characters'], 1)}
 
 
-def translate(graphdef, params, tokenizer, sources: list[str], *, rows: int, source_length: int,
-              max_length: int, beam_size: int = 1, alpha: float = 0.6, extra_length: int | None = None,
-              **sampling) -> list[str]:
-    """Translations of ``sources``, ``rows`` at a time: beam search when ``beam_size`` > 1 (length
-    penalty ``alpha``, at most source length + ``extra_length`` tokens), else greedy unless
-    ``sampling`` (temperature, top_k, seed) says otherwise."""
-    outputs = []
-    for start in range(0, len(sources), rows):
-        chunk = sources[start:start + rows]
-        inputs = encode_padded(tokenizer, chunk, source_length, rows)
-        if beam_size > 1:
-            tokens = decoding.beam_search(graphdef, params, inputs=inputs, beam_size=beam_size, alpha=alpha,
-                                          max_length=max_length, extra_length=extra_length)
-        else:
-            tokens = decoding.generate(graphdef, params, batch_size=rows, max_length=max_length, inputs=inputs,
-                                       **sampling)
-        outputs += [tokenizer.decode(row) for row in np.asarray(tokens)[:len(chunk)]]
-    return outputs
-
-
 def split_compounds(text: str) -> str:
     """Hyphenated compounds split as in the paper's evaluation (tensor2tensor's get_ende_bleu.sh):
     ``Gut-Aiderbichl`` -> ``Gut ##AT##-##AT## Aiderbichl``, so each part counts as a word."""
@@ -166,7 +145,7 @@ def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
     Transformer paper's own)."""
     pairs = context.pipeline.translation_pairs(split, context.config.eval.max_examples)
     evaluation, data = context.config.eval, context.config.data
-    hypotheses = translate(context.graphdef, params, context.pipeline.tokenizer, [source for source, _ in pairs],
+    hypotheses = decoding.translate(context.graphdef, params, context.pipeline.tokenizer, [source for source, _ in pairs],
                            rows=evaluation.batch_size, source_length=data.max_length, max_length=data.max_length,
                            beam_size=evaluation.beam_size, alpha=evaluation.length_penalty,
                            extra_length=evaluation.extra_length)
