@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import naive_attention
+from helpers import naive_attention
 from transformer_lab.attention import (DotProductCore, MultiHeadAttention, causal_mask, combine_masks,
                                        padding_mask, scaled_dot_product_attention, segment_mask)
 

@@ -12,11 +12,13 @@ import time
 
 import pytest
 
-from conftest import ROOT, device_env, load_config, run_script, truncate_array_files
+from helpers import ROOT, device_env, load_config, run_script, truncate_array_files
 from transformer_lab import cli
 from transformer_lab.training import logging as metrics_logging
 from transformer_lab.training.loop import train_and_evaluate
 from transformer_lab.training.workdir import WorkdirError, check_usable
+
+pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
 
 TINY = 'configs/transformer_lm_kjv.py:tiny'
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import load_config
+from helpers import load_config
 from transformer_lab import registry
 from transformer_lab.config import ConfigError, parse_arg
 
@@ -92,16 +92,23 @@ def test_a_batch_that_does_not_split_over_devices_and_micro_batches_names_both()
         'batch: 8 rows per update = 1 devices x 4 micro-batches x 2 rows (8 rows per host, 1 hosts)')
 
 
-@pytest.mark.parametrize('changes,message', [
-    ({'model.positional': 'sinusoidal_concat'}, 'model.position_features: must be even and in (0, d_model=32)'),
-    ({'model.positional': 'sinusoidal_concat', 'model.position_features': 16, 'model.tie_output': True},
+MUSIC, IMAGE = 'configs/music_transformer_bach_chorales.py:tiny', 'configs/image_transformer_cifar10.py:dmol,tiny'
+
+
+@pytest.mark.parametrize('path,changes,message', [
+    (MUSIC, {'model.positional': 'sinusoidal_concat'}, 'model.position_features: must be even and in (0, d_model=32)'),
+    (MUSIC, {'model.positional': 'sinusoidal_concat', 'model.position_features': 16, 'model.tie_output': True},
      "model.tie_output: must be False with positional='sinusoidal_concat'"),
-    ({'model.num_voices': 3}, "model.num_voices: 3 voices, but data.tokenizer='chorale' has 4; valid: [0, 4]"),
-    ({'data.time_stretches': (0.95, 1.05)}, "data.time_stretches: stretches performances only"),
-    ({'model.attention_dims': 31}, 'model.attention_dims: 31 is not divisible by model.num_heads=2'),
+    (MUSIC, {'model.num_voices': 3}, "model.num_voices: 3 voices, but data.tokenizer='chorale' has 4; valid: [0, 4]"),
+    (MUSIC, {'data.time_stretches': (0.95, 1.05)}, "data.time_stretches: stretches performances only"),
+    (MUSIC, {'model.attention_dims': 31}, 'model.attention_dims: 31 is not divisible by model.num_heads=2'),
+    (IMAGE, {'train.label_smoothing': 0.1}, 'train.label_smoothing: must be 0 with model.head=dmol'),
+    (IMAGE, {'model.head': 'softmax'}, "model.head: 'softmax' is not one of ['categorical', 'dmol']"),
+    (IMAGE, {'model.positional': 'sinusoidal_concat'}, "model.positional: 'sinusoidal_concat' is not one of"),
+    (IMAGE, {'data.tokenizer': 'bytes'}, "data.tokenizer: 'bytes' is not one of ['pixels']"),
 ])
-def test_music_fields_are_validated(changes, message):
-    config = load_config('configs/music_transformer_bach_chorales.py:tiny')
+def test_music_and_image_fields_are_validated(path, changes, message):
+    config = load_config(path)
     for field, value in changes.items():
         section, name = field.split('.')
         config[section][name] = value
@@ -131,16 +138,3 @@ def test_music_configs_are_the_papers_models():
     with pytest.raises(ConfigError, match='pick one attention variant'):
         load_config('configs/music_transformer_bach_chorales.py:relative,local')
 
-
-@pytest.mark.parametrize('changes,message', [
-    ({'train.label_smoothing': 0.1}, 'train.label_smoothing: must be 0 with model.head=dmol'),
-    ({'model.head': 'softmax'}, "model.head: 'softmax' is not one of ['categorical', 'dmol']"),
-    ({'model.positional': 'sinusoidal_concat'}, "model.positional: 'sinusoidal_concat' is not one of"),
-])
-def test_image_heads_and_positions_are_validated(changes, message):
-    config = load_config('configs/image_transformer_cifar10.py:dmol,tiny')
-    for field, value in changes.items():
-        section, name = field.split('.')
-        config[section][name] = value
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        registry.validate(config)

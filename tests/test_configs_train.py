@@ -4,8 +4,10 @@
 import numpy as np
 import pytest
 
-from conftest import load_config, run_script, train_losses
+from helpers import load_config, run_script, train_losses
 from transformer_lab.training.loop import train_and_evaluate
+
+pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
 
 
 @pytest.mark.parametrize('config_name', ['transformer_lm_kjv.py:tiny', 'transformer_wmt14_ende.py:tiny'])

@@ -83,6 +83,7 @@ def every_hypothesis(model, inputs, vocab, max_length, alpha):
     return scores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('alpha', [0.0, 0.6, 2.0])
 def test_a_wide_beam_finds_the_best_of_every_sequence(tiny_model_config, alpha):
     """Vocabulary 5 (padding, EOS, three words), at most 4 tokens: 1 + 3 + 9 + 27 hypotheses end with

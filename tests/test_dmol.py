@@ -89,6 +89,7 @@ def test_the_256_probabilities_of_a_grey_pixel_sum_to_one():
     np.testing.assert_allclose(np.asarray(probabilities.sum(0)), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_256_cubed_probabilities_of_an_rgb_pixel_sum_to_one():
     params = random_params(1, 3, 3)[0]
     green, blue = np.meshgrid(np.arange(256), np.arange(256), indexing='ij')

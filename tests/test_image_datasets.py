@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import load_config, train_losses
+from helpers import load_config, train_losses
 from transformer_lab.data.builders import cifar10_files, imagenet32_files
 from transformer_lab.training.loop import train_and_evaluate
 
@@ -61,6 +61,7 @@ def test_imagenet32_builder_reads_the_official_files_with_labels_from_zero(tmp_p
     np.testing.assert_array_equal(np.asarray(example['image']), cifar10_files.rows_to_images(rows[2:3])[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('variant', ['1d,tiny', 'dmol,2d,tiny'])
 def test_cifar10_paper_configs_train_at_tiny_scale(cifar_data_dir, tmp_path, variant):
     config = load_config(f'configs/image_transformer_cifar10.py:{variant}')

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from conftest import load_config
+from helpers import load_config
 from transformer_lab import decoding, registry
 from transformer_lab.config import ConfigDict, base_config
 from transformer_lab.data.builders import fashion_mnist_offline
@@ -157,10 +157,11 @@ def test_fashion_mnist_builder_reads_idx_files_from_a_manual_dir(tmp_path):
     assert validation[1]['label'] == arrays['train-labels-idx1'][23]
 
 
+@pytest.mark.slow
 def test_the_tiny_config_trains_and_samples_a_png_grid(tmp_path):
     from PIL import Image
 
-    from conftest import run_script, train_losses
+    from helpers import run_script, train_losses
     from transformer_lab.training.loop import train_and_evaluate
     config = load_config('configs/image_transformer_fashion_mnist.py:2d,tiny')
     metrics = train_and_evaluate(config, str(tmp_path))
@@ -207,10 +208,11 @@ def test_super_resolution_conditions_on_the_input_and_samples_from_the_cache(att
     np.testing.assert_array_equal(np.asarray(model.head.predict(outputs)), sampled)
 
 
+@pytest.mark.slow
 def test_the_super_resolution_config_trains_and_samples_inputs_beside_outputs(tmp_path):
     from PIL import Image
 
-    from conftest import run_script, train_losses
+    from helpers import run_script, train_losses
     from transformer_lab.training.loop import train_and_evaluate
     config = load_config('configs/image_transformer_superres.py:tiny')
     train_and_evaluate(config, str(tmp_path))

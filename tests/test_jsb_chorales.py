@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import object_array
+from helpers import object_array
 from transformer_lab.data.builders import jsb_chorales
 
 NAN = np.nan

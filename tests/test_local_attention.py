@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import naive_attention
+from helpers import naive_attention
 from transformer_lab.attention import Local1DCore, Local2DCore, MultiHeadAttention
 from transformer_lab.attention.local import block_raster_order
 

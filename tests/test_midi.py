@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from conftest import MAESTRO_COLUMNS, write_maestro
+from helpers import MAESTRO_COLUMNS, write_maestro
 from transformer_lab.data import midi, rendering
 from transformer_lab.data.builders.folders import DataSourceError
 from transformer_lab.data.midi import NOTE_OFF, NOTE_ON, SET_VELOCITY, TIME_SHIFT

@@ -1,6 +1,7 @@
 """The Bach chorale grid on a known chorale, checked by hand against its score, and the split rule."""
 
 import numpy as np
+import pytest
 from music21 import corpus
 
 from transformer_lab.data.builders.bach_chorales import chorale_grid
@@ -43,7 +44,7 @@ def test_chorale_tokens_round_trip_and_transposition_keeps_rests():
 
 
 def test_chorale_evaluation_windows_hold_every_token_once():
-    from conftest import load_config
+    from helpers import load_config
     from transformer_lab import registry
     config = load_config('configs/music_transformer_bach_chorales.py:tiny')
     pipeline = registry.build_pipeline(config.data)
@@ -56,7 +57,7 @@ def test_chorale_evaluation_windows_hold_every_token_once():
 
 
 def test_voices_follow_the_tokens_through_the_windows():
-    from conftest import load_config
+    from helpers import load_config
     from transformer_lab import registry
     config = load_config('configs/music_transformer_bach_chorales.py:voices,tiny')
     pipeline = registry.build_pipeline(config.data)
@@ -83,13 +84,14 @@ def test_a_chorale_becomes_notes_with_held_pitches_merged():
     assert (notes[:, 1] == tokenizer.velocity).all()
 
 
+@pytest.mark.slow
 def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     """Each Music Transformer variant trains at tiny scale; sampling writes MIDI files that pretty_midi
     reads back, holding the primer's notes first; evaluation reports NLL per token on the test split."""
     import json
 
     import pretty_midi
-    from conftest import load_config, run_script, train_losses
+    from helpers import load_config, run_script, train_losses
     from transformer_lab import registry
     from transformer_lab.training.loop import train_and_evaluate
     for variant in ('baseline', 'relative', 'local,concat,voices'):
@@ -123,7 +125,7 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
 def test_performance_windows_are_events_of_augmented_training_pieces():
     """Evaluation windows are the events of the pieces as stored; training pieces are transposed and
     stretched, the same way for the same seed."""
-    from conftest import load_config
+    from helpers import load_config
     from transformer_lab import registry
     from transformer_lab.data.music import PerformanceTokenizer
     config = load_config('configs/music_transformer_music21_performances.py:tiny')
@@ -146,9 +148,10 @@ def test_performance_windows_are_events_of_augmented_training_pieces():
     np.testing.assert_array_equal(augmented_tokens, next(iter(augmented.train_batches(8, seed=0)))['targets'])
 
 
+@pytest.mark.slow
 def test_performance_model_samples_midi_files_pretty_midi_reads(tmp_path):
     import pretty_midi
-    from conftest import load_config, run_script
+    from helpers import load_config, run_script
     from transformer_lab.training.loop import train_and_evaluate
     config = load_config('configs/music_transformer_music21_performances.py:tiny,relative')
     metrics = train_and_evaluate(config, str(tmp_path))
@@ -166,7 +169,7 @@ def test_training_rows_are_random_crops_of_distinct_pieces_and_resume_exactly():
     """A training batch spans as many pieces as it has rows, each row one piece's tokens from a varied
     offset (a stream of consecutive windows would put one or two pieces in a batch, at offsets a
     multiple of the row length); a restored iterator goes on with the same batches."""
-    from conftest import load_config
+    from helpers import load_config
     from transformer_lab import registry
     config = load_config('configs/music_transformer_bach_chorales.py:tiny')
     config.data.transpose = 0   # untransposed, every row is found verbatim in its piece

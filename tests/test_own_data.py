@@ -10,7 +10,7 @@ import pretty_midi
 import pytest
 from PIL import Image
 
-from conftest import load_config, run_script, train_losses
+from helpers import load_config, run_script, train_losses
 from test_cli_failures import assert_one_error_line, tree_checksums
 from test_text_folders import write
 from transformer_lab.data import prepare
@@ -133,6 +133,7 @@ def test_image_folder_squares_composites_and_labels_images(tmp_path):
     assert first.info.features['image'].shape == (4, 4, 1)
 
 
+@pytest.mark.slow
 def test_prepare_data_names_keeps_and_replaces_user_datasets(tmp_path):
     """--name keeps datasets side by side; preparing again keeps the data and warns when the folder or
     an option changed; --overwrite prepares again; a bad folder is one error line and changes nothing."""
@@ -184,6 +185,7 @@ def test_an_unprepared_user_dataset_names_the_whole_command():
         DATASETS['maestro'].builder('/nonexistent')
 
 
+@pytest.mark.slow
 def test_misaligned_parallel_files_are_one_error_line(tmp_path):
     source = write(tmp_path / 'pairs', {'train.en': 'a\nb\nc\n', 'train.fr': 'A\nB\n'})
     result = run_script('prepare_data.py', '--dataset=parallel_text', f'--manual_dir={source}',
@@ -216,6 +218,7 @@ def own_data_dir(tmp_path_factory):
     return str(data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config_name', [
     'transformer_lm_text.py:name=mine,tiny', 'transformer_parallel_text.py:name=mine,source=en,target=fr,tiny',
     'image_transformer_folder.py:name=mine,size=4,classes=2,tiny', 'music_transformer_midi_folder.py:name=mine,tiny'])
@@ -249,6 +252,7 @@ def test_a_dataset_whose_files_changed_warns_when_training(tmp_path):
         prepared('midi_folder', tmp_path / 'other', tmp_path / 'nothing_here')
 
 
+@pytest.mark.slow
 def test_the_unigram_baseline_scores_held_out_intensities_by_training_frequencies(own_data_dir):
     """scripts/baseline.py against the same unigram model computed from the prepared images directly."""
     import tensorflow_datasets as tfds

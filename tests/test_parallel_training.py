@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 import transformer_lab
-from conftest import ROOT, device_env, run_script
+from helpers import ROOT, device_env, run_script
 from transformer_lab.training.logging import read_metrics
+
+pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
 
 LM_TINY = '--config=configs/transformer_lm_kjv.py:tiny'
 

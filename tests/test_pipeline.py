@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import load_config
+from helpers import load_config
 from transformer_lab import registry
 from transformer_lab.data.source import DatasetNotPreparedError
 from transformer_lab.data.tokenizers import EOS_ID, ByteTokenizer

@@ -12,7 +12,7 @@ import pytest
 from etils import epath
 
 import transformer_lab
-from conftest import load_config, truncate_array_files
+from helpers import load_config, truncate_array_files
 from transformer_lab.data.text import TextPipeline
 from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training.logging import read_metrics

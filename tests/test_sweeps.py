@@ -16,8 +16,10 @@ import time
 import optuna
 import pytest
 
-from conftest import ROOT, device_env, run_script
+from helpers import ROOT, device_env, run_script
 from transformer_lab.sweeps import spec, study
+
+pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
 
 # A user's own config file: the Bible config's tiny variant (NLL only), and the sweeps under test.
 SWEEP_CONFIG = '''

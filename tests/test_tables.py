@@ -7,11 +7,15 @@ import os
 import re
 import statistics
 
-from conftest import run_script
+import pytest
+
+from helpers import run_script
 from test_cli_failures import assert_one_error_line
 from test_sweeps import launches
 from transformer_lab.sweeps import spec, tables
 from transformer_lab.training.logging import read_metrics
+
+pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
 
 TINY_TABLE = '''
 TITLE = 'A tiny table (Nobody et al., Table 9)'

@@ -6,8 +6,10 @@ import os
 import pytest
 
 import transformer_lab
-from conftest import run_script, train_losses
+from helpers import run_script, train_losses
 from transformer_lab.training.logging import read_metrics
+
+pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
 
 
 @pytest.fixture(scope='module')

@@ -13,7 +13,7 @@ import sys
 import jax
 import numpy as np
 
-from conftest import load_config
+from helpers import load_config
 from transformer_lab.training import evaluators, loop, parallel
 
 NUM_STEPS = 10

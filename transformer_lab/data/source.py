@@ -28,7 +28,7 @@ class DatasetNotPreparedError(FileNotFoundError):
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """A TFDS dataset: its builder module (imported to register it), how to prepare it, and which
-    pipeline reads it (``modality``: text here, image in data/images.py, music in data/music.py).
+    pipeline reads it (``modality``: text in data/text.py, image in data/images.py, music in data/music.py).
 
     ``manual_dir`` says what a dataset prepared from files the user brings needs in ``--manual_dir``
     ('' when it needs none). A ``user_files`` dataset (image_folder, midi_folder, ...) is prepared once

@@ -1,8 +1,9 @@
-"""The train and eval steps, and the losses: label-smoothed cross-entropy and unsmoothed NLL.
+"""The train and eval steps: a loss summed over a batch's target tokens, gradients, the update.
 
 Steps are pure functions of (state, batch) over a model's ``graphdef`` and parameters, so the same
 function compiles under ``jax.jit`` with any sharding or maps under ``jax.pmap`` (``axis_name``).
-Losses run in float32 whatever the compute dtype.
+What the losses are belongs to the model's head (models/heads.py: label-smoothed cross-entropy and
+unsmoothed NLL, or the DMOL likelihood), in float32 whatever the compute dtype.
 """
 
 from __future__ import annotations
