@@ -92,7 +92,81 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def progress_bar(first_step: int, num_steps: int) -> tqdm.tqdm:
-    """A bar over the remaining steps; the loop sets loss and tokens/s as its postfix, tqdm the ETA."""
-    return tqdm.tqdm(total=num_steps, initial=first_step, unit='step', dynamic_ncols=True,
-                     disable=jax.process_index() != 0, mininterval=1.0)
+class Progress:
+    """The console bar of training (host 0), true from the first minute.
+
+    Steps are dispatched asynchronously, so counting dispatched steps runs ahead of the work and the
+    rate swings: the loop reports a step only once its results are back (``done``). The rate is
+    timed from the end of the first step (which compiles) and without the evaluation pauses
+    (``paused``); the ETA is the remaining steps at that rate plus the remaining evaluations at the
+    last one's duration (at the first evaluation's start: none measured yet, so none counted).
+    """
+
+    def __init__(self, first_step: int, num_steps: int, eval_every: int):
+        self.num_steps, self.eval_every = num_steps, eval_every
+        self.bar = tqdm.tqdm(total=num_steps, initial=first_step, unit='step', dynamic_ncols=True,
+                             disable=jax.process_index() != 0, mininterval=1.0,
+                             bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]')
+        self.timed_from_step, self.timed_seconds, self.started = None, 0.0, None
+        self.evaluation_seconds, self.fields = 0.0, {}
+
+    def done(self, step: int) -> None:
+        """Step ``step``'s results are back."""
+        now = time.perf_counter()
+        if self.timed_from_step is None:         # the compiling step: time from its end
+            self.timed_from_step = step
+        else:
+            self.timed_seconds += now - self.started
+        self.started = now
+        self.bar.update(step - self.bar.n)
+        self._show(step)
+
+    def paused(self):
+        """A context for an evaluation: its time counts towards the ETA, not the rate."""
+        progress = self
+
+        class Pause:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                progress.evaluation_seconds = time.perf_counter() - self.start
+                if progress.started is not None:
+                    progress.started += progress.evaluation_seconds
+        return Pause()
+
+    def rate(self, step: int) -> float | None:
+        """Steps per second since the first step ended (None until two steps are back)."""
+        timed_steps = step - (self.timed_from_step or step)
+        return timed_steps / self.timed_seconds if timed_steps and self.timed_seconds > 0 else None
+
+    def eta_seconds(self, step: int) -> float | None:
+        rate = self.rate(step)
+        if rate is None:
+            return None
+        return (self.num_steps - step) / rate + self.evaluations_after(step) * self.evaluation_seconds
+
+    def evaluations_after(self, step: int) -> int:
+        """The evaluations still to come after ``step``: every ``eval_every`` steps and at the end."""
+        if step >= self.num_steps:
+            return 0
+        every = self.eval_every or self.num_steps
+        return self.num_steps // every - step // every + (1 if self.num_steps % every else 0)
+
+    def set(self, **fields) -> None:
+        """Fields shown after the rate (the loop's loss and tokens/s)."""
+        self.fields.update(fields)
+
+    def _show(self, step: int) -> None:
+        rate, eta = self.rate(step), self.eta_seconds(step)
+        shown = dict(self.fields)
+        if rate is not None:
+            shown['rate'] = f'{rate:.2f} step/s' if rate >= 1 else f'{1 / rate:.2f} s/step'
+            shown['eta'] = tqdm.tqdm.format_interval(eta)
+        self.bar.set_postfix(shown, refresh=False)
+
+    def write(self, message: str) -> None:
+        self.bar.write(message)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -204,8 +204,8 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
     train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
     state = strategy.from_global(state)
     writer = logging.MetricsWriter(workdir, resume_step=first_step)
-    bar = logging.progress_bar(first_step, config.train.num_steps)
-    report = bar.write if jax.process_index() == 0 else lambda message: None
+    progress = logging.Progress(first_step, config.train.num_steps, config.eval.every_steps)
+    report = progress.write if jax.process_index() == 0 else lambda message: None
     report(_describe_start(store, workdir, restored is not None, first_step, data_restored))
     report(layout.describe() + f' ({config.parallel.mode} mode)')
     context = evaluators.make_context(config, pipeline, graphdef, mesh, report=report)
@@ -229,18 +229,21 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                                                           config.data.eval_split)
     try:
         with preemption.StopSignals() as signals:
+            in_flight = None   # (step, metrics) dispatched and not yet reported to the bar
             for step in range(first_step + 1, num_steps + 1):
                 state, step_metrics = train_step(state, strategy.put_batch(next(train_batches)))
                 window.add(step, step_metrics)
-                bar.update(1)
+                if in_flight is not None:   # one step stays queued behind the one waited for
+                    jax.block_until_ready(in_flight[1]['loss'])
+                    progress.done(in_flight[0])
+                in_flight = (step, step_metrics)
                 stop_signal = signals.requested()
                 if step % config.train.log_every_steps == 0 or step == num_steps or stop_signal:
                     window.check()
                     metrics = window.summary(float(schedule(step - 1)))
                     log(step, metrics)
                     store.poll()
-                    bar.set_postfix(loss=f'{metrics["train/loss"]:.3f}',
-                                    tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
+                    progress.set(loss=f'{metrics["train/loss"]:.3f}', tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
                 if stop_signal:
                     if saved_step != step:
                         save(step, state)
@@ -249,7 +252,10 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                 eval_metrics = None
                 if (eval_every and step % eval_every == 0) or step == num_steps:
                     window.check()
-                    eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split)
+                    progress.done(step)
+                    in_flight = None
+                    with progress.paused():
+                        eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split)
                     log(step, eval_metrics)
                     report(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
                     metrics.update(eval_metrics)
@@ -260,7 +266,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     save(step, state, eval_metrics)
                     saved_step = step
     finally:
-        _close_all(bar.close, writer.close, store.close, failing=sys.exc_info()[1] is not None)
+        _close_all(progress.close, writer.close, store.close, failing=sys.exc_info()[1] is not None)
     return metrics
 
 

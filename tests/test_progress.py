@@ -1,0 +1,45 @@
+"""The training bar's rate and ETA: steps counted when their results are back, the compiling first
+step and the evaluation pauses kept out of the rate, the remaining evaluations added to the ETA."""
+
+import pytest
+
+from transformer_lab.training import logging
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_rate_and_eta_leave_out_compilation_and_count_the_evaluations_to_come(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(logging.time, 'perf_counter', clock)
+    progress = logging.Progress(first_step=0, num_steps=100, eval_every=25)
+    clock.now = 30.0                      # the first step compiles for 30 s
+    progress.done(1)
+    assert progress.rate(1) is None and progress.eta_seconds(1) is None
+    for step in range(2, 26):             # then 0.5 s a step
+        clock.now += 0.5
+        progress.done(step)
+    assert progress.rate(25) == pytest.approx(2.0)
+    assert progress.evaluations_after(25) == 3
+    assert progress.eta_seconds(25) == pytest.approx(75 / 2.0)          # no evaluation timed yet
+    with progress.paused():
+        clock.now += 12.0                 # an evaluation of 12 s
+    for step in range(26, 31):
+        clock.now += 0.5
+        progress.done(step)
+    assert progress.rate(30) == pytest.approx(2.0)                       # the pause is not in the rate
+    assert progress.eta_seconds(30) == pytest.approx(70 / 2.0 + 3 * 12.0)
+    progress.close()
+
+
+@pytest.mark.parametrize('num_steps,every,step,expected', [(100, 25, 0, 4), (100, 30, 0, 4), (100, 30, 90, 1),
+                                                           (100, 0, 10, 1), (100, 25, 100, 0)])
+def test_the_evaluations_to_come_include_the_final_one(num_steps, every, step, expected):
+    progress = logging.Progress(first_step=0, num_steps=num_steps, eval_every=every)
+    assert progress.evaluations_after(step) == expected
+    progress.close()
