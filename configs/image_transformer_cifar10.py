@@ -16,13 +16,13 @@ Variants:
 The batch (data.batch_size = 32 images) is this project's choice; add train.grad_accum_steps on small machines.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_image_to_tiny)
+from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, for_accelerators, image_config,
+                                    parse_arg, shrink_image_to_tiny)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, **{'1d': False, '2d': False}, dmol=False, classes=False, **COMMON_VARIANTS)
-    config = image_config('cifar10_files', (32, 32, 3))
+    config = for_accelerators(image_config('cifar10_files', (32, 32, 3)))
     config.data.batch_size = 32
     model = config.model
     model.num_classes = 10 if arg.classes else 0

@@ -9,13 +9,13 @@ Model: 12 layers, d 512, 8 heads, d_ff 2048, categorical over 3072 sub-pixels, m
 ``tiny``, ``steps=N``, ``layers=N``.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_image_to_tiny)
+from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, for_accelerators, image_config,
+                                    parse_arg, shrink_image_to_tiny)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, classes=False, **COMMON_VARIANTS)
-    config = image_config('imagenet32_files', (32, 32, 3))
+    config = for_accelerators(image_config('imagenet32_files', (32, 32, 3)))
     config.data.batch_size = 32
     config.data.eval_split = 'validation'
     model = config.model

@@ -12,12 +12,13 @@ attention 0.357, + concat + instrument 0.347. Variants: ``baseline`` (the defaul
 ``local``, ``concat``, ``voices`` (e.g. ``relative,concat,voices``), ``tiny``, ``steps=N``, ``layers=N``.
 """
 
-from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
+from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, for_accelerators,
+                                    music_config, parse_arg)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, **MUSIC_VARIANTS, **COMMON_VARIANTS)
-    config = music_config('jsb_chorales', targets_feature='voices', tokenizer='chorale')
+    config = for_accelerators(music_config('jsb_chorales', targets_feature='voices', tokenizer='chorale'))
     config.data.max_length, config.data.batch_size = 1024, 16
 
     model = config.model

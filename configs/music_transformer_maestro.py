@@ -15,14 +15,15 @@ stretched in time by a factor of {0.95, 0.975, 1.0, 1.025, 1.05}. Also ``tiny``,
 The paper does not give its batch size and schedule; these are the defaults here.
 """
 
-from transformer_lab.config import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, music_config, parse_arg
+from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, for_accelerators,
+                                    music_config, parse_arg)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, **MUSIC_VARIANTS, **COMMON_VARIANTS)
     if not (arg.baseline or arg.local):
         arg.relative = True
-    config = music_config('maestro', targets_feature='notes', tokenizer='performance')
+    config = for_accelerators(music_config('maestro', targets_feature='notes', tokenizer='performance'))
     config.data.max_length, config.data.batch_size = 2048, 16
 
     model = config.model

@@ -20,13 +20,13 @@ BLEU both detokenised (sacreBLEU) and tokenised as the paper's 27.3 / 28.4:
 Also `steps=N`, `layers=N`.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
+from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, for_accelerators, parse_arg,
                                     shrink_to_tiny)
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, base=False, big=False, **COMMON_VARIANTS)
-    config = base_config()          # the Transformer base of Table 3
+    config = for_accelerators(base_config())   # the Transformer base of Table 3
     config.data.name = 'wmt14_ende'
     config.data.inputs_feature, config.data.targets_feature = 'en', 'de'
     config.data.vocab_size = 37000

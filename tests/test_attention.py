@@ -96,3 +96,20 @@ def test_bfloat16_attention_stays_close_and_finite():
     # bfloat16 keeps 8 mantissa bits: relative error ~2^-8 per operand, a few of them compound.
     np.testing.assert_allclose(np.asarray(out, np.float32), naive_attention(q, k, v, np.asarray(mask)),
                                atol=5e-2)
+
+
+def test_cudnn_where_it_cannot_run_is_xla_after_one_notice(capsys):
+    """Without a GPU (here), model.attention_implementation='cudnn' runs XLA's attention, causal mask
+    included, and says so once; on a GPU the same call runs the fused kernel."""
+    from transformer_lab.attention import core as core_module
+    core_module._NOTICES.clear()
+    q, k, v = random_qkv()
+    valid = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
+    mask = padding_mask(valid, valid)
+    fused = DotProductCore(num_heads=3, head_dim=8, causal=True, rngs=nnx.Rngs(0), implementation='cudnn')
+    plain = DotProductCore(num_heads=3, head_dim=8, causal=True, rngs=nnx.Rngs(0))
+    outputs = [np.asarray(fused(q, k, v, mask)) for _ in range(2)]
+    np.testing.assert_array_equal(outputs[0], np.asarray(plain(q, k, v, mask)))
+    np.testing.assert_array_equal(outputs[1], outputs[0])
+    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith('notice:')]
+    assert len(notices) == 1 and "'cudnn' falls back to XLA's attention" in notices[0]

@@ -72,6 +72,7 @@ def base_config() -> ConfigDict:
     model.tie_output = True             # output projection = transposed target embedding
     model.head = 'categorical'          # output head by name (models/heads.py); images also 'dmol'
     model.dtype = 'float32'             # compute dtype; parameters are always float32
+    model.attention_implementation = 'xla'   # or 'cudnn': the fused kernel on a GPU (bfloat16), else XLA's
     model.attention = ConfigDict({'type': 'dot_product'})
 
     config.data = data = ConfigDict()
@@ -258,6 +259,15 @@ def apply_common_variants(config: ConfigDict, arg: ConfigDict) -> ConfigDict:
         config.train.num_steps = arg.steps
     if arg.layers:
         config.model.num_encoder_layers = config.model.num_decoder_layers = arg.layers
+    return config
+
+
+def for_accelerators(config: ConfigDict) -> ConfigDict:
+    """The paper configs' compute, for a GPU or TPU: bfloat16 (parameters stay float32; softmax and
+    losses run in float32) and cuDNN's fused attention where it can run (XLA's elsewhere, after a
+    one-line notice). ``--config.model.dtype=float32`` and ``--config.model.attention_implementation=xla``
+    undo it."""
+    config.model.dtype, config.model.attention_implementation = 'bfloat16', 'cudnn'
     return config
 
 

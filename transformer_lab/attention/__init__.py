@@ -4,8 +4,8 @@ import inspect
 
 from flax import nnx
 
-from transformer_lab.attention.core import (AttentionCore, DotProductCore, MultiHeadAttention, causal_mask,
-                                            combine_masks, padding_mask, scaled_dot_product_attention,
+from transformer_lab.attention.core import (IMPLEMENTATIONS, AttentionCore, DotProductCore, MultiHeadAttention,
+                                            causal_mask, combine_masks, padding_mask, scaled_dot_product_attention,
                                             segment_mask)
 from transformer_lab.attention.local import Local1DCore, Local2DCore
 from transformer_lab.attention.relative import RelativeCore, RelativeLocal1DCore
@@ -21,7 +21,7 @@ CORES = {
 }
 
 # Arguments every core takes from the model rather than from `model.attention`.
-MODEL_ARGUMENTS = ('num_heads', 'head_dim', 'causal', 'rngs')
+MODEL_ARGUMENTS = ('num_heads', 'head_dim', 'causal', 'rngs', 'implementation')
 
 
 def check_attention(field: str, attention_config) -> None:
@@ -33,13 +33,15 @@ def check_attention(field: str, attention_config) -> None:
                                                f'its options: {sorted(accepted)}')
 
 
-def make_core(attention_config, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs) -> AttentionCore:
-    """Builds the attention core named by ``attention_config.type`` with the config's options."""
+def make_core(attention_config, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
+              implementation: str = 'xla') -> AttentionCore:
+    """Builds the attention core named by ``attention_config.type`` with the config's options, running
+    its attention by ``implementation`` (XLA's, or cuDNN's fused kernel on a GPU)."""
     options = {k: v for k, v in attention_config.items() if k != 'type'}
     return CORES[attention_config['type']](num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
-                                        **options)
+                                        implementation=implementation, **options)
 
 
-__all__ = ['CORES', 'MODEL_ARGUMENTS', 'check_attention', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
+__all__ = ['CORES', 'IMPLEMENTATIONS', 'MODEL_ARGUMENTS', 'check_attention', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
            'Local1DCore', 'Local2DCore', 'RelativeCore', 'RelativeLocal1DCore', 'causal_mask',
            'combine_masks', 'padding_mask', 'segment_mask', 'scaled_dot_product_attention']

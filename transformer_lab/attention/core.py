@@ -19,6 +19,8 @@ never overflows and a fully masked row yields finite (ignored) outputs instead o
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -58,17 +60,42 @@ def combine_masks(*masks: Array | None) -> Array | None:
     return combined
 
 
-def scaled_dot_product_attention(query: Array, key: Array, value: Array,
-                                 mask: Array | None = None, bias: Array | None = None) -> Array:
+IMPLEMENTATIONS = ('xla', 'cudnn')   # model.attention_implementation
+_NOTICES: set[str] = set()
+
+
+def _notice_once(message: str) -> None:
+    if message not in _NOTICES:
+        _NOTICES.add(message)
+        print(f'notice: {message}', file=sys.stderr)
+
+
+def scaled_dot_product_attention(query: Array, key: Array, value: Array, mask: Array | None = None,
+                                 bias: Array | None = None, *, is_causal: bool = False,
+                                 implementation: str = 'xla') -> Array:
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + bias) V, per head (Vaswani et al., eq. 1).
 
     query [batch, q_len, heads, d_k], key [batch, k_len, heads, d_k], value [batch, k_len, heads, d_v],
-    mask bool broadcastable to [batch, heads, q_len, k_len], bias (additive logits) likewise.
-    Returns [batch, q_len, heads, d_v]. Delegates to ``jax.nn.dot_product_attention``, whose XLA path
-    computes the softmax in float32 and fills masked logits with a finite value of the compute dtype.
+    mask bool broadcastable to [batch, heads, q_len, k_len], bias (additive logits) likewise;
+    ``is_causal`` adds the causal triangle (the queries being the last q_len of the k_len positions).
+    Returns [batch, q_len, heads, d_v]. Delegates to ``jax.nn.dot_product_attention``: XLA's path
+    computes the softmax in float32 and fills masked logits with a finite value of the compute dtype;
+    ``implementation='cudnn'`` runs the fused cuDNN kernel (a GPU, bfloat16 or float16, head_dim a
+    multiple of 8), which never materialises the logits and skips the causal triangle's masked half.
+    Where cuDNN cannot run (no GPU, float32, a shape it refuses), XLA's runs instead, after a one-line
+    notice naming why.
     """
     if bias is not None:
         bias = bias.astype(query.dtype)
+    if implementation == 'cudnn':
+        try:
+            return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, is_causal=is_causal,
+                                                implementation='cudnn')
+        except (RuntimeError, NotImplementedError, ValueError, TypeError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            _notice_once(f"model.attention_implementation='cudnn' falls back to XLA's attention: {reason}")
+    if is_causal:
+        mask = combine_masks(causal_mask(query.shape[1], key.shape[1]), mask)
     return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask)
 
 
@@ -80,14 +107,18 @@ class AttentionCore(nnx.Module):
     for whole sequences and ``added_logits_at`` for one decoding query (relative attention).
     """
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs):
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, implementation: str = 'xla'):
         del num_heads, head_dim, rngs  # no parameters: the projections belong to MultiHeadAttention
-        self.causal = causal
+        self.causal, self.implementation = causal, implementation
+
+    def attention(self, query: Array, key: Array, value: Array, mask: Array | None, bias: Array | None = None,
+                  *, is_causal: bool = False) -> Array:
+        """``scaled_dot_product_attention`` with this core's implementation (XLA's or cuDNN's)."""
+        return scaled_dot_product_attention(query, key, value, mask, bias, is_causal=is_causal,
+                                            implementation=self.implementation)
 
     def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
-        if self.causal:
-            mask = combine_masks(causal_mask(query.shape[1], key.shape[1]), mask)
-        return scaled_dot_product_attention(query, key, value, mask, self.added_logits(query, key.shape[1]))
+        return self.attention(query, key, value, mask, self.added_logits(query, key.shape[1]), is_causal=self.causal)
 
     def added_logits(self, query: Array, key_length: int) -> Array | None:
         """Logits added to the attention's, scaled, [batch, heads, q_len, key_length], for queries
@@ -109,8 +140,8 @@ class AttentionCore(nnx.Module):
                       mask: Array | None) -> Array:
         """One query position [batch, 1, heads, head_dim] against the whole cache [batch, max_len, ...]."""
         visible = self.visible_keys(position, key.shape[1])[None, None, None, :]
-        return scaled_dot_product_attention(query, key, value, combine_masks(visible, mask),
-                                            self.added_logits_at(query, position, key.shape[1]))
+        return self.attention(query, key, value, combine_masks(visible, mask),
+                              self.added_logits_at(query, position, key.shape[1]))
 
 
 class DotProductCore(AttentionCore):

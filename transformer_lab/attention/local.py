@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from transformer_lab.attention.core import AttentionCore, scaled_dot_product_attention
+from transformer_lab.attention.core import AttentionCore
 
 Array = jax.Array
 
@@ -43,14 +43,14 @@ def _reject_mask(mask: Array | None, name: str) -> None:
                          f'padding or segment mask: use it on unpacked, fixed-length sequences (images)')
 
 
-def blocked_attention(query_blocks: Array, memory_keys: Array, memory_values: Array, mask: np.ndarray,
+def blocked_attention(attention, query_blocks: Array, memory_keys: Array, memory_values: Array, mask: np.ndarray,
                       bias: Array | None = None) -> Array:
     """Attention of every query block to its own memory block.
 
     query_blocks [batch, blocks, q, heads, d], memory keys/values [batch, blocks, m, heads, d], mask bool
     [blocks, q, m] (the same for every batch row), bias (additive logits) [batch, blocks, heads, q, m] or
-    None. Returns [batch, blocks, q, heads, d]. Blocks are folded into the batch for
-    ``jax.nn.dot_product_attention``.
+    None. Returns [batch, blocks, q, heads, d]. Blocks are folded into the batch for ``attention``
+    (a core's ``attention``: scaled dot-product attention by its implementation).
     """
     batch, blocks = query_blocks.shape[:2]
 
@@ -58,8 +58,7 @@ def blocked_attention(query_blocks: Array, memory_keys: Array, memory_values: Ar
         return None if x is None else x.reshape(batch * blocks, *x.shape[2:])
 
     mask = jnp.broadcast_to(jnp.asarray(mask)[None, :, None], (batch, blocks, 1, *mask.shape[1:]))
-    out = scaled_dot_product_attention(fold(query_blocks), fold(memory_keys), fold(memory_values), fold(mask),
-                                       fold(bias))
+    out = attention(fold(query_blocks), fold(memory_keys), fold(memory_values), fold(mask), fold(bias))
     return out.reshape(batch, blocks, *out.shape[1:])
 
 
@@ -100,8 +99,10 @@ class Local1DCore(AttentionCore):
     Cost per layer O(L * 2b * d) instead of O(L^2 d). The paper's CIFAR-10 model uses b = 256.
     """
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, block_length: int = 256):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs)
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, implementation: str = 'xla',
+                 block_length: int = 256):
+        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
+                         implementation=implementation)
         if not causal:
             raise ValueError('local_1d is masked (causal) attention, for decoders; encoders can use '
                              'local_2d or dot_product')
@@ -121,7 +122,8 @@ class Local1DCore(AttentionCore):
         length, b = query.shape[1], self.block_length
         query_blocks = split_query_blocks(query, b)
         keys, values = (local_1d_memory(split_query_blocks(x, b)) for x in (key, value))
-        out = blocked_attention(query_blocks, keys, values, local_1d_mask(length, b), self.block_logits(query_blocks))
+        out = blocked_attention(self.attention, query_blocks, keys, values, local_1d_mask(length, b),
+                                self.block_logits(query_blocks))
         return out.reshape(out.shape[0], -1, *out.shape[3:])[:, :length]
 
     def visible_keys(self, position: Array, cache_length: int) -> Array:
@@ -265,10 +267,11 @@ class Local2DCore(AttentionCore):
     flanges, 1280 keys at most instead of 3072.
     """
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, implementation: str = 'xla',
                  image_shape: tuple[int, int] = (32, 96), query_shape: tuple[int, int] = (8, 32),
                  memory_flange: tuple[int, int] = (8, 32)):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs)
+        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
+                         implementation=implementation)
         for name, shape, least in (('image_shape', image_shape, 1), ('query_shape', query_shape, 1),
                                    ('memory_flange', memory_flange, 0)):
             if len(shape) != 2 or min(shape) < least:
@@ -297,7 +300,7 @@ class Local2DCore(AttentionCore):
 
         batch = query.shape[0]
         query_blocks = padded(query).reshape(batch, -1, plan.block_size, *query.shape[2:])
-        out = blocked_attention(query_blocks, memory(key), memory(value), plan.mask)
+        out = blocked_attention(self.attention, query_blocks, memory(key), memory(value), plan.mask)
         out = out.reshape(batch, plan.padded_length, *out.shape[3:])
         return out if identity else out[:, plan.sequence_to_padded]
 

@@ -161,9 +161,10 @@ class RelativeLogits:
 class RelativeCore(RelativeLogits, AttentionCore):
     """Causal relative self-attention over the whole sequence (the Music Transformer's "relative global")."""
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, implementation: str = 'xla',
                  max_relative_position: int = 256, share_heads: bool = False, far_distances: str = 'clip'):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs)
+        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
+                         implementation=implementation)
         if not causal:
             raise ValueError('relative attention here is the masked (decoder) kind; encoders use dot_product')
         self.relative = _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads,
@@ -174,8 +175,10 @@ class RelativeLocal1DCore(RelativeLogits, Local1DCore):
     """Relative attention inside masked local 1D blocks (the Music Transformer's "relative local"):
     query block n attends to blocks n-1 and n with relative logits over the 2 b memory positions."""
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, block_length: int = 512,
-                 max_relative_position: int = 1024, share_heads: bool = False, far_distances: str = 'clip'):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs, block_length=block_length)
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, implementation: str = 'xla',
+                 block_length: int = 512, max_relative_position: int = 1024, share_heads: bool = False,
+                 far_distances: str = 'clip'):
+        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
+                         implementation=implementation, block_length=block_length)
         self.relative = _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads,
                                              far_distances, rngs)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from transformer_lab.attention import MultiHeadAttention, check_attention, make_core
+from transformer_lab.attention import IMPLEMENTATIONS, MultiHeadAttention, check_attention, make_core
 from transformer_lab.config import one_of, positive, require
 from transformer_lab.models.layers import FeedForward, Residual
 
@@ -27,6 +27,7 @@ def check_stack(model) -> None:
     """The ``model`` fields every stack reads: sizes, norm, dtype, dropout and the attention sections."""
     one_of('model.norm', model.norm, ('post', 'pre'))
     one_of('model.dtype', model.dtype, DTYPES)
+    one_of('model.attention_implementation', model.attention_implementation, IMPLEMENTATIONS)
     positive(model, 'model', 'd_model', 'num_heads', 'd_ff', 'max_length')
     attention_dims = model.attention_dims or model.d_model
     require(attention_dims % model.num_heads == 0, 'model.attention_dims' if model.attention_dims else 'model.d_model',
@@ -47,7 +48,7 @@ def _attention(config, *, causal: bool, rngs: nnx.Rngs, attention_config=None) -
     """Multi-head attention whose core is ``attention_config`` (default: the model's ``attention``)."""
     head_dim = (config.attention_dims or config.d_model) // config.num_heads
     core = make_core(attention_config or config.attention, num_heads=config.num_heads, head_dim=head_dim,
-                     causal=causal, rngs=rngs)
+                     causal=causal, rngs=rngs, implementation=config.attention_implementation)
     return MultiHeadAttention(config.d_model, config.num_heads, core, head_dim=head_dim, **dtypes(config),
                               rngs=rngs)
 
