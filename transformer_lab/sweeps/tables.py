@@ -39,6 +39,7 @@ import platform
 import re
 import statistics
 import subprocess
+import textwrap
 
 import matplotlib
 
@@ -405,7 +406,7 @@ def plot_rows(table: Table, scale: str, results: list[RowResult], path: str) -> 
             axes.scatter(index, result.paper, marker='x', color='tab:red', s=50, label=label('the paper'))
     axes.set_xticks(range(len(results)), [result.row.label for result in results], rotation=15)
     axes.set_ylabel(table.metrics[scale])
-    axes.set_title(table.title, fontsize='small')
+    axes.set_title(textwrap.fill(table.title, 70), fontsize='small')
     axes.grid(alpha=0.3)
     axes.legend(fontsize='small')
     figure.tight_layout()
