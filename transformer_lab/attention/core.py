@@ -19,6 +19,9 @@ never overflows and a fully masked row yields finite (ignored) outputs instead o
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 import sys
 
 import jax
@@ -144,8 +147,51 @@ class AttentionCore(nnx.Module):
                               self.added_logits_at(query, position, key.shape[1]))
 
 
+    def structure(self, q_len: int, k_len: int) -> Array:
+        """bool [q_len, k_len]: the keys each query may see by the core's own structure (the causal
+        triangle, a local neighbourhood), the queries being the last q_len of k_len positions; the
+        data's mask (padding, segments) comes on top. Causal cores: ``visible_keys`` of every position."""
+        if not self.causal:
+            return jnp.ones((q_len, k_len), bool)
+        return jax.vmap(lambda position: self.visible_keys(position, k_len))(jnp.arange(q_len) + k_len - q_len)
+
+    def weights(self, query: Array, key: Array, mask: Array | None) -> Array:
+        """The attention probabilities, float32 [batch, heads, q_len, k_len]: the reference path for
+        looking inside (the fused and blocked paths never materialise them), softmax(Q K^T / sqrt(d) +
+        added logits) over the keys the core's structure and ``mask`` leave visible, exactly 0 elsewhere
+        (a row that sees nothing is all 0). Local cores' weights so sit in the full [q_len, k_len] frame.
+        Written by hand for this purpose; the training path never calls it."""
+        logits = jnp.einsum('bqhd,bkhd->bhqk', query, key).astype(jnp.float32) / math.sqrt(query.shape[-1])
+        added = self.added_logits(query, key.shape[1])
+        if added is not None:
+            logits = logits + added.astype(jnp.float32)
+        visible = jnp.broadcast_to(combine_masks(self.structure(query.shape[1], key.shape[1])[None, None], mask),
+                                   logits.shape)
+        logits = jnp.where(visible, logits, -jnp.inf)
+        peak = jnp.max(logits, axis=-1, keepdims=True)
+        exponentials = jnp.where(visible, jnp.exp(logits - jnp.where(jnp.isfinite(peak), peak, 0.0)), 0.0)
+        total = exponentials.sum(-1, keepdims=True)
+        return exponentials / jnp.where(total > 0, total, 1.0)
+
+
 class DotProductCore(AttentionCore):
     """The plain attention core: full scaled dot-product attention (causal for decoders)."""
+
+
+_CAPTURING = contextvars.ContextVar('capturing_attention_weights', default=False)
+
+
+@contextlib.contextmanager
+def capturing_weights():
+    """Within it, every ``MultiHeadAttention`` called sows its attention probabilities (``core.weights``)
+    as ``nnx.Intermediate`` 'attention_weights' [batch, heads, q_len, k_len], for ``nnx.capture`` to
+    collect. The switch is read when a function is traced: the training step, traced outside it, never
+    computes them, and its compiled program is the same as without this facility."""
+    token = _CAPTURING.set(True)
+    try:
+        yield
+    finally:
+        _CAPTURING.reset(token)
 
 
 def init_kv_cache(batch_size: int, max_length: int, num_heads: int, head_dim: int,
@@ -185,7 +231,10 @@ class MultiHeadAttention(nnx.Module):
 
     def attend(self, inputs_q: Array, key_value: dict[str, Array], mask: Array | None) -> Array:
         """Attention of projected queries over already projected keys and values -> [batch, q_len, d_model]."""
-        heads = self.core(self.query(inputs_q), key_value['key'], key_value['value'], mask)
+        query = self.query(inputs_q)
+        heads = self.core(query, key_value['key'], key_value['value'], mask)
+        if _CAPTURING.get():
+            self.sow(nnx.Intermediate, 'attention_weights', self.core.weights(query, key_value['key'], mask))
         return self.output(heads)
 
     def __call__(self, inputs_q: Array, inputs_kv: Array | None = None,

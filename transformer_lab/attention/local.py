@@ -304,6 +304,21 @@ class Local2DCore(AttentionCore):
         out = out.reshape(batch, plan.padded_length, *out.shape[3:])
         return out if identity else out[:, plan.sequence_to_padded]
 
+    def structure(self, q_len: int, k_len: int) -> Array:
+        """Unmasked (an encoder's): each position sees its block's memory window (``plan.mask``) in the
+        full frame of sequence positions; masked: the causal cores' ``visible_keys`` of every position."""
+        if self.causal:
+            return super().structure(q_len, k_len)
+        plan = self.plan()
+        padded_to_sequence = np.full(plan.padded_length + 1, -1)
+        padded_to_sequence[plan.sequence_to_padded] = np.arange(len(plan.sequence_to_padded))
+        frame = np.zeros((q_len, k_len + 1), bool)            # the last column collects keys outside the image
+        for position, padded in enumerate(plan.sequence_to_padded):
+            block, row = divmod(padded, plan.block_size)
+            keys = padded_to_sequence[plan.memory_index[block][plan.mask[block, row]]]
+            frame[position, keys] = True
+        return jnp.asarray(frame[:, :k_len])
+
     def visible_keys(self, position: Array, cache_length: int) -> Array:
         if not self.causal:
             raise ValueError('unmasked local_2d attention is for encoders and does not decode')

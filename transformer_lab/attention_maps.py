@@ -1,0 +1,38 @@
+"""Looking inside: the attention probabilities of any model, per layer and head, for each kind of
+attention it has (encoder self-attention, decoder self-attention, encoder-decoder attention).
+
+    run = transformer_lab.load('workdirs/bible_enes')
+    maps = transformer_lab.attention_weights(run, batch)    # {'decoder_self': [layers, heads, q, k], ...}
+
+The probabilities come from each core's reference path (``AttentionCore.weights``: local cores' in
+the full [q_len, k_len] frame, exactly 0 where a query cannot see), switched on only inside
+``capturing_weights``; the training step never computes them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flax import nnx
+
+from transformer_lab.attention.core import capturing_weights
+
+# (stack, attention module) -> the kind of attention, as the model's state names them.
+KINDS = {('encoder', 'self_attention'): 'encoder_self', ('decoder', 'self_attention'): 'decoder_self',
+         ('decoder', 'cross_attention'): 'encoder_decoder'}
+
+
+def attention_weights(run_or_model, batch: dict, example: int = 0) -> dict[str, np.ndarray]:
+    """The attention probabilities of row ``example`` of ``batch`` (as the run's pipeline yields it):
+    per kind, float32 [layers, heads, q_len, k_len]. ``run_or_model``: a loaded run
+    (``transformer_lab.load``) or a model. The Image Transformer's positions are in its generation order
+    (``model.order[t]`` is the raster index of position t). All layers and heads are kept: for long
+    sequences pass a batch of one row (a 3072-position image: 38 MB per layer and head)."""
+    model = getattr(run_or_model, 'model', run_or_model)
+    with capturing_weights():
+        _, intermediates = nnx.capture(model, nnx.Intermediate)(batch)
+    layers: dict[str, dict[int, np.ndarray]] = {}
+    for path, variable in nnx.to_flat_state(intermediates):
+        stack, _, layer, attention, _ = path
+        (weights,) = variable.get_value()
+        layers.setdefault(KINDS[stack, attention], {})[layer] = np.asarray(weights[example])
+    return {kind: np.stack([by_layer[layer] for layer in sorted(by_layer)]) for kind, by_layer in layers.items()}
