@@ -135,3 +135,23 @@ def test_translate_cli_reads_stdin_and_evaluate_reports_bleu_both_ways(bible_run
     reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
     assert reported['averaged_checkpoints'] == 2 and reported['step'] == 50
     assert 0 <= reported['validation/bleu'] <= 100 and 0 <= reported['validation/tokenized_bleu'] <= 100
+
+
+def test_visualize_attention_draws_every_kind_for_an_example_and_for_a_sentence(bible_run, tmp_path):
+    from PIL import Image
+    workdir = bible_run[0]
+    result = run_script('visualize_attention.py', f'--workdir={workdir}', f'--out={tmp_path}', '--head=1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(os.listdir(tmp_path))
+    assert names == sorted(f'{kind}_{what}.png' for kind in ('encoder_self', 'decoder_self', 'encoder_decoder')
+                           for what in ('layer0_head1', 'all'))
+    with Image.open(tmp_path / 'encoder_decoder_all.png') as page:
+        assert page.size == (360, 220)                     # 1 layer x 2 heads of the tiny config
+    sentence = run_script('visualize_attention.py', f'--workdir={workdir}', f'--out={tmp_path}/sentence',
+                          '--input=In the beginning God created the heaven and the earth.', '--layer=0')
+    assert sentence.returncode == 0, sentence.stderr[-3000:]
+    with Image.open(tmp_path / 'sentence' / 'encoder_self_layer0_head0.png') as heatmap:
+        width, height = heatmap.size
+    assert (width - 200) % 25 == 0 and width > 200 + 25 * 5 and (height - 150) % 25 == 0   # a column per piece
+    bad = run_script('visualize_attention.py', f'--workdir={workdir}', '--layer=7')
+    assert bad.returncode != 0 and 'the model has 1 layers' in bad.stderr and 'Traceback' not in bad.stderr

@@ -26,6 +26,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 Array = jax.Array
@@ -154,6 +155,12 @@ class AttentionCore(nnx.Module):
         if not self.causal:
             return jnp.ones((q_len, k_len), bool)
         return jax.vmap(lambda position: self.visible_keys(position, k_len))(jnp.arange(q_len) + k_len - q_len)
+
+    def query_block(self, position: int, length: int) -> np.ndarray | None:
+        """bool [length]: the positions of ``position``'s query block (local cores), for pictures; None
+        where the core has no blocks."""
+        del position, length
+        return None
 
     def weights(self, query: Array, key: Array, mask: Array | None) -> Array:
         """The attention probabilities, float32 [batch, heads, q_len, k_len]: the reference path for

@@ -126,6 +126,9 @@ class Local1DCore(AttentionCore):
                                 self.block_logits(query_blocks))
         return out.reshape(out.shape[0], -1, *out.shape[3:])[:, :length]
 
+    def query_block(self, position: int, length: int) -> np.ndarray:
+        return np.arange(length) // self.block_length == position // self.block_length
+
     def visible_keys(self, position: Array, cache_length: int) -> Array:
         first = (position // self.block_length - 1) * self.block_length
         keys = jnp.arange(cache_length)
@@ -303,6 +306,10 @@ class Local2DCore(AttentionCore):
         out = blocked_attention(self.attention, query_blocks, memory(key), memory(value), plan.mask)
         out = out.reshape(batch, plan.padded_length, *out.shape[3:])
         return out if identity else out[:, plan.sequence_to_padded]
+
+    def query_block(self, position: int, length: int) -> np.ndarray:
+        blocks = self.plan().block_of_position
+        return blocks[:length] == blocks[position]
 
     def structure(self, q_len: int, k_len: int) -> Array:
         """Unmasked (an encoder's): each position sees its block's memory window (``plan.mask``) in the

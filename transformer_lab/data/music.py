@@ -75,6 +75,14 @@ class ChoraleTokenizer:
         notes = np.asarray(notes, np.float32).reshape(-1, 4)
         return notes[np.lexsort((notes[:, 0], notes[:, 2]))]
 
+    def token_onsets(self, ids: Iterable[int]) -> np.ndarray:
+        """float [len(ids), 2]: the (time in seconds, pitch) each token sounds, for pictures of attention
+        over a piano roll; NaN for rests, EOS and padding."""
+        ids = np.asarray(ids).reshape(-1)
+        times = np.arange(len(ids)) // 4 * self.seconds_per_step
+        pitches = np.where(ids > self.OFFSET, ids - self.OFFSET, np.nan)
+        return np.stack([np.where(np.isnan(pitches), np.nan, times), pitches], axis=-1)
+
 
 class PerformanceTokenizer:
     """Performance events as tokens (Oore et al. 2018; Huang et al. 2018, Sec. 5.2): the 388 events of
@@ -94,6 +102,19 @@ class PerformanceTokenizer:
         return midi.events_to_notes(np.asarray(events, np.int32))
 
     to_notes = decode
+
+    def token_onsets(self, ids: Iterable[int]) -> np.ndarray:
+        """float [len(ids), 2]: (time in seconds, pitch) of each NOTE_ON token, the time the shifts before
+        it add up to; NaN for the other events, EOS and padding."""
+        onsets, time = np.full((len(ids), 2), np.nan), 0.0
+        for position, token in enumerate(np.asarray(ids).reshape(-1)):
+            event = int(token) - self.OFFSET
+            if midi.TIME_SHIFT <= event < midi.SET_VELOCITY:
+                time += (event - midi.TIME_SHIFT + 1) / midi.STEPS_PER_SECOND
+            elif midi.NOTE_ON <= event < midi.NOTE_OFF:
+                onsets[position] = time, event - midi.NOTE_ON
+        return onsets
+
     transpose = staticmethod(midi.transpose_notes)
     stretch = staticmethod(midi.stretch_notes)
 

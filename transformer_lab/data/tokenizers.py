@@ -29,6 +29,10 @@ class ByteTokenizer:
     def encode(self, text: str) -> list[int]:
         return [b + self.OFFSET for b in text.encode('utf-8')]
 
+    def piece(self, token: int) -> str:
+        """The text of one token, for labels."""
+        return bytes([int(token) - self.OFFSET]).decode('utf-8', errors='replace') if token >= self.OFFSET else ''
+
     def decode(self, ids: Iterable[int]) -> str:
         data = bytes(int(i) - self.OFFSET for i in until_eos(ids) if int(i) >= self.OFFSET)
         return data.decode('utf-8', errors='replace')
@@ -44,6 +48,10 @@ class SentencePieceTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.processor.encode(text)
+
+    def piece(self, token: int) -> str:
+        """The text of one token, for labels (sentencepiece's word-start mark shown as a space)."""
+        return self.processor.id_to_piece(int(token)).replace('\u2581', ' ')
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.processor.decode([int(i) for i in until_eos(ids) if int(i) != PAD_ID])
