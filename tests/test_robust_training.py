@@ -177,3 +177,45 @@ def test_cadences_steps_and_topology_may_change_on_resume(tmp_path):
                       train__grad_accum_steps=2)
     train_and_evaluate(resumed, str(tmp_path))
     assert logged_train_steps(tmp_path) == [5, 10, 12]
+
+
+def test_a_checkpoint_with_the_earlier_parameter_names_is_read_under_the_current_ones(tmp_path):
+    """Before the models shared their stacks and heads, an Image Transformer kept its parameters at the
+    top (intensity_embedding, positions, layers, final_norm, head): such a checkpoint restores, values
+    in place, into today's model (embedder/..., decoder/..., head/projection)."""
+    import orbax.checkpoint as ocp
+    from flax import nnx
+
+    from test_image_transformer import image_model_config
+    from transformer_lab.config import base_config
+    from transformer_lab.models.image_transformer import ImageTransformer
+    from transformer_lab.training.checkpoints import Checkpoints, abstract_like
+    from transformer_lab.training.loop import initial_state
+    config = base_config()
+    config.model = image_model_config('1d')
+    graphdef, state, _, _ = initial_state(config, ImageTransformer(config.model, 256, rngs=nnx.Rngs(3)))
+    current = Checkpoints(str(tmp_path / 'current'), max_to_keep=1)
+    current.save(1, state)
+    current.close()
+    saved = Checkpoints(str(tmp_path / 'current'), max_to_keep=1, read_only=True)
+    raw = saved.manager.restore(1, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+
+    earlier_names = {'intensity_embedding': ('embedder', 'intensity_embedding'), 'layers': ('decoder', 'layers'),
+                     'final_norm': ('decoder', 'final_norm'), 'head': ('head', 'projection')}
+
+    def earlier(tree):   # today's names -> the earlier ones, as the earlier model saved them
+        return {old: tree[outer][inner] for old, (outer, inner) in earlier_names.items()}
+    raw['params'] = earlier(raw['params'])
+    for adam in raw['opt_state']:
+        if isinstance(adam, dict) and 'mu' in adam:
+            adam['mu'], adam['nu'] = earlier(adam['mu']), earlier(adam['nu'])
+    old = Checkpoints(str(tmp_path / 'old'), max_to_keep=1)
+    old.save(1, raw)
+    old.close()
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    with pytest.warns(UserWarning, match='names its parameters as an earlier version'):
+        restored, _ = Checkpoints(str(tmp_path / 'old'), max_to_keep=1, read_only=True).restore(
+            abstract_like(state, shardings), 1)
+    for expected, got in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+

@@ -13,6 +13,7 @@ import ml_collections
 from flax import nnx
 
 from transformer_lab import registry
+from transformer_lab.config import with_added_fields
 from transformer_lab.data.tokenizers import SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training import workdir as workdir_lib
@@ -35,7 +36,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     if not os.path.exists(path):
         raise FileNotFoundError(f'{path} not found: --workdir must be a directory written by scripts/train.py')
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        return ml_collections.ConfigDict(with_added_fields(json.load(f)))
 
 
 def load_tokenizer(config, workdir: str):

@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from transformer_lab import library_log, registry
-from transformer_lab.config import ConfigError
+from transformer_lab.config import ConfigError, with_added_fields
 from transformer_lab.training import checkpoints, evaluators, logging, optim, parallel, preemption, steps
 from transformer_lab.training import workdir as workdir_lib
 
@@ -67,7 +67,7 @@ def check_workdir_compatible(config, workdir: str) -> None:
     if not os.path.exists(saved_path):
         return
     with open(saved_path) as f:
-        saved = json.load(f)
+        saved = with_added_fields(json.load(f))
     drift = config_drift(saved, json.loads(config.to_json_best_effort()))
     if drift:
         raise WorkdirConflictError(
