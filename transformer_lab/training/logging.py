@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -121,19 +122,14 @@ class Progress:
         self.bar.update(step - self.bar.n)
         self._show(step)
 
+    @contextlib.contextmanager
     def paused(self):
         """A context for an evaluation: its time counts towards the ETA, not the rate."""
-        progress = self
-
-        class Pause:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                progress.evaluation_seconds = time.perf_counter() - self.start
-                if progress.started is not None:
-                    progress.started += progress.evaluation_seconds
-        return Pause()
+        start = time.perf_counter()
+        yield
+        self.evaluation_seconds = time.perf_counter() - start
+        if self.started is not None:
+            self.started += self.evaluation_seconds
 
     def rate(self, step: int) -> float | None:
         """Steps per second since the first step ended (None until two steps are back)."""
