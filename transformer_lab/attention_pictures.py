@@ -4,7 +4,7 @@
   self, decoder self and encoder-decoder attention, and one page of all layers x heads per kind;
 - images: for a few query positions, the query's attention over the image beside the image itself, per
   head, with the query block and the memory (the keys it may see) outlined (Parmar et al. 2018, Fig. 2);
-- music: the notes of the example (onset time x pitch) with arcs from chosen notes to the notes each
+- music: the piano roll of the example with arcs from chosen notes to the notes each
   head attends to most (after the Music Transformer blog's figures).
 
 Every drawer takes the run, one example's batch (one row), its attention maps
@@ -175,10 +175,11 @@ def draw_image(run, batch: dict, maps: dict[str, np.ndarray], choice: Choice, fo
 
 # --- music --------------------------------------------------------------------------------------
 
-def piano_roll_arcs(onsets: np.ndarray, maps: np.ndarray, queries: list[int], top: int, title: str,
-                    path: str) -> str:
-    """The notes (onset time x pitch) and, per head [heads, positions, positions], arcs from each query
-    note to the ``top`` notes it attends to most, darker for more weight."""
+def piano_roll_arcs(notes: np.ndarray, onsets: np.ndarray, maps: np.ndarray, queries: list[int], top: int,
+                    title: str, path: str) -> str:
+    """The piano roll of ``notes`` (float [n, 4]: pitch, velocity, start s, end s) and, per head of
+    ``maps`` [heads, positions, positions], arcs from each query note to the ``top`` notes it attends to
+    most, darker for more weight; ``onsets`` [positions, 2] places each position's note (time s, pitch)."""
     heads = len(maps)
     columns = min(heads, 4)
     rows = -(-heads // columns)
@@ -188,7 +189,7 @@ def piano_roll_arcs(onsets: np.ndarray, maps: np.ndarray, queries: list[int], to
         if head >= heads:
             axes.axis('off')
             continue
-        axes.scatter(onsets[is_note, 0], onsets[is_note, 1], s=6, c='grey')
+        axes.hlines(notes[:, 0], notes[:, 2], notes[:, 3], colors='silver', linewidth=2.5)
         for query in queries:
             weights = np.where(is_note, maps[head, query], 0.0)
             for key in np.argsort(weights)[::-1][:top]:
@@ -217,8 +218,8 @@ def draw_music(run, batch: dict, maps: dict[str, np.ndarray], choice: Choice, fo
     spread = notes[np.linspace(len(notes) // 4, len(notes) - 1, 6).astype(int)] if len(notes) else []
     queries = choice.positions or sorted({int(query) for query in spread})
     head_maps = decoder_maps[layer][choice.heads_of(decoder_maps)]
-    return [piano_roll_arcs(onsets, head_maps, queries, choice.top, f'decoder self-attention, layer {layer}',
-                            os.path.join(folder, f'music_layer{layer}.png'))]
+    return [piano_roll_arcs(run.tokenizer.to_notes(tokens), onsets, head_maps, queries, choice.top,
+                            f'decoder self-attention, layer {layer}', os.path.join(folder, f'music_layer{layer}.png'))]
 
 
 DRAWERS = {'text': draw_text, 'image': draw_image, 'music': draw_music}
