@@ -1,21 +1,29 @@
-"""Throughput, compared in one run on one machine: configs' train steps, or the Transformer at the
-shapes of Flax's examples/wmt (the side-by-side comparison of docs/benchmarks.md).
+"""Throughput, compared in one run on one machine: configs' train steps, or models at fixed shapes on
+random tokens: the Transformer at the shapes of Flax's examples/wmt (the side-by-side comparison of
+docs/benchmarks.md), the Music and Image Transformers at their paper configs' shapes.
 
     python scripts/bench.py --config=configs/transformer_bible_enes.py \
         --variant='' --variant='model.dtype=bfloat16' [--steps=20] [--record=docs/benchmarks.md]
-    python scripts/bench.py --model=transformer --size=small|base --mode=train|decode [--beam=4] \
+    python scripts/bench.py --model=transformer --size=small|base [--batch=N] --mode=train|decode [--beam=4] \
         [--variant='model.dtype=bfloat16'] [--out=results.jsonl]
+    python scripts/bench.py --model=music_transformer --length=512|1024|2048 --mode=train|decode \
+        [--variant=arg=baseline --variant=''] [--peak_gflops=0]     # arg=: the config's variant
+    python scripts/bench.py --model=image_transformer --mode=train|decode     # CIFAR-10's 32x32x3, local 1D
 
 With ``--config``, each ``--variant`` is a comma-separated list of ``section.field=value`` overrides;
 ``--steps`` jitted train steps are timed on pre-loaded batches (input pipeline excluded), after one
 compile step: ms/step, real target tokens/s, model FLOP/s from XLA's cost analysis and the compiled
 step's temporary memory (activations kept for the backward pass and scratch).
 
-With ``--model=transformer``: random tokens at the peer's shapes (benchmarking.PEER_SHAPES), each
-step timed alone (median of ``--steps`` after ``--warmup``): tokens/s (source + target, as the peer
-counts them), MFU against ``--peak_gflops`` (FLOPs: benchmarking.translation_train_flops), the first
-step including compilation, and the process's peak resident memory; decoding: 8 sources of 64 tokens,
-63 new tokens, greedy (``--beam=1``) or beam search. ``--out`` appends one JSON line per result.
+With ``--model``: random tokens (benchmarking.translation_workload / decoder_workload), each step
+timed alone (median of ``--steps`` after ``--warmup``): tokens/s (translation: source + target, as the
+peer counts them), MFU against ``--peak_gflops`` (FLOPs: benchmarking.translation_train_flops /
+decoder_train_flops; 0 measures the device's matrix-product rate in the compute dtype first), the
+first step including compilation, the process's peak resident memory and the accelerator's peak
+memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy (``--beam=1``) or beam search; music
+and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result. The
+Music and Image Transformer configs compute in bfloat16 with cuDNN attention (on a CPU, XLA's after a
+notice): ``--variant=model.dtype=float32`` for float32.
 """
 
 import json
@@ -29,19 +37,28 @@ from ml_collections import config_flags
 
 from transformer_lab import benchmarking, decoding
 from transformer_lab.benchmarking import compiled_train_step, heading, publish
+from transformer_lab.cli import ConfigFileParser
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, optionally with :variant.', lock_config=False)
 flags.DEFINE_multi_string('variant', [''], 'Overrides, e.g. "model.dtype=bfloat16,data.vocab_size=2000".')
 flags.DEFINE_integer('steps', 20, 'Timed steps per variant.')
 flags.DEFINE_string('record', None, 'Append the results table to this markdown file.')
-flags.DEFINE_enum('model', None, ['transformer'], 'Instead of --config: the Transformer at the shapes of '
-                  "Flax's examples/wmt.")
-flags.DEFINE_enum('size', 'small', sorted(benchmarking.PEER_SHAPES), '--model: the peer size.')
-flags.DEFINE_enum('mode', 'train', ['train', 'decode'], '--model: time training steps or decoding.')
+# The paper configs whose shapes --model=music_transformer / image_transformer take (on random tokens).
+FAMILY_CONFIGS = {'music_transformer': 'configs/music_transformer_maestro.py:relative',
+                  'image_transformer': 'configs/image_transformer_cifar10.py:1d'}
+MEASURED_PEAKS = {}
+flags.DEFINE_enum('model', None, ['transformer', *FAMILY_CONFIGS], 'Instead of --config, on random tokens: '
+                  "the Transformer at the shapes of Flax's examples/wmt, or a paper config's model.")
+flags.DEFINE_enum('size', 'small', sorted(benchmarking.PEER_SHAPES), '--model=transformer: the peer size.')
+flags.DEFINE_integer('length', 2048, '--model=music_transformer: the sequence length.')
+flags.DEFINE_integer('batch', 0, '--model: rows per step (default: the peer\'s or the config\'s; decoding: 8).')
+flags.DEFINE_enum('mode', 'train', ['train', 'decode'], '--model: time training steps, or decoding (translation) '
+                  'and sampling whole sequences (music, images).')
 flags.DEFINE_integer('beam', 1, '--mode=decode: 1 = greedy, else the beam size.')
 flags.DEFINE_integer('warmup', 3, '--model: untimed steps (or decoding calls) first.')
-flags.DEFINE_float('peak_gflops', 190.0, "MFU's denominator: this CPU's float32 matmul rate in JAX (GFLOP/s).")
+flags.DEFINE_float('peak_gflops', 190.0, "MFU's denominator in GFLOP/s (190: this CPU's float32 matmul rate in "
+                   'JAX); 0: measure matrix products on this device in the compute dtype first.')
 flags.DEFINE_string('out', None, '--model: append one JSON line per result to this file.')
 
 
@@ -82,69 +99,122 @@ def time_calls(function, count: int) -> list[float]:
     return times
 
 
-def peer_train(config, size: str) -> dict:
-    batches = benchmarking.random_translation_batches(size, 2)
-    vocab = benchmarking.PEER_SHAPES[size]['vocab']
-    train_step, state, placed = benchmarking.train_step_on(config, vocab_size=vocab, host_batches=batches)
-    flops = benchmarking.translation_train_flops(state.params, size)
+def first_and_median(function) -> tuple[float, float]:
+    """(the first call's seconds, compilation included; the median of ``--steps`` calls after the
+    ``--warmup`` calls)."""
+    first = time_calls(function, 1)[0]
+    time_calls(function, FLAGS.warmup - 1)
+    return first, float(np.median(time_calls(function, FLAGS.steps)))
+
+
+def workload(variant: str) -> benchmarking.Workload:
+    """The --model's workload with ``variant``'s overrides; for music and images, a first item
+    ``arg=NAME`` picks the paper config's variant (e.g. ``arg=baseline``, ``arg=2d``)."""
+    arg, _, overrides = variant.partition(',') if variant.startswith('arg=') else ('', '', variant)
+    if FLAGS.model == 'transformer':
+        load = benchmarking.translation_workload(FLAGS.size, batch=FLAGS.batch)
+    else:
+        path, _, default_arg = FAMILY_CONFIGS[FLAGS.model].partition(':')
+        config = ConfigFileParser(name='bench', lock_config=False).parse(f'{path}:{arg[4:] or default_arg}')
+        if FLAGS.model == 'music_transformer':
+            config.data.max_length = config.model.max_length = config.sample.max_length = FLAGS.length
+        load = benchmarking.decoder_workload(config, batch=FLAGS.batch)
+    apply_overrides(load.config, overrides)
+    return load
+
+
+def train(load: benchmarking.Workload) -> dict:
+    """Training steps of the compiled executable (compiled once, ahead of time, so that its memory
+    analysis is this variant's own): the first step's seconds include the compilation."""
+    train_step, state, placed = benchmarking.train_step_on(load.config, vocab_size=load.vocab_size,
+                                                           host_batches=load.batches)
+    flops = load.train_flops(state.params)
+    start = time.perf_counter()
+    compiled = train_step.lower(state, placed[0]).compile()
+    compile_s = time.perf_counter() - start
     holder = {'state': state, 'step': 0}
 
     def step():
-        holder['state'], metrics = train_step(holder['state'], placed[holder['step'] % len(placed)])
+        holder['state'], metrics = compiled(holder['state'], placed[holder['step'] % len(placed)])
         holder['step'] += 1
         jax.block_until_ready((holder['state'], metrics))
-    first = time_calls(step, 1)[0]
-    time_calls(step, FLAGS.warmup - 1)
-    median = float(np.median(time_calls(step, FLAGS.steps)))
-    tokens = sum(batches[0][name].size for name in ('inputs', 'targets'))
-    return {'tokens_per_s': tokens / median, 'step_ms_median': 1000 * median, 'mfu': flops / median / FLAGS.peak_gflops / 1e9,
-            'flops_step': flops, 'compile_s': first}
+    first, median = first_and_median(step)
+    return {'tokens_per_s': load.tokens_per_step / median, 'step_ms_median': 1000 * median,
+            'mfu': flops / median / peak_gflops(load.config) / 1e9, 'flops_step': flops, 'compile_s': compile_s + first,
+            'tokens_per_step': load.tokens_per_step, 'rows': load.config.data.batch_size,
+            'compiled_temporaries_mib': compiled.memory_analysis().temp_size_in_bytes / 2**20}
 
 
-def peer_decode(config, size: str) -> dict:
+def decode(load: benchmarking.Workload) -> dict:
+    """Translation: greedy or beam decoding of random sources, counting the new tokens up to each
+    row's EOS (random weights: rarely any). Music and images: sampling whole sequences from nothing,
+    counting every position (a fixed-shape loop computes them all)."""
     from transformer_lab import registry
-    shape = benchmarking.PEER_SHAPES[size]
-    model = registry.build_model(config.model, shape['vocab'], seed=0)
+    model = registry.build_model(load.config.model, load.vocab_size, seed=0)
     graphdef, params = nnx.split(model)
-    rng = np.random.default_rng(0)
-    inputs = rng.integers(3, shape['vocab'], (benchmarking.DECODE_BATCH, 64), dtype=np.int32)
-    length = benchmarking.DECODE_NEW_TOKENS
-    if FLAGS.beam > 1:
-        def call():
-            return jax.block_until_ready(decoding.beam_search(graphdef, params, inputs=inputs, beam_size=FLAGS.beam,
-                                                              max_length=length))
+    rows = FLAGS.batch or benchmarking.DECODE_BATCH
+    if FLAGS.model == 'transformer':
+        inputs = np.random.default_rng(0).integers(3, load.vocab_size, (rows, 64), dtype=np.int32)
+        length = benchmarking.DECODE_NEW_TOKENS
+        if FLAGS.beam > 1:
+            def call():
+                return jax.block_until_ready(decoding.beam_search(graphdef, params, inputs=inputs,
+                                                                  beam_size=FLAGS.beam, max_length=length))
+        else:
+            def call():
+                return jax.block_until_ready(decoding.generate(graphdef, params, batch_size=rows, inputs=inputs,
+                                                               max_length=length))
     else:
+        length = load.config.data.max_length
+
         def call():
-            return jax.block_until_ready(decoding.generate(graphdef, params, batch_size=len(inputs), inputs=inputs,
-                                                           max_length=length))
-    first = time_calls(call, 1)[0]
-    time_calls(call, FLAGS.warmup - 1)
-    median = float(np.median(time_calls(call, FLAGS.steps)))
-    decoded = int((np.asarray(call()) > 0).sum())   # new tokens, up to each row's EOS (random weights: rarely any)
+            return jax.block_until_ready(decoding.generate(graphdef, params, batch_size=rows, max_length=length,
+                                                           temperature=1.0))
+    first, median = first_and_median(call)
+    decoded = int((np.asarray(call()) > 0).sum()) if FLAGS.model == 'transformer' else rows * length
     return {'tokens_per_s': decoded / median, 'call_ms_median': 1000 * median, 'decoded_tokens': decoded,
-            'mfu': None, 'compile_s': first}
+            'mfu': None, 'compile_s': first, 'rows': rows}
 
 
-def peer_main():
-    results = []
+def peak_gflops(config) -> float:
+    """--peak_gflops, or (0) this device's matrix-product rate measured now in the config's compute
+    dtype (once per dtype)."""
+    if FLAGS.peak_gflops:
+        return FLAGS.peak_gflops
+    dtype = config.model.get('dtype', 'float32')
+    if dtype not in MEASURED_PEAKS:
+        MEASURED_PEAKS[dtype] = benchmarking.matmul_gflops(dtype, 8192 if jax.default_backend() == 'gpu' else 2048)
+        print(f'measured {dtype} matrix products: {MEASURED_PEAKS[dtype]:.0f} GFLOP/s', flush=True)
+    return MEASURED_PEAKS[dtype]
+
+
+def workload_main():
     for variant in FLAGS.variant:
-        config = apply_overrides(benchmarking.peer_config(FLAGS.size), variant)
-        result = (peer_train if FLAGS.mode == 'train' else peer_decode)(config, FLAGS.size)
-        result.update(model='transformer', size=FLAGS.size, mode=FLAGS.mode, beam=FLAGS.beam,
-                      variant=variant, peak_memory_mib=benchmarking.peak_rss_mib(), jax=jax.__version__,
-                      device=jax.devices()[0].device_kind)
+        load = workload(variant)
+        result = (train if FLAGS.mode == 'train' else decode)(load)
+        result.update(model=FLAGS.model, size=FLAGS.size if FLAGS.model == 'transformer' else None,
+                      length=load.config.data.max_length if FLAGS.model != 'transformer' else None,
+                      mode=FLAGS.mode, beam=FLAGS.beam, variant=variant,
+                      peak_gflops=peak_gflops(load.config) if FLAGS.mode == 'train' else None,
+                      peak_memory_mib=benchmarking.peak_rss_mib(), device_peak_memory_mib=device_peak_mib(),
+                      jax=jax.__version__, device=jax.devices()[0].device_kind)
         print('RESULT ' + json.dumps(result), flush=True)
-        results.append(result)
-    if FLAGS.out:
-        with open(FLAGS.out, 'a') as file:
-            file.writelines(json.dumps(result) + '\n' for result in results)
+        if FLAGS.out:   # each as it comes: a later variant that fails loses only itself
+            with open(FLAGS.out, 'a') as file:
+                file.write(json.dumps(result) + '\n')
+
+
+def device_peak_mib() -> float | None:
+    """The accelerator's peak allocated memory so far (None on CPU, where the RSS says it)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats['peak_bytes_in_use'] / 2**20 if 'peak_bytes_in_use' in stats else None
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     if FLAGS.model:
-        return peer_main()
+        return workload_main()
     if FLAGS.config is None:
         raise app.UsageError('give --config=FILE (a config\'s train step) or --model=transformer (the peer shapes)')
     lines = [heading(FLAGS.config.data.name), '',

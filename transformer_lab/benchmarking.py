@@ -1,14 +1,20 @@
 """What the benchmarks share: a heading that names the machine and date, recording tables, a config's
 train step compiled on real or random batches (scripts/bench.py times it; tables report its memory),
-and the Transformer at the shapes of Flax's examples/wmt (``PEER_SHAPES``) with its FLOPs per step."""
+and the workloads on random tokens (the Transformer at the shapes of Flax's examples/wmt, ``PEER_SHAPES``;
+the Music and Image Transformers at their paper configs' shapes) with their FLOPs per step."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
 
 
 def heading(title: str) -> str:
@@ -66,6 +72,25 @@ PEER_SHAPES = {
 DECODE_BATCH, DECODE_NEW_TOKENS = 8, 63   # the peer's decoding: 8 sources of 64 tokens, 63 new tokens
 
 
+@dataclasses.dataclass
+class Workload:
+    """A model at fixed shapes on random tokens, what scripts/bench.py times: its config, vocabulary,
+    training batches (host arrays), the tokens a step counts and the FLOPs of one training step as a
+    function of the parameters (the peer driver's count: see ``train_flops``)."""
+    config: ConfigDict
+    vocab_size: int
+    batches: list[dict]
+    tokens_per_step: int
+    train_flops: Callable[[Any], float]
+
+
+def _count(tree) -> int:
+    """Parameters of ``tree`` that multiply every token, i.e. all but relative attention's embedding
+    tables E (whose cost, Q E^T, ``decoder_train_flops`` counts with the attention)."""
+    return sum(leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+               if 'relative' not in (getattr(key, 'key', None) for key in path))
+
+
 def peer_config(size: str):
     """The project's encoder-decoder at the peer's ``size`` (PEER_SHAPES)."""
     from transformer_lab.config import base_config
@@ -81,29 +106,86 @@ def peer_config(size: str):
     return config
 
 
-def random_translation_batches(size: str, count: int, seed: int = 0) -> list[dict]:
-    """``count`` batches of random tokens in [3, vocab) at the peer's shapes, no padding."""
-    import numpy as np
-    shape, rng = PEER_SHAPES[size], np.random.default_rng(seed)
-    return [{'inputs': rng.integers(3, shape['vocab'], (shape['batch'], shape['source_length']), dtype=np.int32),
-             'targets': rng.integers(3, shape['vocab'], (shape['batch'], shape['target_length']), dtype=np.int32)}
-            for _ in range(count)]
+def translation_workload(size: str, *, batch: int | None = None, steps: int = 2, seed: int = 0) -> Workload:
+    """The encoder-decoder at the peer's ``size`` with ``batch`` pairs per step (default the peer's):
+    ``steps`` batches of random tokens in [3, vocab), no padding; tokens counted on both sides, as the
+    peer counts them."""
+    shape = dict(PEER_SHAPES[size], **({'batch': batch} if batch else {}))
+    config = peer_config(size)
+    config.data.batch_size = shape['batch']
+    rng = np.random.default_rng(seed)
+    batches = [{side: rng.integers(3, shape['vocab'], (shape['batch'], shape[f'{length}_length']), dtype=np.int32)
+                for side, length in (('inputs', 'source'), ('targets', 'target'))} for _ in range(steps)]
+    tokens = shape['batch'] * (shape['source_length'] + shape['target_length'])
+    return Workload(config, shape['vocab'], batches, tokens, lambda params: translation_train_flops(params, shape))
 
 
-def translation_train_flops(params, size: str) -> float:
+def translation_train_flops(params, shape: dict) -> float:
     """FLOPs of one training step as the peer driver counts them: 6 x parameters x tokens per side
     (encoder layers over source tokens; decoder layers and the output projection over target tokens;
     embedding lookups free) plus attention, 12 B d (L_enc S^2 + L_dec (T^2 + T S)) for QK^T and AV,
-    forward and backward, unmasked as computed."""
-    shape = PEER_SHAPES[size]
+    forward and backward, unmasked as computed. ``shape``: a PEER_SHAPES entry."""
     b, src, tgt, d = shape['batch'], shape['source_length'], shape['target_length'], shape['d_model']
-
-    def count(state):
-        return sum(leaf.size for leaf in jax.tree.leaves(state))
     output = shape['vocab'] * d + (0 if shape['shared'] else shape['vocab'])
-    dense = 6 * (count(params['encoder']) * b * src + (count(params['decoder']) + output) * b * tgt)
+    dense = 6 * (_count(params['encoder']) * b * src + (_count(params['decoder']) + output) * b * tgt)
     attention = 12 * b * d * shape['layers'] * (src * src + tgt * tgt + tgt * src)
     return float(dense + attention)
+
+
+def decoder_workload(config, *, batch: int | None = None, steps: int = 2, seed: int = 0) -> Workload:
+    """A decoder-only config (the Music or Image Transformer) on random tokens of its tokenizer's
+    vocabulary, ``batch`` rows (default the config's) of ``data.max_length`` tokens per step."""
+    from transformer_lab.registry import FIXED_TOKENIZERS
+    config = config.copy_and_resolve_references()
+    if batch:
+        config.data.batch_size = batch
+    vocab = FIXED_TOKENIZERS[config.data.tokenizer].vocab_size
+    rows, length = config.data.batch_size, config.data.max_length
+    rng = np.random.default_rng(seed)
+    batches = [{'targets': rng.integers(2, vocab, (rows, length), dtype=np.int32)} for _ in range(steps)]
+    return Workload(config, vocab, batches, rows * length,
+                    lambda params: decoder_train_flops(params, config.model, rows, length))
+
+
+def attention_keys_per_query(attention, length: int) -> tuple[int, bool]:
+    """(keys each query's logits are computed for, whether relative logits Q E^T are computed too) of
+    one attention config at sequence ``length``: all of them for global cores (causal masking computes
+    them all), a query block and its memory block for local 1D, the query block and flanges for 2D."""
+    kind = attention.type
+    if kind in ('local_1d', 'relative_local_1d'):
+        keys = min(length, 2 * attention.block_length)
+    elif kind == 'local_2d':
+        (query_rows, query_columns), (flange_rows, flange_columns) = attention.query_shape, attention.memory_flange
+        keys = (query_rows + flange_rows) * (query_columns + 2 * flange_columns)
+    else:
+        keys = length
+    return keys, kind.startswith('relative')
+
+
+def decoder_train_flops(params, model_config, rows: int, length: int) -> float:
+    """FLOPs of one training step of a decoder-only model, counted like ``translation_train_flops``:
+    6 x (parameters but the input embeddings) x tokens, plus 12 B T K d per layer for QK^T and AV over
+    the K keys each query computes (``attention_keys_per_query``) and 6 B T K d more for relative
+    attention's Q E^T."""
+    keys, relative = attention_keys_per_query(model_config.attention, length)
+    width = model_config.get('attention_dims') or model_config.d_model
+    dense = 6 * (_count(params['decoder']) + _count(params['head'])) * rows * length
+    attention = (12 + (6 if relative else 0)) * rows * length * keys * width * model_config.num_decoder_layers
+    return float(dense + attention)
+
+
+def matmul_gflops(dtype: str, size: int, repeats: int = 10) -> float:
+    """This device's measured matrix-product rate (GFLOP/s): the mean of ``repeats`` [size, size] x
+    [size, size] products in ``dtype`` (float32 accumulation) after a warm-up, the denominator of MFU."""
+    import time
+    x = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    product = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+    jax.block_until_ready(product(x, x))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        result = product(x, x)
+    jax.block_until_ready(result)
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def peak_rss_mib() -> float:

@@ -1,0 +1,53 @@
+"""scripts/bench.py's workloads on random tokens: the FLOPs that MFU divides by, and one run end to end."""
+
+import json
+
+import numpy as np
+from flax import nnx
+from helpers import load_config, run_script
+
+from transformer_lab import benchmarking, registry
+
+
+def test_keys_per_query_follow_each_cores_memory():
+    config = load_config('configs/image_transformer_cifar10.py:2d').model.attention
+    assert benchmarking.attention_keys_per_query(config, 3072) == ((8 + 8) * (32 + 2 * 32), False)
+    assert benchmarking.attention_keys_per_query(load_config('configs/image_transformer_cifar10.py:1d')
+                                                 .model.attention, 3072) == (512, False)
+    assert benchmarking.attention_keys_per_query(load_config('configs/music_transformer_maestro.py:relative')
+                                                 .model.attention, 2048) == (2048, True)
+
+
+def test_relative_attention_costs_its_logits_not_its_embedding_table():
+    """Against the same model with plain attention: the embedding tables E add no per-token FLOPs,
+    Q E^T adds 6 B T K d per layer (forward 2, backward 4)."""
+    relative = load_config('configs/music_transformer_maestro.py:relative').model
+    plain = relative.copy_and_resolve_references()
+    plain.attention = {'type': 'dot_product'}
+    counts = {}
+    for name, model_config in (('relative', relative), ('plain', plain)):
+        _, params = nnx.split(registry.build_model(model_config, 390, seed=0), nnx.Param)
+        counts[name] = benchmarking.decoder_train_flops(params, model_config, rows=2, length=256)
+    width, layers = relative.attention_dims, relative.num_decoder_layers
+    assert counts['relative'] - counts['plain'] == 6 * 2 * 256 * 256 * width * layers
+
+
+def test_a_workload_is_random_tokens_of_the_configs_vocabulary():
+    load = benchmarking.decoder_workload(load_config('configs/music_transformer_maestro.py:relative'), batch=3)
+    assert load.vocab_size == 390 and load.tokens_per_step == 3 * 2048
+    tokens = np.stack([batch['targets'] for batch in load.batches])
+    assert tokens.shape == (2, 3, 2048) and tokens.min() >= 2 and tokens.max() < 390
+
+
+def test_bench_writes_one_json_line_per_variant(tmp_path):
+    out = tmp_path / 'results.jsonl'
+    result = run_script('bench.py', '--model=music_transformer', '--length=32', '--batch=1', '--steps=1',
+                        '--warmup=1', '--variant=arg=baseline', '--variant=model.num_decoder_layers=1',
+                        f'--out={out}')
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line['variant'] for line in lines] == ['arg=baseline', 'model.num_decoder_layers=1']
+    for line in lines:
+        assert line['tokens_per_step'] == 32 and line['tokens_per_s'] > 0 and 0 < line['mfu'] < 1
+        assert line['compile_s'] > 0 and line['peak_memory_mib'] > 0 and line['compiled_temporaries_mib'] > 0
+    assert lines[1]['flops_step'] < lines[0]['flops_step']     # one layer of six
