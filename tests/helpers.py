@@ -1,6 +1,8 @@
 """Test helpers: the naive attention reference, configs by path, running the CLIs in a subprocess,
 and small files in the layouts of the real datasets. (Fixtures live in conftest.py.)"""
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -104,3 +106,23 @@ def object_array(pieces) -> np.ndarray:
     array = np.empty(len(pieces), object)
     array[:] = pieces
     return array
+
+
+@contextlib.contextmanager
+def compilations_of(function_name: str):
+    """Yields a list that collects one entry per XLA compilation of the jitted ``function_name``
+    while the block runs (JAX's compile log, switched on for the block)."""
+    import jax
+    compiled = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if f'Finished XLA compilation of jit({function_name})' in record.getMessage():
+                compiled.append(record.getMessage())
+    handler, logger = Collect(), logging.getLogger('jax')
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            yield compiled
+    finally:
+        logger.removeHandler(handler)

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from helpers import load_config, run_script, train_losses
+from helpers import compilations_of, load_config, run_script, train_losses
 from transformer_lab.training.loop import train_and_evaluate
 
 pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
@@ -12,10 +12,13 @@ pytestmark = pytest.mark.slow   # end-to-end: the command lines, several process
 
 @pytest.mark.parametrize('config_name', ['transformer_lm_kjv.py:tiny', 'transformer_wmt14_ende.py:tiny'])
 def test_every_config_tiny_variant_trains_and_evaluates(tmp_path, config_name, fake_wmt14_data_dir):
+    """... and compiles its train step once: fixed shapes, no recompilation after the first step."""
     config = load_config(f'configs/{config_name}')
     if config.data.name == 'wmt14_ende':
         config.data.data_dir = fake_wmt14_data_dir
-    metrics = train_and_evaluate(config, str(tmp_path))
+    with compilations_of('train_step') as compiled:
+        metrics = train_and_evaluate(config, str(tmp_path))
+    assert len(compiled) == 1, compiled
     losses = train_losses(str(tmp_path))
     assert losses[-1] < losses[0], losses
     assert all(np.isfinite(v) for v in metrics.values())
