@@ -38,9 +38,11 @@ def logged_train_steps(workdir):
     return [r['step'] for r in read_metrics(workdir) if 'train/loss' in r]
 
 
-def test_stopped_and_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(tmp_path):
-    """With dropout on, so the restored RNG matters, and the input pipeline restored mid-epoch."""
-    options = dict(model__dropout_rate=0.1, checkpoint__every_steps=4)
+@pytest.mark.parametrize('dropout_rng', ['threefry2x32', 'rbg'])
+def test_stopped_and_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(tmp_path, dropout_rng):
+    """With dropout on, so the restored RNG matters, and the input pipeline restored mid-epoch; for
+    each bit generator of the dropout masks (rbg's keys are 4 words, threefry's 2)."""
+    options = dict(model__dropout_rate=0.1, checkpoint__every_steps=4, train__dropout_rng=dropout_rng)
     train_and_evaluate(tiny_lm(num_steps=14, **options), str(tmp_path / 'straight'))
     train_and_evaluate(tiny_lm(num_steps=7, **options), str(tmp_path / 'resumed'))
     assert sorted(os.listdir(tmp_path / 'resumed' / 'checkpoints')) == ['4', '7']
@@ -49,6 +51,11 @@ def test_stopped_and_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(tm
         np.testing.assert_array_equal(straight, resumed)
     assert logged_train_steps(tmp_path / 'resumed') == [5, 7, 10, 14]
     assert logged_train_steps(tmp_path / 'straight') == [5, 10, 14]
+    if dropout_rng == 'rbg':   # other masks than threefry's: the same run ends elsewhere
+        train_and_evaluate(tiny_lm(num_steps=14, **dict(options, train__dropout_rng='threefry2x32')),
+                           str(tmp_path / 'threefry'))
+        assert not all(np.array_equal(a, b) for a, b in zip(params_of(tmp_path / 'straight'),
+                                                            params_of(tmp_path / 'threefry')))
 
 
 def test_records_logged_after_the_restored_checkpoint_are_not_repeated(tmp_path):

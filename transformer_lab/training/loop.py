@@ -105,7 +105,8 @@ def initial_state(config, model):
     """(graphdef, TrainState at step 0 on the default device, optimizer, schedule) for ``model``."""
     graphdef, params = nnx.split(model)
     optimizer, schedule = optim.make_optimizer(config.train, config.model.d_model)
-    return graphdef, steps.new_train_state(params, optimizer, config.seed), optimizer, schedule
+    state = steps.new_train_state(params, optimizer, config.seed, config.train.dropout_rng)
+    return graphdef, state, optimizer, schedule
 
 
 class TrainWindow:

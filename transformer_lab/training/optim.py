@@ -37,6 +37,7 @@ OPTIMIZERS = {
 
 
 NONFINITE = ('stop', 'skip')   # what a non-finite step does (training/loop.py)
+DROPOUT_RNGS = ('threefry2x32', 'rbg')   # jax.random's bit generators for the dropout masks (train.dropout_rng)
 
 
 def check_train(train) -> None:
@@ -47,6 +48,7 @@ def check_train(train) -> None:
     require(train.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
     one_of('train.nonfinite', train.nonfinite, NONFINITE)
     require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
+    one_of('train.dropout_rng', train.dropout_rng, DROPOUT_RNGS)
 
 
 def make_optimizer(train_config, d_model: int) -> tuple[optax.GradientTransformation, optax.Schedule]:

@@ -136,7 +136,8 @@ class JitParallel:
 
     def compile_train_step(self, graphdef, optimizer, train_config, state):
         step = steps.make_train_step(graphdef, optimizer, label_smoothing=train_config.label_smoothing,
-                                     grad_accum_steps=train_config.grad_accum_steps)
+                                     grad_accum_steps=train_config.grad_accum_steps,
+                                     dropout_rng=train_config.dropout_rng)
         shardings = self.state_shardings(state)
         return jax.jit(step, in_shardings=(shardings, batch_sharded(self.mesh)),
                        out_shardings=(shardings, replicated(self.mesh)), donate_argnums=0)
@@ -168,7 +169,8 @@ class PmapParallel:
     def compile_train_step(self, graphdef, optimizer, train_config, state):
         del state
         step = steps.make_train_step(graphdef, optimizer, label_smoothing=train_config.label_smoothing,
-                                     grad_accum_steps=train_config.grad_accum_steps, axis_name='data')
+                                     grad_accum_steps=train_config.grad_accum_steps, axis_name='data',
+                                     dropout_rng=train_config.dropout_rng)
         mapped = jax.pmap(step, axis_name='data', donate_argnums=0)
 
         def train_step(state, batch):

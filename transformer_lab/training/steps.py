@@ -32,9 +32,12 @@ class TrainState:
     skipped_steps: jax.Array
 
 
-def new_train_state(params, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
+def new_train_state(params, optimizer: optax.GradientTransformation, seed: int,
+                    dropout_rng: str = 'threefry2x32') -> TrainState:
+    """Step 0: the optimizer's initial state and the base key of the dropout masks, ``dropout_rng``
+    being its bit generator (``train.dropout_rng``: jax.random's 'threefry2x32' or 'rbg')."""
     return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
-                      rng=jax.random.key_data(jax.random.key(seed)), skipped_steps=jnp.int32(0))
+                      rng=jax.random.key_data(jax.random.key(seed, impl=dropout_rng)), skipped_steps=jnp.int32(0))
 
 
 def target_weights(batch: dict) -> jax.Array:
@@ -99,7 +102,8 @@ def accumulated_gradients(loss_fn, params, batch: dict, key: jax.Array, micro_ba
 
 
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *,
-                    label_smoothing: float, grad_accum_steps: int = 1, axis_name: str | None = None):
+                    label_smoothing: float, grad_accum_steps: int = 1, axis_name: str | None = None,
+                    dropout_rng: str = 'threefry2x32'):
     """Returns train_step(state, batch) -> (state, metrics): one optimizer update on the whole batch.
 
     Under ``jax.jit`` the batch is the global batch. Under ``jax.pmap`` (``axis_name`` given) it is one
@@ -115,7 +119,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
     loss_fn = make_loss_fn(graphdef, label_smoothing)
 
     def train_step(state: TrainState, batch: dict):
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng, impl=dropout_rng), state.step)
         if axis_name is not None:
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
         loss_sum, grads, sums = accumulated_gradients(loss_fn, state.params, batch, key, grad_accum_steps)
