@@ -132,6 +132,7 @@ def train(load: benchmarking.Workload) -> dict:
     start = time.perf_counter()
     compiled = train_step.lower(state, placed[0]).compile()
     compile_s = time.perf_counter() - start
+    dots = benchmarking.dot_operand_types(compiled.as_text())
     holder = {'state': state, 'step': 0}
 
     def step():
@@ -142,7 +143,7 @@ def train(load: benchmarking.Workload) -> dict:
     return {'tokens_per_s': load.tokens_per_step / median, 'step_ms_median': 1000 * median,
             'mfu': flops / median / peak_gflops(load.config) / 1e9, 'flops_step': flops, 'compile_s': compile_s + first,
             'tokens_per_step': load.tokens_per_step, 'rows': load.config.data.batch_size,
-            'compiled_temporaries_mib': compiled.memory_analysis().temp_size_in_bytes / 2**20}
+            'compiled_temporaries_mib': compiled.memory_analysis().temp_size_in_bytes / 2**20, 'dot_types': dots}
 
 
 def decode(load: benchmarking.Workload) -> dict:

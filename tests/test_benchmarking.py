@@ -51,3 +51,14 @@ def test_bench_writes_one_json_line_per_variant(tmp_path):
         assert line['tokens_per_step'] == 32 and line['tokens_per_s'] > 0 and 0 < line['mfu'] < 1
         assert line['compile_s'] > 0 and line['peak_memory_mib'] > 0 and line['compiled_temporaries_mib'] > 0
     assert lines[1]['flops_step'] < lines[0]['flops_step']     # one layer of six
+
+
+def test_dot_operand_types_reads_a_compiled_programs_dots():
+    import jax
+    import jax.numpy as jnp
+
+    def two_products(a, b):
+        return jnp.dot(a, b, preferred_element_type=jnp.float32), jnp.dot(a.astype(jnp.float32), b.astype(jnp.float32))
+    x = jnp.ones((16, 16), jnp.bfloat16)
+    counts = benchmarking.dot_operand_types(jax.jit(two_products).lower(x, x).compile().as_text())
+    assert sum(counts.values()) == 2 and counts.get('f32 x f32 -> f32', 0) >= 1, counts
