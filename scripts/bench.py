@@ -109,18 +109,19 @@ def first_and_median(function) -> tuple[float, float]:
 
 def workload(variant: str) -> benchmarking.Workload:
     """The --model's workload with ``variant``'s overrides; for music and images, a first item
-    ``arg=NAME`` picks the paper config's variant (e.g. ``arg=baseline``, ``arg=2d``)."""
+    ``arg=NAME`` picks the paper config's variant (e.g. ``arg=baseline``, ``arg=2d``). The Transformer's
+    shapes are the peer's (``--size``, ``--batch``): its overrides are for the model's compute and the
+    training (dtype, attention implementation, dropout)."""
     arg, _, overrides = variant.partition(',') if variant.startswith('arg=') else ('', '', variant)
     if FLAGS.model == 'transformer':
         load = benchmarking.translation_workload(FLAGS.size, batch=FLAGS.batch)
-    else:
-        path, _, default_arg = FAMILY_CONFIGS[FLAGS.model].partition(':')
-        config = ConfigFileParser(name='bench', lock_config=False).parse(f'{path}:{arg[4:] or default_arg}')
-        if FLAGS.model == 'music_transformer':
-            config.data.max_length = config.model.max_length = config.sample.max_length = FLAGS.length
-        load = benchmarking.decoder_workload(config, batch=FLAGS.batch)
-    apply_overrides(load.config, overrides)
-    return load
+        apply_overrides(load.config, overrides)
+        return load
+    path, _, default_arg = FAMILY_CONFIGS[FLAGS.model].partition(':')
+    config = ConfigFileParser(name='bench', lock_config=False).parse(f'{path}:{arg[4:] or default_arg}')
+    if FLAGS.model == 'music_transformer':
+        config.data.max_length = config.model.max_length = config.sample.max_length = FLAGS.length
+    return benchmarking.decoder_workload(apply_overrides(config, overrides), batch=FLAGS.batch)
 
 
 def train(load: benchmarking.Workload) -> dict:
