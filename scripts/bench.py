@@ -21,7 +21,8 @@ peer counts them), MFU against ``--peak_gflops`` (FLOPs: benchmarking.translatio
 decoder_train_flops; 0 measures the device's matrix-product rate in the compute dtype first), the
 first step including compilation, the process's peak resident memory and the accelerator's peak
 memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy (``--beam=1``) or beam search; music
-and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result. The
+and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result;
+``--interleave`` times the training variants' steps in turn (ratios that hold on a shared machine). The
 Music and Image Transformer configs compute in bfloat16 with cuDNN attention (on a CPU, XLA's after a
 notice): ``--variant=model.dtype=float32`` for float32.
 """
@@ -60,6 +61,8 @@ flags.DEFINE_integer('warmup', 3, '--model: untimed steps (or decoding calls) fi
 flags.DEFINE_float('peak_gflops', 190.0, "MFU's denominator in GFLOP/s (190: this CPU's float32 matmul rate in "
                    'JAX); 0: measure matrix products on this device in the compute dtype first.')
 flags.DEFINE_string('out', None, '--model: append one JSON line per result to this file.')
+flags.DEFINE_bool('interleave', False, '--model, --mode=train: compile every variant first, then time their steps '
+                  'in turn (ratios that hold on a shared machine; speedup_vs_first_variant).')
 
 
 def apply_overrides(config, overrides: str):
@@ -124,27 +127,54 @@ def workload(variant: str) -> benchmarking.Workload:
     return benchmarking.decoder_workload(apply_overrides(config, overrides), batch=FLAGS.batch)
 
 
-def train(load: benchmarking.Workload) -> dict:
-    """Training steps of the compiled executable (compiled once, ahead of time, so that its memory
-    analysis is this variant's own): the first step's seconds include the compilation."""
+def compiled_train(load: benchmarking.Workload):
+    """The workload's training step, compiled ahead of time (so that its memory analysis is this
+    variant's own): (a function that runs one step and waits for it, the result's fields but timing)."""
     train_step, state, placed = benchmarking.train_step_on(load.config, vocab_size=load.vocab_size,
                                                            host_batches=load.batches)
-    flops = load.train_flops(state.params)
     start = time.perf_counter()
     compiled = train_step.lower(state, placed[0]).compile()
-    compile_s = time.perf_counter() - start
-    dots = benchmarking.dot_operand_types(compiled.as_text())
+    fields = {'compile_only_s': time.perf_counter() - start, 'flops_step': load.train_flops(state.params),
+              'tokens_per_step': load.tokens_per_step, 'rows': load.config.data.batch_size,
+              'compiled_temporaries_mib': compiled.memory_analysis().temp_size_in_bytes / 2**20,
+              'dot_types': benchmarking.dot_operand_types(compiled.as_text()),
+              'peak_gflops': peak_gflops(load.config)}
     holder = {'state': state, 'step': 0}
 
     def step():
         holder['state'], metrics = compiled(holder['state'], placed[holder['step'] % len(placed)])
         holder['step'] += 1
         jax.block_until_ready((holder['state'], metrics))
-    first, median = first_and_median(step)
-    return {'tokens_per_s': load.tokens_per_step / median, 'step_ms_median': 1000 * median,
-            'mfu': flops / median / peak_gflops(load.config) / 1e9, 'flops_step': flops, 'compile_s': compile_s + first,
-            'tokens_per_step': load.tokens_per_step, 'rows': load.config.data.batch_size,
-            'compiled_temporaries_mib': compiled.memory_analysis().temp_size_in_bytes / 2**20, 'dot_types': dots}
+    return step, fields
+
+
+def with_timing(fields: dict, first: float, median: float) -> dict:
+    return {**fields, 'tokens_per_s': fields['tokens_per_step'] / median, 'step_ms_median': 1000 * median,
+            'mfu': fields['flops_step'] / median / fields['peak_gflops'] / 1e9,
+            'compile_s': fields['compile_only_s'] + first}
+
+
+def train(load: benchmarking.Workload) -> dict:
+    step, fields = compiled_train(load)
+    return with_timing(fields, *first_and_median(step))
+
+
+def interleaved_train(loads: list[benchmarking.Workload]) -> list[dict]:
+    """Every variant's step in turn, ``--steps`` rounds after ``--warmup``: on a shared, noisy machine
+    the variants see the same load, so their ratios hold where their absolute times do not."""
+    prepared = [compiled_train(load) for load in loads]
+    firsts = [time_calls(step, 1)[0] for step, _ in prepared]
+    for step, _ in prepared:
+        time_calls(step, FLAGS.warmup - 1)
+    times = [[] for _ in prepared]
+    for _ in range(FLAGS.steps):
+        for (step, _), variant_times in zip(prepared, times):
+            variant_times += time_calls(step, 1)
+    results = [with_timing(fields, first, float(np.median(variant_times)))
+               for (_, fields), first, variant_times in zip(prepared, firsts, times)]
+    for result in results:
+        result['speedup_vs_first_variant'] = results[0]['step_ms_median'] / result['step_ms_median']
+    return results
 
 
 def decode(load: benchmarking.Workload) -> dict:
@@ -191,13 +221,16 @@ def peak_gflops(config) -> float:
 
 
 def workload_main():
-    for variant in FLAGS.variant:
-        load = workload(variant)
-        result = (train if FLAGS.mode == 'train' else decode)(load)
+    if FLAGS.interleave and FLAGS.mode == 'train':
+        loads = [workload(variant) for variant in FLAGS.variant]
+        results = zip(FLAGS.variant, loads, interleaved_train(loads))
+    else:
+        results = ((variant, load, (train if FLAGS.mode == 'train' else decode)(load))
+                   for variant, load in ((variant, workload(variant)) for variant in FLAGS.variant))
+    for variant, load, result in results:
         result.update(model=FLAGS.model, size=FLAGS.size if FLAGS.model == 'transformer' else None,
                       length=load.config.data.max_length if FLAGS.model != 'transformer' else None,
                       mode=FLAGS.mode, beam=FLAGS.beam, variant=variant,
-                      peak_gflops=peak_gflops(load.config) if FLAGS.mode == 'train' else None,
                       peak_memory_mib=benchmarking.peak_rss_mib(), device_peak_memory_mib=device_peak_mib(),
                       jax=jax.__version__, device=jax.devices()[0].device_kind)
         print('RESULT ' + json.dumps(result), flush=True)
