@@ -39,11 +39,11 @@ def test_a_workload_is_random_tokens_of_the_configs_vocabulary():
     assert tokens.shape == (2, 3, 2048) and tokens.min() >= 2 and tokens.max() < 390
 
 
-def test_bench_writes_one_json_line_per_variant(tmp_path):
+def test_bench_writes_one_json_line_per_variant_timed_in_turn(tmp_path):
     out = tmp_path / 'results.jsonl'
     result = run_script('bench.py', '--model=music_transformer', '--length=32', '--batch=1', '--steps=1',
                         '--warmup=1', '--variant=arg=baseline', '--variant=model.num_decoder_layers=1',
-                        f'--out={out}')
+                        '--interleave', f'--out={out}')
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line['variant'] for line in lines] == ['arg=baseline', 'model.num_decoder_layers=1']
@@ -51,6 +51,7 @@ def test_bench_writes_one_json_line_per_variant(tmp_path):
         assert line['tokens_per_step'] == 32 and line['tokens_per_s'] > 0 and 0 < line['mfu'] < 1
         assert line['compile_s'] > 0 and line['peak_memory_mib'] > 0 and line['compiled_temporaries_mib'] > 0
     assert lines[1]['flops_step'] < lines[0]['flops_step']     # one layer of six
+    assert lines[0]['speedup_vs_first_variant'] == 1.0 and lines[1]['speedup_vs_first_variant'] > 0
 
 
 def test_dot_operand_types_reads_a_compiled_programs_dots():
