@@ -22,7 +22,9 @@ decoder_train_flops; 0 measures the device's matrix-product rate in the compute 
 first step including compilation, the process's peak resident memory and the accelerator's peak
 memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy (``--beam=1``) or beam search; music
 and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result;
-``--interleave`` times the training variants' steps in turn (ratios that hold on a shared machine). The
+``--interleave`` times the training variants' steps in turn (ratios that hold on a shared machine);
+``--profile=DIR`` traces 3 steps (jax.profiler; TensorBoard or Perfetto read DIR) and prints the
+longest operations. The
 Music and Image Transformer configs compute in bfloat16 with cuDNN attention (on a CPU, XLA's after a
 notice): ``--variant=model.dtype=float32`` for float32.
 """
@@ -61,6 +63,8 @@ flags.DEFINE_integer('warmup', 3, '--model: untimed steps (or decoding calls) fi
 flags.DEFINE_float('peak_gflops', 190.0, "MFU's denominator in GFLOP/s (190: this CPU's float32 matmul rate in "
                    'JAX); 0: measure matrix products on this device in the compute dtype first.')
 flags.DEFINE_string('out', None, '--model: append one JSON line per result to this file.')
+flags.DEFINE_string('profile', None, '--model, --mode=train: after timing, trace 3 steps with jax.profiler into '
+                    'this folder and print the operations that take longest.')
 flags.DEFINE_bool('interleave', False, '--model, --mode=train: compile every variant first, then time their steps '
                   'in turn (ratios that hold on a shared machine; speedup_vs_first_variant).')
 
@@ -156,7 +160,12 @@ def with_timing(fields: dict, first: float, median: float) -> dict:
 
 def train(load: benchmarking.Workload) -> dict:
     step, fields = compiled_train(load)
-    return with_timing(fields, *first_and_median(step))
+    result = with_timing(fields, *first_and_median(step))
+    if FLAGS.profile:
+        result['top_ops'] = benchmarking.profile_top_ops(step, FLAGS.profile)
+        for name, milliseconds, count in result['top_ops']:
+            print(f'{milliseconds:9.1f} ms per step  x{count:<4d} {name}', flush=True)
+    return result
 
 
 def interleaved_train(loads: list[benchmarking.Workload]) -> list[dict]:

@@ -63,3 +63,15 @@ def test_dot_operand_types_reads_a_compiled_programs_dots():
     x = jnp.ones((16, 16), jnp.bfloat16)
     counts = benchmarking.dot_operand_types(jax.jit(two_products).lower(x, x).compile().as_text())
     assert sum(counts.values()) == 2 and counts.get('f32 x f32 -> f32', 0) >= 1, counts
+
+
+def test_profile_top_ops_names_the_programs_operations(tmp_path):
+    import jax
+    import jax.numpy as jnp
+    x = jnp.ones((256, 256))
+    product = jax.jit(lambda a: jnp.tanh(a @ a) @ a)
+    jax.block_until_ready(product(x))
+    ops = benchmarking.profile_top_ops(lambda: jax.block_until_ready(product(x)), str(tmp_path), calls=2)
+    assert ops and all(milliseconds >= 0 and count >= 1 for _, milliseconds, count in ops)
+    assert not any(name.startswith(('$', 'ThunkExecutor')) for name, _, _ in ops)
+    assert list(tmp_path.rglob('*.trace.json.gz'))

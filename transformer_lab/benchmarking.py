@@ -202,6 +202,34 @@ def dot_operand_types(hlo_text: str) -> dict[str, int]:
     return counts
 
 
+def profile_top_ops(function: Callable[[], Any], directory: str, *, calls: int = 3,
+                    top: int = 15) -> list[tuple[str, float, int]]:
+    """Runs ``function`` (which waits for its result) ``calls`` times under jax.profiler, writing the
+    trace to ``directory`` (Perfetto JSON beside TensorBoard's), and returns the ``top`` XLA operations
+    by time: (name, milliseconds per call, occurrences per call). Times are wall-clock durations of
+    events that may overlap (the CPU runtime runs independent operations at once), so they rank the
+    operations rather than add up to the step."""
+    import glob
+    import gzip
+    import json
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+        for _ in range(calls):
+            function()
+    (path, *_) = sorted(glob.glob(os.path.join(directory, '**', '*.trace.json.gz'), recursive=True), reverse=True)
+    with gzip.open(path) as file:
+        trace = json.load(file)
+    totals: dict[str, list[float]] = {}
+    for event in trace['traceEvents'] if isinstance(trace, dict) else trace:
+        name = event.get('name', '')
+        # XLA's own operations: not the runtime's wrappers, nor Python frames ('$file:line')
+        if event.get('ph') == 'X' and not name.startswith(('$', 'ThunkExecutor', 'PjitFunction', 'SlinkyThreadPool')):
+            totals.setdefault(name, [0.0, 0])
+            totals[name][0] += event.get('dur', 0) / 1000 / calls
+            totals[name][1] += 1
+    ranked = sorted(totals.items(), key=lambda item: -item[1][0])[:top]
+    return [(name, milliseconds, count // calls) for name, (milliseconds, count) in ranked]
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory (what the peer driver reports)."""
     import resource
