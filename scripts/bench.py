@@ -24,9 +24,8 @@ memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy (``--beam=1``) o
 and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result;
 ``--interleave`` times the training variants' steps in turn (ratios that hold on a shared machine);
 ``--profile=DIR`` traces 3 steps (jax.profiler; TensorBoard or Perfetto read DIR) and prints the
-longest operations. The
-Music and Image Transformer configs compute in bfloat16 with cuDNN attention (on a CPU, XLA's after a
-notice): ``--variant=model.dtype=float32`` for float32.
+longest operations. The Music and Image Transformer configs compute in bfloat16 with cuDNN attention
+(on a CPU, XLA's after a notice): ``--variant=model.dtype=float32`` for float32.
 """
 
 import json
