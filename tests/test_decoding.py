@@ -1,5 +1,7 @@
 """The decoding core: greedy is the argmax of the model's own teacher-forced predictions; sampling."""
 
+import functools
+
 import jax
 import pytest
 import jax.numpy as jnp
@@ -115,6 +117,21 @@ def test_rows_stop_at_source_length_plus_extra(tiny_model_config):
     lengths = [list(row).index(EOS_ID) + 1 if EOS_ID in row else np.count_nonzero(row) for row in output]
     assert lengths[0] <= 3 + 2 and lengths[1] <= 6 + 2 and max(lengths) > 1
     assert all((row[length:] == 0).all() for row, length in zip(output, lengths))
+
+
+def test_each_source_of_a_batch_is_searched_as_if_alone(tiny_model_config):
+    """The state is built per source and repeated for its beams; only what decode_step writes is
+    reordered between beams: a batch's hypotheses and scores equal those of each source alone."""
+    from transformer_lab.decoding import beam_search
+    graphdef, params = nnx.split(EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(4)))
+    inputs = jnp.asarray([[4, 5, 1, 0, 0], [9, 8, 7, 6, 1], [3, 1, 0, 0, 0]], jnp.int32)
+    search = functools.partial(beam_search, graphdef, params, beam_size=3, alpha=0.6, max_length=8,
+                               return_all=True)
+    together, together_scores = search(inputs=inputs)
+    for row in range(len(inputs)):
+        alone, alone_scores = search(inputs=inputs[row:row + 1])
+        np.testing.assert_array_equal(together[row], alone[0])
+        np.testing.assert_allclose(together_scores[row], alone_scores[0], rtol=1e-5)
 
 
 class MarkovModel(nnx.Module):

@@ -203,8 +203,9 @@ def capturing_weights():
 
 def init_kv_cache(batch_size: int, max_length: int, num_heads: int, head_dim: int,
                   dtype=jnp.float32) -> dict[str, Array]:
-    """An empty self-attention cache: keys and values [batch, max_length, heads, head_dim]."""
-    shape = (batch_size, max_length, num_heads, head_dim)
+    """An empty self-attention cache: keys and values heads-major, [batch, heads, max_length, head_dim]
+    (see ``MultiHeadAttention.project_key_value``)."""
+    shape = (batch_size, num_heads, max_length, head_dim)
     return {'key': jnp.zeros(shape, dtype), 'value': jnp.zeros(shape, dtype)}
 
 
@@ -233,15 +234,22 @@ class MultiHeadAttention(nnx.Module):
         self.core = core
 
     def project_key_value(self, inputs_kv: Array) -> dict[str, Array]:
-        """[batch, k_len, d_model] -> keys and values [batch, k_len, heads, head_dim]."""
-        return {'key': self.key(inputs_kv), 'value': self.value(inputs_kv)}
+        """[batch, k_len, d_model] -> keys and values heads-major, [batch, heads, k_len, head_dim].
+
+        Heads-major because keys and values that are kept (decoding caches, the encoder's for
+        encoder-decoder attention) are then read by every decoding step in the layout of the attention's
+        batched matrix products: stored sequence-major, XLA transposes the whole cache at every step (on
+        a CPU 7x the attention's own time). The cores take sequence-major views (``_sequence_major``),
+        which XLA folds into the products; for whole sequences the two transposes cancel."""
+        return {'key': self.key(inputs_kv).swapaxes(1, 2), 'value': self.value(inputs_kv).swapaxes(1, 2)}
 
     def attend(self, inputs_q: Array, key_value: dict[str, Array], mask: Array | None) -> Array:
         """Attention of projected queries over already projected keys and values -> [batch, q_len, d_model]."""
         query = self.query(inputs_q)
-        heads = self.core(query, key_value['key'], key_value['value'], mask)
+        key, value = _sequence_major(key_value)
+        heads = self.core(query, key, value, mask)
         if _CAPTURING.get():
-            self.sow(nnx.Intermediate, 'attention_weights', self.core.weights(query, key_value['key'], mask))
+            self.sow(nnx.Intermediate, 'attention_weights', self.core.weights(query, key, mask))
         return self.output(heads)
 
     def __call__(self, inputs_q: Array, inputs_kv: Array | None = None,
@@ -258,13 +266,18 @@ class MultiHeadAttention(nnx.Module):
         """Causal self-attention of one new position against the cache.
 
         inputs_q [batch, 1, d_model] holds position ``position`` (a scalar, the same for every row);
-        its key and value are written into the cache [batch, max_length, heads, head_dim], and the
+        its key and value are written into the cache [batch, heads, max_length, head_dim], and the
         query attends to the cache positions its core makes visible (``core.visible_keys``: those
         <= position for full attention) and ``mask`` allows.
         """
         new = self.project_key_value(inputs_q)
         cache = {name: jax.lax.dynamic_update_slice_in_dim(cache[name], new[name].astype(cache[name].dtype),
-                                                           position, axis=1)
+                                                           position, axis=2)
                  for name in ('key', 'value')}
-        heads = self.core.attend_cached(self.query(inputs_q), cache['key'], cache['value'], position, mask)
+        heads = self.core.attend_cached(self.query(inputs_q), *_sequence_major(cache), position, mask)
         return self.output(heads), cache
+
+
+def _sequence_major(key_value: dict[str, Array]) -> tuple[Array, Array]:
+    """Heads-major keys and values [batch, heads, len, head_dim] -> the cores' [batch, len, heads, head_dim]."""
+    return key_value['key'].swapaxes(1, 2), key_value['value'].swapaxes(1, 2)

@@ -12,6 +12,12 @@ by ``log p / length_penalty(length)``, of which the best ``beam`` are kept; the 
 others live on. A row stops when no live hypothesis can still beat its worst kept finished one; a
 hypothesis that reaches the row's limit (``max_length``, or the source length + ``extra_length``) ends
 there without EOS, as greedy decoding's do.
+
+Two savings keep beam search's work near greedy decoding's: the decoding state is built once per
+source row and repeated for its beams (the encoder runs on ``batch`` rows, not ``batch x beam``), and
+only the state leaves that ``decode_step`` writes are reordered between beams each step
+(``_reorder_beams``); those it passes through unchanged, such as encoder-decoder attention's keys and
+values, stay equal across a row's beams, so reordering them would copy them for nothing.
 """
 
 from __future__ import annotations
@@ -33,16 +39,27 @@ def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _gather_beams(tree, indices: jax.Array, batch_size: int, beams_in: int):
-    """Every leaf [batch x beams_in, ...] -> [batch x beams_out, ...]: row b's beams ``indices[b]``."""
-    def gather(leaf):
-        if leaf.ndim == 0 or leaf.shape[0] != batch_size * beams_in:
-            raise ValueError(f'beam search needs every leaf of the decoding state to have the batch x beam '
-                             f'rows ({batch_size * beams_in}) first, got {leaf.shape}')
-        beams = leaf.reshape(batch_size, beams_in, *leaf.shape[1:])
+def _repeat_beams(state, batch_size: int, beam_size: int):
+    """Every leaf [batch, ...] -> [batch x beam, ...], each row's beams equal."""
+    def repeat(leaf):
+        if leaf.ndim == 0 or leaf.shape[0] != batch_size:
+            raise ValueError(f'beam search needs every leaf of the decoding state to have the batch rows '
+                             f'({batch_size}) first, got {leaf.shape}')
+        return jnp.repeat(leaf, beam_size, axis=0)
+    return jax.tree.map(repeat, state)
+
+
+def _reorder_beams(updated, previous, indices: jax.Array, batch_size: int, beam_size: int):
+    """Each leaf [batch x beam, ...] of the ``updated`` state -> row b's beams ``indices[b]``, except
+    the leaves ``decode_step`` returned unchanged from ``previous`` (the same traced array): those were
+    equal across a row's beams from the start and still are, so they are kept as they are."""
+    def reorder(leaf, before):
+        if leaf is before:
+            return leaf
+        beams = leaf.reshape(batch_size, beam_size, *leaf.shape[1:])
         picked = jnp.take_along_axis(beams, indices.reshape(*indices.shape, *([1] * (leaf.ndim - 1))), axis=1)
         return picked.reshape(-1, *leaf.shape[1:])
-    return jax.tree.map(gather, tree)
+    return jax.tree.map(reorder, updated, previous)
 
 
 def _top(scores: jax.Array, count: int, *arrays: jax.Array):
@@ -57,8 +74,7 @@ def _beam_search(graphdef, params, inputs, limits, *, beam_size, max_length, alp
     model = nnx.merge(graphdef, params)
     batch_size = limits.shape[0]
     rows = batch_size * beam_size
-    repeated = None if inputs is None else jnp.repeat(inputs, beam_size, axis=0)
-    state = model.init_decode_state(rows, max_length, repeated)
+    state = _repeat_beams(model.init_decode_state(batch_size, max_length, inputs), batch_size, beam_size)
     # One live hypothesis per row at the start (the others -inf), so the first step does not pick
     # the same extension beam_size times.
     alive_log_probs = jnp.tile(jnp.array([0.0] + [NEGATIVE_INFINITY] * (beam_size - 1)), (batch_size, 1))
@@ -98,7 +114,7 @@ def _beam_search(graphdef, params, inputs, limits, *, beam_size, max_length, alp
                                NEGATIVE_INFINITY)
         finished_scores, (finished,) = _top(jnp.concatenate([carry['finished_scores'], new_scores], axis=1),
                                             beam_size, jnp.concatenate([carry['finished'], sequences], axis=1))
-        state = _gather_beams(state, alive_sources, batch_size, beam_size)
+        state = _reorder_beams(state, carry['state'], alive_sources, batch_size, beam_size)
         return dict(position=position + 1, state=state, alive=alive, alive_log_probs=alive_log_probs,
                     finished=finished, finished_scores=finished_scores)
 
