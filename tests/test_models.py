@@ -176,3 +176,25 @@ def test_music_variants_decode_like_the_full_pass(tiny_model_config, concat, voi
         logits, state = model.decode_step(previous, position, state)
         np.testing.assert_allclose(logits, full[:, position], atol=1e-4)
         previous = batch['targets'][:, position]
+
+
+@pytest.mark.parametrize('label_smoothing', [0.0, 0.1])
+def test_token_losses_and_their_gradients_equal_the_one_hot_reference(label_smoothing):
+    """The closed forms equal cross-entropy against explicitly smoothed one-hot targets, in value and
+    in gradient (what training follows); the NLL is the unsmoothed -log softmax(z)_y."""
+    from transformer_lab.models.heads import token_losses
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(0, 3, (2, 5, 11)), jnp.float32)
+    targets = jnp.asarray(rng.integers(0, 11, (2, 5)), jnp.int32)
+    log_probs = np.asarray(jax.nn.log_softmax(logits.astype(np.float64)))
+    onehot = np.eye(11)[np.asarray(targets)]
+    smoothed_targets = (1 - label_smoothing) * onehot + label_smoothing / 11
+
+    def reference(z):
+        return -(smoothed_targets * jax.nn.log_softmax(z)).sum(-1)
+    smoothed, nll = token_losses(logits, targets, label_smoothing)
+    np.testing.assert_allclose(nll, -(onehot * log_probs).sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(smoothed, -(smoothed_targets * log_probs).sum(-1), rtol=1e-5)
+    weights = jnp.asarray(rng.uniform(size=(2, 5)), jnp.float32)
+    np.testing.assert_allclose(jax.grad(lambda z: (token_losses(z, targets, label_smoothing)[0] * weights).sum())(logits),
+                               jax.grad(lambda z: (reference(z) * weights).sum())(logits), atol=1e-6)
