@@ -26,7 +26,8 @@ def test_rate_and_eta_leave_out_compilation_and_count_the_evaluations_to_come(mo
         progress.done(step)
     assert progress.rate(25) == pytest.approx(2.0)
     assert progress.evaluations_after(25) == 3
-    assert progress.eta_seconds(25) == pytest.approx(75 / 2.0)          # no evaluation timed yet
+    assert progress.eta_seconds(25) == pytest.approx(75 / 2.0)          # no evaluation timed yet,
+    assert progress.eta_text(25) == '00:37 + 3 evals'                    # and the bar says so
     with progress.paused():
         clock.now += 12.0                 # an evaluation of 12 s
     for step in range(26, 31):
@@ -34,6 +35,7 @@ def test_rate_and_eta_leave_out_compilation_and_count_the_evaluations_to_come(mo
         progress.done(step)
     assert progress.rate(30) == pytest.approx(2.0)                       # the pause is not in the rate
     assert progress.eta_seconds(30) == pytest.approx(70 / 2.0 + 3 * 12.0)
+    assert progress.eta_text(30) == '01:11'
     progress.close()
 
 

@@ -100,7 +100,9 @@ class Progress:
     rate swings: the loop reports a step only once its results are back (``done``). The rate is
     timed from the end of the first step (which compiles) and without the evaluation pauses
     (``paused``); the ETA is the remaining steps at that rate plus the remaining evaluations at the
-    last one's duration (at the first evaluation's start: none measured yet, so none counted).
+    last one's duration. Until an evaluation has been timed the bar says how many are left out
+    (``eta=04:16 + 2 evals``) rather than guess their length: measured on a full ``make run``, they
+    were a tenth of the time left at the first minute (docs/benchmarks.md).
     """
 
     def __init__(self, first_step: int, num_steps: int, eval_every: int):
@@ -142,6 +144,14 @@ class Progress:
             return None
         return (self.num_steps - step) / rate + self.evaluations_after(step) * self.evaluation_seconds
 
+    def eta_text(self, step: int) -> str | None:
+        """The ETA as shown: h:mm:ss, plus the evaluations still to come while none has been timed."""
+        eta = self.eta_seconds(step)
+        if eta is None:
+            return None
+        untimed = self.evaluations_after(step) if self.evaluation_seconds == 0 else 0
+        return tqdm.tqdm.format_interval(eta) + (f' + {untimed} eval{"s" * (untimed > 1)}' if untimed else '')
+
     def evaluations_after(self, step: int) -> int:
         """The evaluations still to come after ``step``: every ``eval_every`` steps and at the end."""
         if step >= self.num_steps:
@@ -154,11 +164,11 @@ class Progress:
         self.fields.update(fields)
 
     def _show(self, step: int) -> None:
-        rate, eta = self.rate(step), self.eta_seconds(step)
+        rate = self.rate(step)
         shown = dict(self.fields)
         if rate is not None:
             shown['rate'] = f'{rate:.2f} step/s' if rate >= 1 else f'{1 / rate:.2f} s/step'
-            shown['eta'] = tqdm.tqdm.format_interval(eta)
+            shown['eta'] = self.eta_text(step)
         self.bar.set_postfix(shown, refresh=False)
 
     def write(self, message: str) -> None:
