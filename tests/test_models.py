@@ -198,3 +198,24 @@ def test_token_losses_and_their_gradients_equal_the_one_hot_reference(label_smoo
     weights = jnp.asarray(rng.uniform(size=(2, 5)), jnp.float32)
     np.testing.assert_allclose(jax.grad(lambda z: (token_losses(z, targets, label_smoothing)[0] * weights).sum())(logits),
                                jax.grad(lambda z: (reference(z) * weights).sum())(logits), atol=1e-6)
+
+
+def test_packed_dropout_masks_keep_the_rate_and_independent_units():
+    """Several draws share a random word: over 2^20 units the kept fraction is 1 - rate within 5 sigma,
+    units drawn from one word (neighbours on the last axis) and from different rows are dropped
+    together at rate^2, and inverted dropout keeps the mean."""
+    from transformer_lab.models.layers import Dropout, dropout_keep_mask
+    rate, shape = 0.1, (16, 256, 256)
+    keep = np.asarray(dropout_keep_mask(jax.random.key(0), shape, rate))
+    units = keep.size
+    assert abs(keep.mean() - (1 - rate)) < 5 * math.sqrt(rate * (1 - rate) / units)
+    dropped = ~keep
+    for together in (dropped[..., 0::2] & dropped[..., 1::2], dropped[:-1] & dropped[1:]):
+        assert abs(together.mean() - rate ** 2) < 5 * math.sqrt(rate ** 2 / together.size)
+    assert not (keep[0] == keep[1]).all()
+    x = jnp.ones(shape)
+    out = Dropout(rate)(x, deterministic=False, rngs=nnx.Rngs(dropout=1))
+    values = np.unique(np.asarray(out))
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.9, rel=1e-4)
+    assert float(out.mean()) == pytest.approx(1.0, abs=5e-3)
+    np.testing.assert_array_equal(Dropout(rate)(x, deterministic=True, rngs=None), x)

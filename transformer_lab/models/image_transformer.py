@@ -22,7 +22,7 @@ from flax import nnx
 from transformer_lab.attention.local import block_raster_order
 from transformer_lab.config import ConfigError, one_of
 from transformer_lab.models.heads import INTENSITIES, head_class, make_head
-from transformer_lab.models.layers import TokenEmbedding, sinusoidal_position_encoding
+from transformer_lab.models.layers import Dropout, TokenEmbedding, sinusoidal_position_encoding
 from transformer_lab.models.stacks import DTYPES, DecoderStack, EncoderStack, dtypes
 
 Array = jax.Array
@@ -109,7 +109,7 @@ class PixelEmbedder(nnx.Module):
         self.positions = PixelPositions(config.positional, position_shape(config), config.d_model, rngs=rngs)
         self.class_embedding = (nnx.Embed(config.num_classes, config.d_model, **dtypes(config), rngs=rngs)
                                 if config.num_classes else None)
-        self.dropout = nnx.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
         input_shape = config.get('input_shape')
         self.input_positions = (PixelPositions(config.positional, tuple(input_shape), config.d_model, rngs=rngs)
                                 if input_shape else None)

@@ -82,6 +82,44 @@ class TokenEmbedding(nnx.Module):
         return self.embed.attend(hidden)
 
 
+DROPOUT_BITS = 16   # random bits per dropout decision: rates are rounded to multiples of 2^-16
+
+
+def dropout_keep_mask(key: Array, shape: tuple[int, ...], rate: float, bits: int = DROPOUT_BITS) -> Array:
+    """bool ``shape``: True where a unit is kept, each with probability 1 - rate' (rate' = rate rounded
+    to a multiple of 2^-bits).
+
+    A Bernoulli draw needs far fewer than the 32 random bits per unit that jax.random.bernoulli spends
+    (threefry's counter hash was an eighth of the CPU train step): each 32-bit word here gives 32 / bits
+    units their own ``bits``-bit uniform integer u, and the unit is kept when u >= rate' 2^bits. The
+    words are drawn over the leading axes and the last one packed, so a batch sharded over devices
+    draws its own share. Written by hand: neither jax.random nor flax packs several draws in a word.
+    """
+    per_word = 32 // bits
+    *lead, last = shape
+    words = jax.random.bits(key, (*lead, -(-last // per_word)), jnp.uint32)
+    shifts = jnp.arange(per_word, dtype=jnp.uint32) * bits
+    draws = ((words[..., None] >> shifts) & (2 ** bits - 1)).reshape(*lead, -1)[..., :last]
+    return draws >= round(rate * 2 ** bits)
+
+
+class Dropout(nnx.Module):
+    """Inverted dropout (Srivastava et al. 2014): in training, each unit is zeroed with probability
+    ``rate`` and the kept ones scaled by 1 / (1 - rate) so that expectations are unchanged; the
+    identity without ``rngs`` (evaluation, decoding). ``nnx.Dropout``'s face, masks from
+    ``dropout_keep_mask`` (the rate rounded to a multiple of 2^-16, the scale exact for that rate)."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def __call__(self, x: Array, *, deterministic: bool, rngs: nnx.Rngs | None) -> Array:
+        threshold = round(self.rate * 2 ** DROPOUT_BITS)
+        if deterministic or threshold == 0:
+            return x
+        keep = dropout_keep_mask(rngs.dropout(), x.shape, self.rate)
+        return jnp.where(keep, x / (1 - threshold / 2 ** DROPOUT_BITS), jnp.zeros_like(x))
+
+
 class FeedForward(nnx.Module):
     """Position-wise feed-forward network FFN(x) = max(0, x W_1 + b_1) W_2 + b_2 (Sec. 3.3)."""
 
@@ -90,7 +128,7 @@ class FeedForward(nnx.Module):
         linear = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.hidden = nnx.Linear(d_model, d_ff, **linear)
         self.output = nnx.Linear(d_ff, d_model, **linear)
-        self.dropout = nnx.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def __call__(self, x: Array, rngs: nnx.Rngs | None) -> Array:
         hidden = self.dropout(jax.nn.relu(self.hidden(x)), deterministic=rngs is None, rngs=rngs)
@@ -108,7 +146,7 @@ class Residual(nnx.Module):
                  rngs: nnx.Rngs):
         self.pre_norm = norm == 'pre'
         self.layer_norm = nnx.LayerNorm(d_model, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.dropout = nnx.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def branch_input(self, x: Array) -> Array:
         """What the sublayer sees: LayerNorm(x) for pre-LN, x for post-LN."""

@@ -12,7 +12,7 @@ from flax import nnx
 from transformer_lab.attention import padding_mask, segment_mask
 from transformer_lab.config import one_of, require
 from transformer_lab.models.heads import make_head
-from transformer_lab.models.layers import PositionEncoding, TokenEmbedding, shift_right
+from transformer_lab.models.layers import Dropout, PositionEncoding, TokenEmbedding, shift_right
 from transformer_lab.models.stacks import DecoderStack, EncoderStack, dtypes
 
 Array = jax.Array
@@ -47,7 +47,7 @@ class SequenceEmbedder(nnx.Module):
         self.voice_embedding = (nnx.Embed(voices + 1, config.d_model, **dtypes(config), rngs=rngs,
                                           embedding_init=nnx.initializers.normal(stddev=config.d_model ** -0.5))
                                 if voices else None)
-        self.dropout = nnx.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def __call__(self, tokens: Array, positions: Array, rngs: nnx.Rngs | None, voices: Array | None = None) -> Array:
         """tokens, positions int [batch, length] -> [batch, length, d_model]."""
