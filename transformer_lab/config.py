@@ -104,7 +104,7 @@ def base_config() -> ConfigDict:
     train.nonfinite = 'stop'            # a non-finite loss or gradient: 'stop' the run, or 'skip' the update
     train.max_consecutive_skips = 10    # 'skip' mode: stop anyway after this many non-finite steps in a row
     train.label_smoothing = 0.1
-    train.dropout_rng = 'threefry2x32'  # the dropout masks' bit generator, or 'rbg' (XLA's: ~7% faster steps on a GPU)
+    train.dropout_rng = 'threefry2x32'  # the dropout masks' bit generator, or 'rbg' (XLA's; faster on a GPU)
     train.log_every_steps = 50
 
     config.eval = evaluation = ConfigDict()
@@ -267,7 +267,8 @@ def for_accelerators(config: ConfigDict) -> ConfigDict:
     """The paper configs' compute, for a GPU or TPU: bfloat16 (parameters stay float32; softmax and
     losses run in float32), cuDNN's fused attention where it can run (XLA's elsewhere, after a
     one-line notice) and dropout masks from XLA's bit generator (``rbg``; threefry's bits took 7% of
-    the base Transformer's step on an H200, docs/benchmarks.md). ``--config.model.dtype=float32``,
+    the base Transformer's step on an H200 with one 32-bit word per unit, docs/benchmarks.md; masks now
+    take half as many words, ``models/layers.py:dropout_keep_mask``). ``--config.model.dtype=float32``,
     ``--config.model.attention_implementation=xla`` and ``--config.train.dropout_rng=threefry2x32``
     undo it."""
     config.model.dtype, config.model.attention_implementation = 'bfloat16', 'cudnn'
