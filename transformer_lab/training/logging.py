@@ -102,7 +102,7 @@ class Progress:
     (``paused``); the ETA is the remaining steps at that rate plus the remaining evaluations at the
     last one's duration. Until an evaluation has been timed the bar says how many are left out
     (``eta=04:16 + 2 evals``) rather than guess their length: measured on a full ``make run``, they
-    were a tenth of the time left at the first minute (docs/benchmarks.md).
+    were 6-8% of the time left at the first minute (docs/benchmarks.md).
     """
 
     def __init__(self, first_step: int, num_steps: int, eval_every: int):
