@@ -72,6 +72,8 @@ def base_config() -> ConfigDict:
     model.tie_output = True             # output projection = transposed target embedding
     model.head = 'categorical'          # output head by name (models/heads.py); images also 'dmol'
     model.dtype = 'float32'             # compute dtype; parameters are always float32
+    model.activation_dtype = ''         # '' = dtype; 'float32' with dtype bfloat16: float32 results of bfloat16
+                                        # products (what makes bfloat16 faster on a CPU, models/layers.py)
     model.attention_implementation = 'xla'   # or 'cudnn': the fused kernel on a GPU (bfloat16), else XLA's
     model.attention = ConfigDict({'type': 'dot_product'})
 
@@ -282,7 +284,7 @@ COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
 # Fields added to the config after runs had been trained, with the values that give those runs' own
 # behaviour: a run directory written before a field existed still loads, evaluates and resumes.
 ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': 'xla',
-                'train.dropout_rng': 'threefry2x32'}
+                'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': ''}
 
 
 def with_added_fields(saved: dict) -> dict:

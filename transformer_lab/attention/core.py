@@ -220,13 +220,13 @@ class MultiHeadAttention(nnx.Module):
     """
 
     def __init__(self, d_model: int, num_heads: int, core: nnx.Module, *, head_dim: int | None = None,
-                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 dtype=jnp.float32, param_dtype=jnp.float32, dot_general=jax.lax.dot_general, rngs: nnx.Rngs):
         if head_dim is None and d_model % num_heads:
             raise ValueError(f'd_model={d_model} is not divisible by num_heads={num_heads}')
         self.num_heads = num_heads
         self.head_dim = head_dim or d_model // num_heads
         heads = (num_heads, self.head_dim)
-        linear = dict(use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        linear = dict(use_bias=False, dtype=dtype, param_dtype=param_dtype, dot_general=dot_general, rngs=rngs)
         self.query = nnx.LinearGeneral(d_model, heads, **linear)
         self.key = nnx.LinearGeneral(d_model, heads, **linear)
         self.value = nnx.LinearGeneral(d_model, heads, **linear)

@@ -200,10 +200,12 @@ class CategoricalHead(nnx.Module):
     values_per_position = 1
     smooths_labels = True
 
-    def __init__(self, d_model: int, classes: int, *, tied_embedding=None, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, d_model: int, classes: int, *, tied_embedding=None, dtype, param_dtype, rngs: nnx.Rngs,
+                 dot_general=jax.lax.dot_general):
         self.tied_embedding = tied_embedding
         self.projection = (None if tied_embedding is not None else
-                           nnx.Linear(d_model, classes, dtype=dtype, param_dtype=param_dtype, rngs=rngs))
+                           nnx.Linear(d_model, classes, dtype=dtype, param_dtype=param_dtype, dot_general=dot_general,
+                                      rngs=rngs))
 
     @classmethod
     def from_config(cls, model_config, classes: int, *, tied_embedding=None, **dtypes) -> CategoricalHead:
@@ -238,10 +240,11 @@ class DMOLHead(nnx.Module):
 
     smooths_labels = False
 
-    def __init__(self, d_model: int, channels: int, mixtures: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, d_model: int, channels: int, mixtures: int, *, dtype, param_dtype, rngs: nnx.Rngs,
+                 dot_general=jax.lax.dot_general):
         self.values_per_position, self.mixtures = channels, mixtures
         self.projection = nnx.Linear(d_model, dmol_parameter_count(channels, mixtures), dtype=dtype,
-                                     param_dtype=param_dtype, rngs=rngs)
+                                     param_dtype=param_dtype, dot_general=dot_general, rngs=rngs)
 
     @classmethod
     def from_config(cls, model_config, classes: int, *, tied_embedding=None, **dtypes) -> DMOLHead:
@@ -291,8 +294,9 @@ def head_class(model_config) -> type:
     return HEADS[model_config.head]
 
 
-def make_head(model_config, classes: int, *, tied_embedding=None, dtype, param_dtype, rngs: nnx.Rngs) -> Head:
+def make_head(model_config, classes: int, *, tied_embedding=None, dtype, param_dtype, rngs: nnx.Rngs,
+              dot_general=jax.lax.dot_general) -> Head:
     """The head ``model_config.head`` names, over ``classes`` values per position (categorical; its
     logits from ``tied_embedding`` when given) or over the pixels of ``model_config.image_shape`` (DMOL)."""
     return head_class(model_config).from_config(model_config, classes, tied_embedding=tied_embedding, dtype=dtype,
-                                                param_dtype=param_dtype, rngs=rngs)
+                                                param_dtype=param_dtype, dot_general=dot_general, rngs=rngs)

@@ -23,7 +23,7 @@ from transformer_lab.attention.local import block_raster_order
 from transformer_lab.config import ConfigError, one_of
 from transformer_lab.models.heads import INTENSITIES, head_class, make_head
 from transformer_lab.models.layers import Dropout, TokenEmbedding, sinusoidal_position_encoding
-from transformer_lab.models.stacks import DTYPES, DecoderStack, EncoderStack, dtypes
+from transformer_lab.models.stacks import DecoderStack, EncoderStack, activation_dtype, dtypes, projection_dtypes
 
 Array = jax.Array
 
@@ -103,9 +103,9 @@ class PixelEmbedder(nnx.Module):
     def __init__(self, config, *, rngs: nnx.Rngs):
         self.image_shape = tuple(config.image_shape)
         self.order_key = _order_key(config)   # static: the order itself is computed (and cached) from it
-        self.compute_dtype = DTYPES[config.dtype]
+        self.activation_dtype = activation_dtype(config)
         self.intensity_embedding = TokenEmbedding(INTENSITIES * self.image_shape[2], config.d_model,
-                                                  **dtypes(config), rngs=rngs)
+                                                  **projection_dtypes(config), rngs=rngs)
         self.positions = PixelPositions(config.positional, position_shape(config), config.d_model, rngs=rngs)
         self.class_embedding = (nnx.Embed(config.num_classes, config.d_model, **dtypes(config), rngs=rngs)
                                 if config.num_classes else None)
@@ -129,7 +129,7 @@ class PixelEmbedder(nnx.Module):
     def __call__(self, previous: Array, steps: Array, label: Array | None, rngs: nnx.Rngs | None) -> Array:
         """previous [batch, T, d] (the embedded values of steps - 1), steps int [T] -> [batch, T, d]."""
         order = jnp.asarray(self.order)
-        x = previous + self.positions(order[steps]).astype(self.compute_dtype)[None]
+        x = previous + self.positions(order[steps]).astype(self.activation_dtype)[None]
         if self.class_embedding is not None:
             x = x + self.class_embedding(label)[:, None]
         return self.dropout(x, deterministic=rngs is None, rngs=rngs)
@@ -144,13 +144,13 @@ class PixelEmbedder(nnx.Module):
         """values [batch, n] generated at step position - 1 -> the input of step ``position`` [batch, 1, d]."""
         previous_index = jnp.asarray(self.order)[jnp.maximum(position - 1, 0)]
         previous = jnp.where(position > 0, self.embed_values(values, previous_index), 0.0)
-        return self(previous[:, None].astype(self.compute_dtype), jnp.asarray(position)[None], label, None)
+        return self(previous[:, None].astype(self.activation_dtype), jnp.asarray(position)[None], label, None)
 
     def low_resolution(self, inputs: Array, rngs: nnx.Rngs | None) -> Array:
         """Super-resolution: low-resolution sub-pixels [batch, h w C] (raster) -> encoder input [batch, h w C, d]."""
         raster_index = jnp.arange(inputs.shape[1])
         x = self.embed_values(inputs[..., None], raster_index)
-        x = x + self.input_positions(raster_index).astype(self.compute_dtype)
+        x = x + self.input_positions(raster_index).astype(self.activation_dtype)
         return self.dropout(x, deterministic=rngs is None, rngs=rngs)
 
 
@@ -185,7 +185,7 @@ class ImageTransformer(nnx.Module):
         self.embedder = PixelEmbedder(config, rngs=rngs)
         self.encoder = EncoderStack(config, rngs=rngs) if self.input_shape is not None else None
         self.decoder = DecoderStack(config, cross_attention=self.input_shape is not None, rngs=rngs)
-        self.head = make_head(config, INTENSITIES, **dtypes(config), rngs=rngs)
+        self.head = make_head(config, INTENSITIES, **projection_dtypes(config), rngs=rngs)
 
     @property
     def order(self) -> np.ndarray:

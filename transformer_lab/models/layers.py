@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -9,6 +10,64 @@ import jax.numpy as jnp
 from flax import nnx
 
 Array = jax.Array
+
+
+def float32_result_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None,
+                               preferred_element_type=None, out_sharding=None) -> Array:
+    """``lax.dot_general`` for bfloat16 operands that returns float32, and whose gradients are float32
+    results of bfloat16 products too: the layers' products under ``model.activation_dtype='float32'``.
+
+    For the contraction of lhs's trailing axes with rhs's leading axes (every projection here: lhs
+    [..., K...], rhs [K..., N...] -> [..., N...]), flattened to y [M, N] = x [M, K] w [K, N]:
+
+        forward   y  = x w          bfloat16 x bfloat16, float32 accumulation and result
+        backward  dx = bf16(dy) w^T,  dw = x^T bf16(dy)   the same, dy rounded to bfloat16 (as bfloat16
+                                                          training's cotangents are), dx / dw then cast
+                                                          to the operands' dtype
+
+    Why by hand: a bfloat16 product with a bfloat16 result, what ``nnx.Linear(dtype=bfloat16)`` emits,
+    is converted back to float32 by XLA's CPU compiler, and the backward products of a float32-result
+    forward take float32 cotangents: a bfloat16 train step ran every product in float32 (0.97x float32's
+    speed, docs/benchmarks.md). Written so, all three products of a projection reach the CPU's bfloat16
+    matrix unit; x^T is made a row-major copy first, since XLA:CPU runs a bfloat16 product whose left
+    operand is contracted on its first axis in float32 too. Other contractions, and operands that are
+    not bfloat16, fall back to ``lax.dot_general``.
+    """
+    (lhs_contracting, rhs_contracting), batch = dimension_numbers
+    lhs_contracting = tuple(axis % lhs.ndim for axis in lhs_contracting)
+    contracted = len(lhs_contracting)
+    projection = (not any(batch) and lhs_contracting == tuple(range(lhs.ndim - contracted, lhs.ndim))
+                  and tuple(axis % rhs.ndim for axis in rhs_contracting) == tuple(range(contracted)))
+    if not projection or lhs.dtype != jnp.bfloat16 or rhs.dtype != jnp.bfloat16:
+        return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                                   preferred_element_type=preferred_element_type)
+    return _float32_result_projection(lhs, rhs, contracted)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _float32_result_projection(x: Array, w: Array, contracted: int) -> Array:
+    """x [..., K...] w [K..., N...] -> float32 [..., N...], the ``contracted`` axes of K summed."""
+    size = math.prod(w.shape[:contracted])
+    y = jax.lax.dot(x.reshape(-1, size), w.reshape(size, -1), preferred_element_type=jnp.float32)
+    return y.reshape(*x.shape[:x.ndim - contracted], *w.shape[contracted:])
+
+
+def _projection_forward(x, w, contracted):
+    return _float32_result_projection(x, w, contracted), (x, w)
+
+
+def _projection_backward(contracted, residuals, dy):
+    x, w = residuals
+    size, lead = math.prod(w.shape[:contracted]), x.ndim - contracted
+    w_flat = w.reshape(size, -1)
+    dy_flat = dy.reshape(-1, w_flat.shape[1]).astype(x.dtype)
+    dx = jax.lax.dot_general(dy_flat, w_flat, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    x_transposed = x.transpose(*range(lead, x.ndim), *range(lead)).reshape(size, -1)   # a row-major copy
+    dw = jax.lax.dot(x_transposed, dy_flat, preferred_element_type=jnp.float32)
+    return dx.astype(x.dtype).reshape(x.shape), dw.astype(w.dtype).reshape(w.shape)
+
+
+_float32_result_projection.defvjp(_projection_forward, _projection_backward)
 
 
 def sinusoidal_position_encoding(positions: Array, d_model: int) -> Array:
@@ -69,8 +128,9 @@ class TokenEmbedding(nnx.Module):
     weight tying of Sec. 3.4 (Press & Wolf 2017).
     """
 
-    def __init__(self, vocab_size: int, d_model: int, *, dtype, param_dtype, rngs: nnx.Rngs):
-        self.d_model = d_model
+    def __init__(self, vocab_size: int, d_model: int, *, dtype, param_dtype, rngs: nnx.Rngs,
+                 dot_general=jax.lax.dot_general):
+        self.d_model, self.dot_general = d_model, dot_general
         self.embed = nnx.Embed(vocab_size, d_model, dtype=dtype, param_dtype=param_dtype,
                                embedding_init=nnx.initializers.normal(stddev=d_model ** -0.5), rngs=rngs)
 
@@ -79,7 +139,8 @@ class TokenEmbedding(nnx.Module):
 
     def logits(self, hidden: Array) -> Array:
         """hidden [..., d_model] -> logits [..., vocab] with the embedding table as output weights."""
-        return self.embed.attend(hidden)
+        hidden, table = self.embed.promote_dtype((hidden, self.embed.embedding[...]), dtype=self.embed.dtype)
+        return self.dot_general(hidden, table.T, (((hidden.ndim - 1,), (0,)), ((), ())))
 
 
 DROPOUT_BITS = 16   # random bits per dropout decision: rates are rounded to multiples of 2^-16
@@ -124,8 +185,8 @@ class FeedForward(nnx.Module):
     """Position-wise feed-forward network FFN(x) = max(0, x W_1 + b_1) W_2 + b_2 (Sec. 3.3)."""
 
     def __init__(self, d_model: int, d_ff: int, dropout_rate: float, *, dtype, param_dtype,
-                 rngs: nnx.Rngs):
-        linear = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                 rngs: nnx.Rngs, dot_general=jax.lax.dot_general):
+        linear = dict(dtype=dtype, param_dtype=param_dtype, dot_general=dot_general, rngs=rngs)
         self.hidden = nnx.Linear(d_model, d_ff, **linear)
         self.output = nnx.Linear(d_ff, d_model, **linear)
         self.dropout = Dropout(dropout_rate)

@@ -13,11 +13,13 @@ from flax import nnx
 
 from transformer_lab.attention import IMPLEMENTATIONS, MultiHeadAttention, check_attention, make_core
 from transformer_lab.config import one_of, positive, require
-from transformer_lab.models.layers import FeedForward, Residual
+from transformer_lab.models.layers import FeedForward, Residual, float32_result_dot_general
 
 Array = jax.Array
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+# model.activation_dtype: '' = model.dtype; 'float32' with bfloat16 compute = bfloat16 products with float32 results
+ACTIVATION_DTYPES = {'': None, 'float32': jnp.float32}
 
 # Encoder-decoder attention relates two sequences of different lengths: always full attention.
 CROSS_ATTENTION = {'type': 'dot_product'}
@@ -27,6 +29,10 @@ def check_stack(model) -> None:
     """The ``model`` fields every stack reads: sizes, norm, dtype, dropout and the attention sections."""
     one_of('model.norm', model.norm, ('post', 'pre'))
     one_of('model.dtype', model.dtype, DTYPES)
+    one_of('model.activation_dtype', model.activation_dtype, ACTIVATION_DTYPES)
+    require(not model.activation_dtype or model.dtype == 'bfloat16', 'model.activation_dtype',
+            f"'{model.activation_dtype}' is for model.dtype='bfloat16' (float32 results of bfloat16 products); "
+            f"with model.dtype='{model.dtype}' leave it ''")
     one_of('model.attention_implementation', model.attention_implementation, IMPLEMENTATIONS)
     positive(model, 'model', 'd_model', 'num_heads', 'd_ff', 'max_length')
     attention_dims = model.attention_dims or model.d_model
@@ -44,13 +50,27 @@ def dtypes(config) -> dict:
     return dict(dtype=DTYPES[config.dtype], param_dtype=jnp.float32)
 
 
+def activation_dtype(config):
+    """The dtype of what the layers pass on (the products' results, the residual stream, the caches)."""
+    return ACTIVATION_DTYPES[config.activation_dtype] or DTYPES[config.dtype]
+
+
+def projection_dtypes(config) -> dict:
+    """``dtypes`` plus the product of the projections (attention, feed-forward, embeddings as output
+    weights, heads): ``lax.dot_general`` in the compute dtype, or, with ``model.activation_dtype=
+    'float32'``, ``layers.float32_result_dot_general`` (bfloat16 operands, float32 results and
+    gradients: what makes bfloat16 pay on a CPU)."""
+    products = float32_result_dot_general if config.activation_dtype else jax.lax.dot_general
+    return dict(dtypes(config), dot_general=products)
+
+
 def _attention(config, *, causal: bool, rngs: nnx.Rngs, attention_config=None) -> MultiHeadAttention:
     """Multi-head attention whose core is ``attention_config`` (default: the model's ``attention``)."""
     head_dim = (config.attention_dims or config.d_model) // config.num_heads
     core = make_core(attention_config or config.attention, num_heads=config.num_heads, head_dim=head_dim,
                      causal=causal, rngs=rngs, implementation=config.attention_implementation)
-    return MultiHeadAttention(config.d_model, config.num_heads, core, head_dim=head_dim, **dtypes(config),
-                              rngs=rngs)
+    return MultiHeadAttention(config.d_model, config.num_heads, core, head_dim=head_dim,
+                              **projection_dtypes(config), rngs=rngs)
 
 
 def _residual(config, *, rngs: nnx.Rngs) -> Residual:
@@ -58,7 +78,7 @@ def _residual(config, *, rngs: nnx.Rngs) -> Residual:
 
 
 def _feed_forward(config, *, rngs: nnx.Rngs) -> FeedForward:
-    return FeedForward(config.d_model, config.d_ff, config.dropout_rate, **dtypes(config), rngs=rngs)
+    return FeedForward(config.d_model, config.d_ff, config.dropout_rate, **projection_dtypes(config), rngs=rngs)
 
 
 class EncoderLayer(nnx.Module):
@@ -82,7 +102,7 @@ class DecoderLayer(nnx.Module):
     """Masked self-attention, encoder-decoder attention (if ``cross_attention``), feed-forward."""
 
     def __init__(self, config, *, cross_attention: bool, rngs: nnx.Rngs):
-        self.cache_dtype = DTYPES[config.dtype]
+        self.cache_dtype = activation_dtype(config)
         self.self_attention = _attention(config, causal=True, rngs=rngs)
         self.self_attention_residual = _residual(config, rngs=rngs)
         if cross_attention:

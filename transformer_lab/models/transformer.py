@@ -13,7 +13,7 @@ from transformer_lab.attention import padding_mask, segment_mask
 from transformer_lab.config import one_of, require
 from transformer_lab.models.heads import make_head
 from transformer_lab.models.layers import Dropout, PositionEncoding, TokenEmbedding, shift_right
-from transformer_lab.models.stacks import DecoderStack, EncoderStack, dtypes
+from transformer_lab.models.stacks import DecoderStack, EncoderStack, dtypes, projection_dtypes
 
 Array = jax.Array
 
@@ -92,7 +92,7 @@ class Decoding(nnx.Module):
         self.target_embedder = SequenceEmbedder(config, embedding, voices=config.num_voices, rngs=rngs)
         self.decoder = DecoderStack(config, cross_attention=cross_attention, rngs=rngs)
         self.head = make_head(config, vocab_size, tied_embedding=embedding if config.tie_output else None,
-                              **dtypes(config), rngs=rngs)
+                              **projection_dtypes(config), rngs=rngs)
 
     def decode(self, batch: dict, encoded: Array | None, cross_mask: Array | None,
                rngs: nnx.Rngs | None) -> Array:
@@ -116,9 +116,9 @@ class EncoderDecoder(Decoding):
     """The Transformer for sequence transduction: p(targets | inputs), decoder attends to the encoder."""
 
     def __init__(self, config, vocab_size: int, *, rngs: nnx.Rngs):
-        target_embedding = TokenEmbedding(vocab_size, token_features(config), **dtypes(config), rngs=rngs)
+        target_embedding = TokenEmbedding(vocab_size, token_features(config), **projection_dtypes(config), rngs=rngs)
         source_embedding = (target_embedding if config.share_embeddings else
-                            TokenEmbedding(vocab_size, token_features(config), **dtypes(config), rngs=rngs))
+                            TokenEmbedding(vocab_size, token_features(config), **projection_dtypes(config), rngs=rngs))
         self.source_embedder = SequenceEmbedder(config, source_embedding, rngs=rngs)
         self.encoder = EncoderStack(config, rngs=rngs)
         self._init_target_side(config, target_embedding, vocab_size, cross_attention=True, rngs=rngs)
@@ -149,7 +149,7 @@ class DecoderOnly(Decoding):
     """A Transformer decoder without encoder-decoder attention: an autoregressive model p(targets)."""
 
     def __init__(self, config, vocab_size: int, *, rngs: nnx.Rngs):
-        embedding = TokenEmbedding(vocab_size, token_features(config), **dtypes(config), rngs=rngs)
+        embedding = TokenEmbedding(vocab_size, token_features(config), **projection_dtypes(config), rngs=rngs)
         self._init_target_side(config, embedding, vocab_size, cross_attention=False, rngs=rngs)
 
     def __call__(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
