@@ -223,3 +223,54 @@ def test_packed_dropout_masks_keep_the_rate_and_independent_units():
     assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.9, rel=1e-4)
     assert float(out.mean()) == pytest.approx(1.0, abs=5e-3)
     np.testing.assert_array_equal(Dropout(rate)(x, deterministic=True, rngs=None), x)
+
+
+@pytest.mark.parametrize('x_shape, w_shape', [((2, 3, 16), (16, 4, 8)),      # a query projection
+                                              ((2, 3, 4, 8), (4, 8, 16))])   # the heads' output projection
+def test_float32_result_products_and_their_gradients_are_the_bfloat16_products_in_float32(x_shape, w_shape):
+    """The forward value is the product of the bfloat16 operands accumulated in float32; the gradients
+    are those of that product with the cotangent rounded to bfloat16; on this CPU all three products
+    stay bfloat16 x bfloat16 -> float32 in the compiled program (what plain bfloat16 loses to XLA)."""
+    from transformer_lab.benchmarking import dot_operand_types
+    from transformer_lab.models.layers import float32_result_dot_general
+    rng = np.random.default_rng(0)
+    x, w = (jnp.asarray(rng.normal(size=shape), jnp.bfloat16) for shape in (x_shape, w_shape))
+    contracted = len(x_shape) - 2
+    dims = ((tuple(range(2, len(x_shape))), tuple(range(contracted))), ((), ()))
+    cotangent = jnp.asarray(rng.normal(size=x_shape[:2] + w_shape[contracted:]), jnp.float32)
+
+    def loss(a, b):
+        return (float32_result_dot_general(a, b, dims) * cotangent).sum()
+
+    def reference(a, b):   # the same product in float32, the cotangent rounded as the backward rounds it
+        product = jax.lax.dot_general(a.astype(jnp.float32), b.astype(jnp.float32), dims)
+        return (product * cotangent.astype(jnp.bfloat16).astype(jnp.float32)).sum()
+
+    y = float32_result_dot_general(x, w, dims)
+    assert y.dtype == jnp.float32 and y.shape == x_shape[:2] + w_shape[contracted:]
+    np.testing.assert_allclose(y, jax.lax.dot_general(x.astype(jnp.float32), w.astype(jnp.float32), dims),
+                               rtol=1e-5, atol=1e-5)
+    grads, expected = jax.grad(loss, (0, 1))(x, w), jax.grad(reference, (0, 1))(x, w)
+    for grad, want in zip(grads, expected):
+        assert grad.dtype == jnp.bfloat16
+        # the backward's float32 result is rounded to the operand's bfloat16 (relative 2^-8)
+        np.testing.assert_allclose(grad.astype(jnp.float32), want, rtol=2 ** -7, atol=1e-2)
+    compiled = jax.jit(jax.value_and_grad(loss, (0, 1))).lower(x, w).compile().as_text()
+    assert dot_operand_types(compiled) == {'bf16 x bf16 -> f32': 3}
+    f32 = [a.astype(jnp.float32) for a in (x, w)]
+    np.testing.assert_array_equal(float32_result_dot_general(*f32, dims), jax.lax.dot_general(*f32, dims))
+
+
+def test_activation_dtype_float32_is_for_bfloat16_compute(tiny_model_config):
+    """With bfloat16 compute the layers pass float32 on (logits, caches); with float32 compute the
+    field has nothing to do and is refused by name."""
+    from transformer_lab.config import ConfigError
+    from transformer_lab.models.stacks import check_stack
+    tiny_model_config.dtype, tiny_model_config.activation_dtype = 'bfloat16', 'float32'
+    model = DecoderOnly(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+    state = model.init_decode_state(2, 8)
+    assert {leaf.dtype for leaf in jax.tree.leaves(state)} == {jnp.dtype('float32')}
+    assert model({'targets': tokens(2, 4)}).dtype == jnp.float32
+    tiny_model_config.dtype = 'float32'
+    with pytest.raises(ConfigError, match="model.activation_dtype.*model.dtype='bfloat16'"):
+        check_stack(tiny_model_config)
