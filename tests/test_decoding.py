@@ -1,6 +1,7 @@
 """The decoding core: greedy is the argmax of the model's own teacher-forced predictions; sampling."""
 
 import functools
+import re
 
 import jax
 import pytest
@@ -9,7 +10,7 @@ import numpy as np
 from flax import nnx
 
 from transformer_lab.data.tokenizers import EOS_ID
-from transformer_lab.decoding import generate
+from transformer_lab.decoding import generate, generation
 from transformer_lab.models.heads import CategoricalHead, choose_tokens
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
 
@@ -163,3 +164,35 @@ def test_an_early_finished_hypothesis_outlives_the_greedy_path():
                                 return_all=True)
     np.testing.assert_array_equal(found[0], [[1, 0, 0, 0, 0, 0], [2, 3, 1, 0, 0, 0]])
     np.testing.assert_allclose(scores[0], [np.log(0.4), np.log(0.6 * 0.55 * 0.9) / (8 / 6) ** 0.6], rtol=1e-5)
+
+
+def loop_body_operations(hlo_text: str) -> list[str]:
+    """The operations of every while loop's body in a compiled HLO module, fusions opened."""
+    computations, current = {}, None
+    for line in hlo_text.splitlines():
+        header = re.match(r'^(ENTRY )?%([\w.\-]+) .*\{$', line)
+        if header:
+            current = computations[header.group(2)] = []
+        elif current is not None and line.strip() not in ('', '}'):
+            current.append(line)
+    pending, seen, operations = re.findall(r'while\(.*body=%([\w.\-]+)', hlo_text), set(), []
+    while pending:
+        name = pending.pop()
+        if name not in seen:
+            seen.add(name)
+            for line in computations[name]:
+                operation = re.match(r'\s*(ROOT )?%\S+ = \S+ ([\w\-]+)\(', line)
+                operations += [operation.group(2)] if operation else []
+                pending += re.findall(r'(?:calls|to_apply|body|condition)=%([\w.\-]+)', line)
+    return operations
+
+
+def test_decoding_loop_reads_the_encoder_keys_and_values_as_they_are(tiny_model_config):
+    """The encoder-decoder keys and values enter the greedy loop heads-major and are read there without
+    a layout change at every step (XLA had moved their transposes into the loop body)."""
+    graphdef, params = nnx.split(EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0)))
+    inputs = jnp.asarray(np.random.default_rng(0).integers(2, VOCAB, (2, 7)), jnp.int32)
+    compiled = generation._generate.lower(graphdef, params, inputs, jnp.zeros((2, 0), jnp.int32), jax.random.key(0),
+                                          max_length=9, temperature=0.0, top_k=0).compile()
+    operations = loop_body_operations(compiled.as_text())
+    assert 'dot' in operations and 'transpose' not in operations

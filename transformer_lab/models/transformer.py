@@ -141,8 +141,11 @@ class EncoderDecoder(Decoding):
             raise ValueError('EncoderDecoder decodes conditioned on `inputs` [batch, source_len]')
         positions = jnp.broadcast_to(jnp.arange(inputs.shape[1]), inputs.shape)
         encoded = self.encode(inputs, positions, None, None)
-        return {'caches': self.decoder.init_caches(batch_size, max_length, encoded),
-                'cross_mask': (inputs > 0)[:, None, None, :]}
+        # The barrier hands the encoder-decoder keys and values to the decoding loop as computed,
+        # heads-major: without it XLA moves their layout change into the loop body, where it ran at
+        # every step (6 transposes, 17% of a greedy decoding step of the small Transformer on a CPU).
+        return jax.lax.optimization_barrier({'caches': self.decoder.init_caches(batch_size, max_length, encoded),
+                                             'cross_mask': (inputs > 0)[:, None, None, :]})
 
 
 class DecoderOnly(Decoding):
