@@ -83,6 +83,21 @@ def test_decode_step_with_cache_equals_full_causal_attention():
         np.testing.assert_allclose(out[:, 0], full[:, t], atol=1e-5)
 
 
+def test_beams_sharing_a_source_attend_its_keys_as_if_each_had_its_own():
+    """Encoder-decoder attention given keys and values once per source serves the source's g query rows
+    (beams) exactly as the same keys repeated per row would; causal attention cannot share them."""
+    mha = make_mha()
+    queries = jnp.asarray(RNG.normal(size=(6, 1, 24)), jnp.float32)      # 2 sources x 3 beams
+    source = jnp.asarray(RNG.normal(size=(2, 7, 24)), jnp.float32)
+    mask = jnp.asarray(RNG.random((2, 1, 1, 7)) > 0.3)
+    shared = mha.attend(queries, mha.project_key_value(source), mask)
+    repeated = mha.attend(queries, mha.project_key_value(jnp.repeat(source, 3, axis=0)), jnp.repeat(mask, 3, axis=0))
+    np.testing.assert_allclose(shared, repeated, atol=1e-6)
+    causal = make_mha(causal=True)
+    with pytest.raises(ValueError, match='causal attention'):
+        causal.attend(queries, causal.project_key_value(source), None)
+
+
 def test_mha_rejects_indivisible_heads():
     with pytest.raises(ValueError, match='not divisible'):
         make_mha(d_model=10, heads=3)

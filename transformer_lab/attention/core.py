@@ -244,10 +244,16 @@ class MultiHeadAttention(nnx.Module):
         return {'key': self.key(inputs_kv).swapaxes(1, 2), 'value': self.value(inputs_kv).swapaxes(1, 2)}
 
     def attend(self, inputs_q: Array, key_value: dict[str, Array], mask: Array | None) -> Array:
-        """Attention of projected queries over already projected keys and values -> [batch, q_len, d_model]."""
+        """Attention of projected queries over already projected keys and values -> [batch, q_len, d_model].
+
+        Keys and values may have fewer rows than the queries, a divisor: then each key row serves
+        that many consecutive query rows (the beams of one source, in beam search), whose queries are
+        attended together as one row of more positions (``_queries_per_key_row``), so that the keys
+        are read once per source rather than once per beam."""
         query = self.query(inputs_q)
         key, value = _sequence_major(key_value)
-        heads = self.core(query, key, value, mask)
+        grouped = _queries_per_key_row(query, key.shape[0], self.core)
+        heads = self.core(grouped, key, value, mask).reshape(query.shape[:2] + (-1, value.shape[-1]))
         if _CAPTURING.get():
             self.sow(nnx.Intermediate, 'attention_weights', self.core.weights(query, key, mask))
         return self.output(heads)
@@ -276,6 +282,19 @@ class MultiHeadAttention(nnx.Module):
                  for name in ('key', 'value')}
         heads = self.core.attend_cached(self.query(inputs_q), *_sequence_major(cache), position, mask)
         return self.output(heads), cache
+
+
+def _queries_per_key_row(query: Array, key_rows: int, core: AttentionCore) -> Array:
+    """query [key_rows x g, q_len, heads, d] -> [key_rows, g x q_len, heads, d]: the g query rows that share
+    a row of keys as one row. Exact for attention whose queries do not see each other's positions (the
+    non-causal encoder-decoder attention), which is the only attention given shared keys."""
+    rows = query.shape[0]
+    if rows == key_rows:
+        return query
+    if rows % key_rows or core.causal:
+        raise ValueError(f'{rows} query rows cannot share {key_rows} rows of keys and values '
+                         f'({"causal attention" if core.causal else "not a multiple"})')
+    return query.reshape(key_rows, -1, *query.shape[2:])
 
 
 def _sequence_major(key_value: dict[str, Array]) -> tuple[Array, Array]:

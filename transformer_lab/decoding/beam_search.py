@@ -4,7 +4,7 @@ Sec. 6.1: beam 4, length penalty alpha 0.6, at most input length + 50 tokens).
 Written by hand: no maintained JAX library offers a beam search over an arbitrary model's cache. It
 runs the model's own ``init_decode_state`` / ``decode_step`` (models/transformer.py) on batch x beam
 rows, so it needs nothing of a model beyond greedy decoding, as long as ``decode_step`` returns
-logits [rows, vocab] and every leaf of the decoding state has the rows as its first axis.
+logits [rows, vocab] and every leaf of the decoding state it writes has the rows as its first axis.
 
 Every step extends each of the ``beam`` live hypotheses of a row by every token and keeps the 2 x beam
 best extensions by log-probability: those ending with EOS join the row's finished hypotheses, scored
@@ -13,11 +13,11 @@ others live on. A row stops when no live hypothesis can still beat its worst kep
 hypothesis that reaches the row's limit (``max_length``, or the source length + ``extra_length``) ends
 there without EOS, as greedy decoding's do.
 
-Two savings keep beam search's work near greedy decoding's: the decoding state is built once per
-source row and repeated for its beams (the encoder runs on ``batch`` rows, not ``batch x beam``), and
-only the state leaves that ``decode_step`` writes are reordered between beams each step
-(``_reorder_beams``); those it passes through unchanged, such as encoder-decoder attention's keys and
-values, stay equal across a row's beams, so reordering them would copy them for nothing.
+Two savings keep beam search's work near greedy decoding's: the decoding state is asked of the model
+for batch x beam rows conditioned on the batch's sources, so the encoder runs on ``batch`` rows and
+its keys and values are kept once per source, shared by its beams (encoder-decoder attention attends
+a source's beams together, ``MultiHeadAttention.attend``); and only the state leaves that
+``decode_step`` writes are reordered between beams each step (``_reorder_beams``).
 """
 
 from __future__ import annotations
@@ -39,16 +39,6 @@ def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _repeat_beams(state, batch_size: int, beam_size: int):
-    """Every leaf [batch, ...] -> [batch x beam, ...], each row's beams equal."""
-    def repeat(leaf):
-        if leaf.ndim == 0 or leaf.shape[0] != batch_size:
-            raise ValueError(f'beam search needs every leaf of the decoding state to have the batch rows '
-                             f'({batch_size}) first, got {leaf.shape}')
-        return jnp.repeat(leaf, beam_size, axis=0)
-    return jax.tree.map(repeat, state)
-
-
 def _reorder_beams(updated, previous, indices: jax.Array, batch_size: int, beam_size: int):
     """Each leaf [batch x beam, ...] of the ``updated`` state -> row b's beams ``indices[b]``, except
     the leaves ``decode_step`` returned unchanged from ``previous`` (the same traced array): those were
@@ -56,6 +46,9 @@ def _reorder_beams(updated, previous, indices: jax.Array, batch_size: int, beam_
     def reorder(leaf, before):
         if leaf is before:
             return leaf
+        if leaf.ndim == 0 or leaf.shape[0] != batch_size * beam_size:
+            raise ValueError(f'beam search needs every leaf that decode_step writes to have the batch x beam rows '
+                             f'({batch_size * beam_size}) first, got {leaf.shape}')
         beams = leaf.reshape(batch_size, beam_size, *leaf.shape[1:])
         picked = jnp.take_along_axis(beams, indices.reshape(*indices.shape, *([1] * (leaf.ndim - 1))), axis=1)
         return picked.reshape(-1, *leaf.shape[1:])
@@ -74,7 +67,7 @@ def _beam_search(graphdef, params, inputs, limits, *, beam_size, max_length, alp
     model = nnx.merge(graphdef, params)
     batch_size = limits.shape[0]
     rows = batch_size * beam_size
-    state = _repeat_beams(model.init_decode_state(batch_size, max_length, inputs), batch_size, beam_size)
+    state = model.init_decode_state(rows, max_length, inputs)
     # One live hypothesis per row at the start (the others -inf), so the first step does not pick
     # the same extension beam_size times.
     alive_log_probs = jnp.tile(jnp.array([0.0] + [NEGATIVE_INFINITY] * (beam_size - 1)), (batch_size, 1))

@@ -29,7 +29,10 @@ class Model(Protocol):
         ``rngs`` None means no dropout."""
 
     def init_decode_state(self, batch_size: int, max_length: int, inputs: jax.Array | None = None) -> dict:
-        """The caches of cached decoding, conditioned on ``inputs`` where the model needs them."""
+        """The caches of cached decoding for ``batch_size`` rows, conditioned on ``inputs`` where the
+        model needs them. ``inputs`` may have fewer rows, a divisor of batch_size: each then conditions
+        that many consecutive decoding rows (the beams of a source), which share what is computed
+        from it (the encoder runs once per source)."""
 
     def decode_step(self, tokens: jax.Array, position: jax.Array, state: dict) -> tuple[jax.Array, dict]:
         """tokens [batch]: those chosen at step position - 1 -> (outputs [batch, ...] of step ``position``,

@@ -139,6 +139,8 @@ class EncoderDecoder(Decoding):
     def init_decode_state(self, batch_size: int, max_length: int, inputs: Array | None = None) -> dict:
         if inputs is None:
             raise ValueError('EncoderDecoder decodes conditioned on `inputs` [batch, source_len]')
+        if batch_size % inputs.shape[0]:
+            raise ValueError(f'{batch_size} decoding rows cannot share {inputs.shape[0]} sources evenly')
         positions = jnp.broadcast_to(jnp.arange(inputs.shape[1]), inputs.shape)
         encoded = self.encode(inputs, positions, None, None)
         # The barrier hands the encoder-decoder keys and values to the decoding loop as computed,
