@@ -236,3 +236,20 @@ def test_one_run_owns_its_workdir_and_a_killed_run_leaves_no_stale_lock(tmp_path
     result = run_script('train.py', f'--config={TINY}', f'--workdir={workdir}', '--config.train.num_steps=1')
     assert result.returncode == 0, result.stderr
     assert 'resumed from step' in result.stdout
+
+
+@pytest.mark.parametrize('setting', [None, ''])
+def test_commands_keep_compiled_programs_in_the_users_cache_unless_told_not_to(tmp_path, setting):
+    """``cli.run`` commands keep what they compile under $XDG_CACHE_HOME/transformer_lab/jax for the next
+    command; JAX's own $JAX_COMPILATION_CACHE_DIR set empty turns that off."""
+    env = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path), 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+    env.pop('JAX_COMPILATION_CACHE_DIR')
+    if setting is not None:
+        env['JAX_COMPILATION_CACHE_DIR'] = setting
+    program = ('from transformer_lab import cli; cli.use_compilation_cache(); import jax, jax.numpy as jnp; '
+               'jax.jit(lambda x: jnp.tanh(x @ x)).lower(jnp.ones((8, 8))).compile()')
+    result = subprocess.run([sys.executable, '-c', program], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cache = tmp_path / 'transformer_lab' / 'jax'
+    assert (cache.is_dir() and any(cache.iterdir())) == (setting is None)
