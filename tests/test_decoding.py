@@ -45,6 +45,17 @@ def test_top_k_sampling_draws_only_the_k_most_likely_tokens():
     assert drawn <= allowed and len(drawn) == 3
 
 
+def test_greedy_choice_is_numpys_argmax_ties_and_nans_included():
+    """The first maximum of each row, or its first NaN, as np.argmax gives them."""
+    rng = np.random.default_rng(2)
+    logits = rng.integers(0, 4, size=(64, 50)).astype(np.float32)    # many ties
+    logits[3, [7, 20]] = np.nan
+    logits[5, :] = -np.inf
+    chosen = np.asarray(choose_tokens(jnp.asarray(logits), jax.random.key(0), 0.0, 0))
+    assert chosen.dtype == np.int32
+    np.testing.assert_array_equal(chosen, np.argmax(logits, axis=-1))
+
+
 def test_temperature_sampling_follows_the_softmax():
     logits = jnp.log(jnp.array([[0.7, 0.2, 0.1]]))
     keys = jax.random.split(jax.random.key(0), 4000)

@@ -61,11 +61,22 @@ def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: float) 
     return (1 - label_smoothing) * nll + label_smoothing * uniform_cross_entropy, nll
 
 
+def first_argmax(logits: jax.Array) -> jax.Array:
+    """``jnp.argmax`` over the last axis (the first maximum; the first NaN where there is one) -> int32,
+    as two plain reductions, the maximum and the least index that holds it: XLA:CPU's paired
+    (value, index) reduction of ``jnp.argmax`` took 160 us of a 2.5 ms greedy decoding step of the
+    small Transformer (8 rows x 8192 logits), this 1.02-1.05x the step."""
+    peak = logits.max(axis=-1, keepdims=True)
+    holds_it = (logits == peak) | jnp.isnan(logits)
+    indices = jnp.arange(logits.shape[-1], dtype=jnp.int32)
+    return jnp.min(jnp.where(holds_it, indices, logits.shape[-1]), axis=-1)
+
+
 def choose_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_k: int) -> jax.Array:
     """logits [batch, vocab] -> tokens [batch]: argmax when temperature == 0, else a sample from
     softmax(logits / temperature) restricted to the ``top_k`` most likely tokens (0 = all)."""
     if temperature == 0:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return first_argmax(logits)
     logits = logits.astype(jnp.float32) / temperature
     if top_k > 0:
         kth_largest = jax.lax.top_k(logits, top_k)[0][:, -1:]
