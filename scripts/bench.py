@@ -5,7 +5,7 @@ docs/benchmarks.md), the Music and Image Transformers at their paper configs' sh
     python scripts/bench.py --config=configs/transformer_bible_enes.py \
         --variant='' --variant='model.dtype=bfloat16' [--steps=20] [--record=docs/benchmarks.md]
     python scripts/bench.py --model=transformer --size=small|base [--batch=N] --mode=train|decode [--beam=4] \
-        [--variant='model.dtype=bfloat16'] [--out=results.jsonl]
+        [--variant='' --variant='model.dtype=bfloat16,model.activation_dtype=float32'] [--out=results.jsonl]
     python scripts/bench.py --model=music_transformer --length=512|1024|2048 --mode=train|decode \
         [--variant=arg=baseline --variant=''] [--peak_gflops=0]     # arg=: the config's variant
     python scripts/bench.py --model=image_transformer --mode=train|decode     # CIFAR-10's 32x32x3, local 1D
@@ -19,8 +19,9 @@ With ``--model``: random tokens (benchmarking.translation_workload / decoder_wor
 timed alone (median of ``--steps`` after ``--warmup``): tokens/s (translation: source + target, as the
 peer counts them), MFU against ``--peak_gflops`` (FLOPs: benchmarking.translation_train_flops /
 decoder_train_flops; 0 measures the device's matrix-product rate in the compute dtype first), the
-first step including compilation, the process's peak resident memory and the accelerator's peak
-memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy (``--beam=1``) or beam search; music
+first step including compilation (cold: unlike the other commands this one uses no persistent
+compilation cache unless ``$JAX_COMPILATION_CACHE_DIR`` names one), the process's peak resident memory
+and the accelerator's peak memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy (``--beam=1``) or beam search; music
 and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result;
 ``--interleave`` times the training variants' steps in turn (ratios that hold on a shared machine);
 ``--profile=DIR`` traces 3 steps (jax.profiler; TensorBoard or Perfetto read DIR) and prints the
