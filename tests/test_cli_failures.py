@@ -243,7 +243,7 @@ def test_commands_keep_compiled_programs_in_the_users_cache_unless_told_not_to(t
     """``cli.run`` commands keep what they compile under $XDG_CACHE_HOME/transformer_lab/jax for the next
     command; JAX's own $JAX_COMPILATION_CACHE_DIR set empty turns that off."""
     env = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path), 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
-    env.pop('JAX_COMPILATION_CACHE_DIR')
+    env.pop('JAX_COMPILATION_CACHE_DIR', None)
     if setting is not None:
         env['JAX_COMPILATION_CACHE_DIR'] = setting
     program = ('from transformer_lab import cli; cli.use_compilation_cache(); import jax, jax.numpy as jnp; '
