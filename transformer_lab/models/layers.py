@@ -40,7 +40,7 @@ def float32_result_dot_general(lhs: Array, rhs: Array, dimension_numbers, precis
                   and tuple(axis % rhs.ndim for axis in rhs_contracting) == tuple(range(contracted)))
     if not projection or lhs.dtype != jnp.bfloat16 or rhs.dtype != jnp.bfloat16:
         return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                                   preferred_element_type=preferred_element_type)
+                                   preferred_element_type=preferred_element_type, out_sharding=out_sharding)
     return _float32_result_projection(lhs, rhs, contracted)
 
 
