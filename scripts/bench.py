@@ -20,8 +20,7 @@ timed alone (median of ``--steps`` after ``--warmup``): tokens/s (translation: s
 peer counts them), MFU against ``--peak_gflops`` (FLOPs: benchmarking.translation_train_flops /
 decoder_train_flops; 0 measures the device's matrix-product rate in the compute dtype first), the
 first step including compilation (cold: unlike the other commands this one uses no persistent
-compilation cache unless ``$JAX_COMPILATION_CACHE_DIR`` names one; its allocator keeps freed memory as
-theirs does, ``cli.keep_freed_memory``, unless ``$GLIBC_TUNABLES`` is set), the process's peak resident memory
+compilation cache unless ``$JAX_COMPILATION_CACHE_DIR`` names one), the process's peak resident memory
 and the accelerator's peak memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy (``--beam=1``) or beam search; music
 and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result;
 ``--interleave`` times the training variants' steps in turn (ratios that hold on a shared machine);
@@ -41,7 +40,7 @@ from ml_collections import config_flags
 
 from transformer_lab import benchmarking, decoding
 from transformer_lab.benchmarking import compiled_train_step, heading, publish
-from transformer_lab.cli import ConfigFileParser, keep_freed_memory
+from transformer_lab.cli import ConfigFileParser
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, optionally with :variant.', lock_config=False)
@@ -258,7 +257,6 @@ def device_peak_mib() -> float | None:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    keep_freed_memory()     # as every command of the project does (cli.run); GLIBC_TUNABLES= measures without
     if FLAGS.model:
         return workload_main()
     if FLAGS.config is None:

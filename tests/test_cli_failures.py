@@ -253,32 +253,3 @@ def test_commands_keep_compiled_programs_in_the_users_cache_unless_told_not_to(t
     assert result.returncode == 0, result.stderr[-2000:]
     cache = tmp_path / 'transformer_lab' / 'jax'
     assert (cache.is_dir() and any(cache.iterdir())) == (setting is None)
-
-
-@pytest.mark.parametrize('user_setting', [False, True])
-def test_commands_keep_freed_memory_for_their_next_allocations(user_setting):
-    """After ``cli.keep_freed_memory`` a large block freed and allocated again is not page-faulted in
-    again (XLA's per-step temporaries on a CPU); where the user set glibc's tunables, theirs stand."""
-    env = dict(os.environ)
-    env.pop('GLIBC_TUNABLES', None)
-    if user_setting:
-        env['GLIBC_TUNABLES'] = ''
-    program = '\n'.join([      # malloc itself, as XLA's runtime calls it (numpy would ask for huge pages)
-        'import ctypes, resource',
-        'from transformer_lab import cli',
-        'kept, faults, libc = cli.keep_freed_memory(), [], ctypes.CDLL(None)',
-        'libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]',
-        'for _ in range(4):',
-        '    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt',
-        '    block = libc.malloc(2 ** 28)',
-        '    ctypes.memset(block, 1, 2 ** 28)',
-        '    libc.free(block)',
-        '    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)',
-        'print(kept, max(faults[1:]))'])
-    result = subprocess.run([sys.executable, '-c', program], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    kept, faults = result.stdout.split()
-    pages = 2 ** 28 // 4096                            # the 256 MiB block's pages
-    assert kept == str(not user_setting)
-    assert (int(faults) < pages // 10) == (not user_setting), faults

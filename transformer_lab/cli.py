@@ -138,38 +138,11 @@ def use_compilation_cache() -> None:
     jax.config.update('jax_compilation_cache_dir', os.path.join(cache_home, 'transformer_lab', 'jax'))
 
 
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-
-
-def keep_freed_memory() -> bool:
-    """Has glibc's allocator keep the memory a process frees for its next allocations (one arena, no
-    separate mappings for large blocks, no returning the heap's top under 2 GiB); True if it could.
-
-    Why: XLA's CPU runtime allocates a step's temporaries anew at every step, and glibc hands blocks that
-    large back to the system when they are freed, so every step page-faulted them in again: 632 MiB and
-    a third of a second of kernel time per step of the small Transformer (a sixth of the step's CPU
-    time), 1.25x the step's speed once kept (docs/benchmarks.md). Call it before JAX starts its threads.
-    Where the user has set glibc's malloc variables ($GLIBC_TUNABLES or $MALLOC_*), theirs stand; not
-    glibc (macOS): nothing to do."""
-    if 'GLIBC_TUNABLES' in os.environ or any(name.startswith('MALLOC_') for name in os.environ):
-        return False
-    import ctypes
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return all(mallopt(parameter, value) == 1 for parameter, value in
-               ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2 ** 31 - 1)))
-
-
 def run(main) -> None:
-    """``app.run(main)`` with one-line errors for flags and for ``USER_ERRORS`` raised by ``main``, the
-    allocator keeping freed memory (``keep_freed_memory``) and the persistent compilation cache
-    (``use_compilation_cache``)."""
+    """``app.run(main)`` with one-line errors for flags and for ``USER_ERRORS`` raised by ``main``, and
+    the persistent compilation cache (``use_compilation_cache``)."""
     def guarded(argv):
         library_log.install(FLAGS.verbose)
-        keep_freed_memory()
         use_compilation_cache()
         try:
             main(argv)
