@@ -21,8 +21,8 @@ peer counts them), MFU against ``--peak_gflops`` (FLOPs: benchmarking.translatio
 decoder_train_flops; 0 measures the device's matrix-product rate in the compute dtype first), the
 first step including compilation (cold: unlike the other commands this one uses no persistent
 compilation cache unless ``$JAX_COMPILATION_CACHE_DIR`` names one), the process's peak resident memory
-and the accelerator's peak memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy (``--beam=1``) or beam search; music
-and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result;
+and the accelerator's peak memory. Decoding: 8 sources of 64 tokens, 63 new tokens, greedy
+(``--beam=1``) or beam search; music and images: 8 whole sequences sampled from nothing. ``--out`` appends one JSON line per result;
 ``--interleave`` times the training variants' steps in turn (ratios that hold on a shared machine);
 ``--profile=DIR`` traces 3 steps (jax.profiler; TensorBoard or Perfetto read DIR) and prints the
 longest operations. The Music and Image Transformer configs compute in bfloat16 with cuDNN attention

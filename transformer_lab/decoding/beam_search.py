@@ -41,8 +41,9 @@ def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
 
 def _reorder_beams(updated, previous, indices: jax.Array, batch_size: int, beam_size: int):
     """Each leaf [batch x beam, ...] of the ``updated`` state -> row b's beams ``indices[b]``, except
-    the leaves ``decode_step`` returned unchanged from ``previous`` (the same traced array): those were
-    equal across a row's beams from the start and still are, so they are kept as they are."""
+    the leaves ``decode_step`` returned unchanged from ``previous`` (the same traced array): those are
+    the same for all of a row's beams (kept once per source, like the encoder's keys and values), so
+    they are kept as they are."""
     def reorder(leaf, before):
         if leaf is before:
             return leaf

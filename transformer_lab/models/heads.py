@@ -65,7 +65,7 @@ def first_argmax(logits: jax.Array) -> jax.Array:
     """``jnp.argmax`` over the last axis (the first maximum; the first NaN where there is one) -> int32,
     as two plain reductions, the maximum and the least index that holds it: XLA:CPU's paired
     (value, index) reduction of ``jnp.argmax`` took 160 us of a 2.5 ms greedy decoding step of the
-    small Transformer (8 rows x 8192 logits), this 1.02-1.05x the step."""
+    small Transformer (8 rows x 8192 logits); this way the step runs 1.02-1.05x as fast."""
     peak = logits.max(axis=-1, keepdims=True)
     holds_it = (logits == peak) | jnp.isnan(logits)
     indices = jnp.arange(logits.shape[-1], dtype=jnp.int32)
