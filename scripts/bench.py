@@ -9,6 +9,8 @@ docs/benchmarks.md), the Music and Image Transformers at their paper configs' sh
     python scripts/bench.py --model=music_transformer --length=512|1024|2048 --mode=train|decode \
         [--variant=arg=baseline --variant=''] [--peak_gflops=0]     # arg=: the config's variant
     python scripts/bench.py --model=image_transformer --mode=train|decode     # CIFAR-10's 32x32x3, local 1D
+    python scripts/bench.py --model=transformer|music_transformer|image_transformer --mode=input [--workers=N]
+    python scripts/bench.py --config=configs/X.py --mode=input [--workers=N]     # a config's own pipeline
 
 With ``--config``, each ``--variant`` is a comma-separated list of ``section.field=value`` overrides;
 ``--steps`` jitted train steps are timed on pre-loaded batches (input pipeline excluded), after one
@@ -27,9 +29,17 @@ and the accelerator's peak memory. Decoding: 8 sources of 64 tokens, 63 new toke
 ``--profile=DIR`` traces 3 steps (jax.profiler; TensorBoard or Perfetto read DIR) and prints the
 longest operations. The Music and Image Transformer configs compute in bfloat16 with cuDNN attention
 (on a CPU, XLA's after a notice): ``--variant=model.dtype=float32`` for float32.
+
+With ``--mode=input``: the real training input pipeline of a config (``--config``, or the paper config of
+``--model`` on offline stand-in data of its shapes, ``INPUT_CONFIGS``), no model: the first batch (opening
+the data, building token stores, starting workers), then ``--steps`` batches after ``--warmup``: ms per
+batch (mean and median), rows/s and real tokens/s, in one process or ``--workers=N`` grain workers. Each
+``--variant`` overrides the config as above.
 """
 
 import json
+import os
+import tempfile
 import time
 
 import jax
@@ -51,13 +61,25 @@ flags.DEFINE_string('record', None, 'Append the results table to this markdown f
 FAMILY_CONFIGS = {'music_transformer': 'configs/music_transformer_maestro.py:relative',
                   'image_transformer': 'configs/image_transformer_cifar10.py:1d'}
 MEASURED_PEAKS = {}
+# --mode=input: the paper configs' pipelines at their batch shapes on offline stand-ins: KJV / Reina-Valera
+# verse pairs for WMT14 (96 packed rows of 256, the base config's ~25K tokens a side; the Bible config's
+# 4000-piece vocabulary), music21's rendered scores for MAESTRO (16 crops of 2048, transposed and
+# stretched), random CIFAR-10 files (32 images of 32x32x3; data/standins.py).
+INPUT_CONFIGS = {
+    'transformer': ('configs/transformer_wmt14_ende.py:base', 'data.name=bible_translation,data.inputs_feature=en,'
+                    'data.targets_feature=es,data.vocab_size=4000'),
+    'music_transformer': ('configs/music_transformer_maestro.py:relative', 'data.name=music21_performances'),
+    'image_transformer': ('configs/image_transformer_cifar10.py:1d', ''),
+}
 flags.DEFINE_enum('model', None, ['transformer', *FAMILY_CONFIGS], 'Instead of --config, on random tokens: '
                   "the Transformer at the shapes of Flax's examples/wmt, or a paper config's model.")
 flags.DEFINE_enum('size', 'small', sorted(benchmarking.PEER_SHAPES), '--model=transformer: the peer size.')
 flags.DEFINE_integer('length', 2048, '--model=music_transformer: the sequence length.')
 flags.DEFINE_integer('batch', 0, '--model: rows per step (default: the peer\'s or the config\'s; decoding: 8).')
-flags.DEFINE_enum('mode', 'train', ['train', 'decode'], '--model: time training steps, or decoding (translation) '
-                  'and sampling whole sequences (music, images).')
+flags.DEFINE_enum('mode', 'train', ['train', 'decode', 'input'], '--model: time training steps, or decoding '
+                  '(translation) and sampling whole sequences (music, images); --model or --config: the training '
+                  'input pipeline alone.')
+flags.DEFINE_integer('workers', -1, '--mode=input: grain worker processes (data.workers; -1: the config\'s).')
 flags.DEFINE_integer('beam', 1, '--mode=decode: 1 = greedy, else the beam size.')
 flags.DEFINE_integer('warmup', 3, '--model: untimed steps (or decoding calls) first.')
 flags.DEFINE_float('peak_gflops', 190.0, "MFU's denominator in GFLOP/s (190: this CPU's float32 matmul rate in "
@@ -254,9 +276,51 @@ def device_peak_mib() -> float | None:
     return stats['peak_bytes_in_use'] / 2**20 if 'peak_bytes_in_use' in stats else None
 
 
+def input_config(variant: str):
+    """--mode=input's config: --config, or the paper config of --model on its stand-in data, with
+    ``variant``'s overrides and --workers."""
+    if FLAGS.config is not None:
+        config = FLAGS.config.copy_and_resolve_references()
+    else:
+        path, overrides = INPUT_CONFIGS[FLAGS.model]
+        config = apply_overrides(ConfigFileParser(name='bench', lock_config=False).parse(path), overrides)
+        if FLAGS.model == 'image_transformer':
+            from transformer_lab.data import standins
+            config.data.data_dir = standins.prepare_cifar10(os.path.join(tempfile.gettempdir(), 'transformer_lab_standins'))
+    config = apply_overrides(config, variant)
+    if FLAGS.workers >= 0:
+        config.data.workers = FLAGS.workers
+    return config
+
+
+def input_main():
+    """Times each variant's training input pipeline (--mode=input); one line and one JSON result each."""
+    from transformer_lab import registry
+    from transformer_lab.data.source import in_workers
+    for variant in FLAGS.variant:
+        config = input_config(variant)
+        pipeline = registry.build_pipeline(config.data)
+        batches = in_workers(pipeline.train_batches(config.data.batch_size, seed=0), config.data.workers)
+        result = benchmarking.input_throughput(batches, count=FLAGS.steps, warmup=FLAGS.warmup)
+        result.update(mode='input', model=FLAGS.model, data=config.data.name, workers=config.data.workers,
+                      variant=variant, peak_memory_mib=benchmarking.peak_rss_mib())
+        print(f'{config.data.name} {result["shape"]}, workers={config.data.workers}: '
+              f'{result["ms_per_batch"]:.1f} ms/batch (median {result["ms_per_batch_median"]:.1f}), '
+              f'{result["rows_per_s"]:.0f} rows/s, {result["tokens_per_s"]:.0f} tokens/s, '
+              f'first batch {result["first_batch_s"]:.1f} s', flush=True)
+        print('RESULT ' + json.dumps(result), flush=True)
+        if FLAGS.out:
+            with open(FLAGS.out, 'a') as file:
+                file.write(json.dumps(result) + '\n')
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    if FLAGS.mode == 'input':
+        if not (FLAGS.model or FLAGS.config):
+            raise app.UsageError('--mode=input times a pipeline: give --config=FILE or --model=NAME')
+        return input_main()
     if FLAGS.model:
         return workload_main()
     if FLAGS.config is None:

@@ -230,6 +230,39 @@ def profile_top_ops(function: Callable[[], Any], directory: str, *, calls: int =
     return [(name, milliseconds, count // calls) for name, (milliseconds, count) in ranked]
 
 
+def batch_tokens(batch: dict) -> int:
+    """The real tokens of a batch: every non-padding id of ``inputs`` and ``targets`` (source and target,
+    as the peer counts them), or for images every weighted intensity (0 is black, not padding)."""
+    if 'target_weights' in batch:
+        return int(np.sum(batch['target_weights'])) + int(np.size(batch.get('inputs', ())))
+    return sum(int(np.count_nonzero(batch[name])) for name in ('inputs', 'targets') if name in batch)
+
+
+def input_throughput(batches, *, count: int, warmup: int) -> dict:
+    """Times an input pipeline's batches (an iterable, e.g. ``pipeline.train_batches``): the first batch
+    (opening the data, building token stores, starting workers), then ``warmup`` untimed batches (so
+    that workers' buffers filled while the first was awaited do not flatter the rate), then ``count``
+    batches: their mean and median milliseconds, rows/s and real tokens/s (``batch_tokens``)."""
+    import time
+    start = time.perf_counter()
+    iterator = iter(batches)
+    first = next(iterator)
+    first_s = time.perf_counter() - start
+    for _ in range(warmup):
+        next(iterator)
+    times, tokens = [], 0
+    for _ in range(count):
+        start = time.perf_counter()
+        batch = next(iterator)
+        times.append(time.perf_counter() - start)
+        tokens += batch_tokens(batch)
+    mean = float(np.mean(times))
+    rows = len(first['targets'])
+    return {'first_batch_s': first_s, 'ms_per_batch': 1000 * mean, 'ms_per_batch_median': 1000 * float(np.median(times)),
+            'rows_per_s': rows / mean, 'tokens_per_s': tokens / count / mean, 'rows': rows,
+            'shape': {name: list(np.shape(value)) for name, value in first.items()}}
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory (what the peer driver reports)."""
     import resource

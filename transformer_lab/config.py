@@ -90,6 +90,7 @@ def base_config() -> ConfigDict:
     data.train_split = 'train'
     data.eval_split = 'validation'
     data.shuffle_seed = 0               # grain's global shuffle, a new order every epoch
+    data.workers = 0                    # grain worker processes making batches (0: in the training process)
 
     config.train = train = ConfigDict()
     train.num_steps = 100_000
@@ -127,6 +128,7 @@ def base_config() -> ConfigDict:
     parallel.coordinator_address = ''   # host:port of process 0; '' = detected (SLURM, TPU pod, ...)
     parallel.num_processes = 0          # 0 = detected
     parallel.process_id = 0             # this host's index (used when num_processes is set)
+    parallel.stop_check_every_steps = 10  # many hosts: agree on a SIGTERM / SIGINT stop every N steps (a sync)
 
     config.checkpoint = checkpoint = ConfigDict()
     checkpoint.every_steps = 1000
@@ -284,7 +286,8 @@ COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
 # Fields added to the config after runs had been trained, with the values that give those runs' own
 # behaviour: a run directory written before a field existed still loads, evaluates and resumes.
 ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': 'xla',
-                'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': ''}
+                'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
+                'parallel.stop_check_every_steps': 1}
 
 
 def with_added_fields(saved: dict) -> dict:

@@ -112,6 +112,8 @@ class TfdsPipeline:
         require(data.max_length <= model.max_length, 'data.max_length',
                 f'{data.max_length} exceeds model.max_length={model.max_length}')
         positive(data, 'data', 'batch_size')
+        require(isinstance(data.workers, int) and data.workers >= 0, 'data.workers',
+                f'{data.workers!r}; valid: 0 (batches made in the training process) or a number of worker processes')
 
     def __init__(self, data_config, dataset: Dataset):
         self.config = data_config
@@ -145,6 +147,16 @@ class TfdsPipeline:
         if max_examples > 0:
             dataset = dataset[:max_examples]
         return dataset[shard_index::shard_count]
+
+
+def in_workers(batches: grain.IterDataset, workers: int) -> grain.IterDataset:
+    """``batches`` made in ``workers`` grain worker processes (``data.workers``; 0: in this process). Each
+    worker makes whole batches from every ``workers``-th example of this host's order, and the batches
+    come back in turn, so the stream is deterministic for a given worker count; the iterator's state (each
+    worker's position) goes into checkpoints as in one process."""
+    if not workers:
+        return batches
+    return batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
 
 
 def padded_batches(batches: Iterable[dict], rows: int) -> Iterator[dict]:

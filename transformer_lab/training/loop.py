@@ -229,7 +229,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
     metrics = {} if first_step < num_steps else evaluate(context, strategy.to_global(state).params,
                                                           config.data.eval_split)
     try:
-        with preemption.StopSignals() as signals:
+        with preemption.StopSignals(config.parallel.stop_check_every_steps, last_step=num_steps) as signals:
             in_flight = None   # (step, metrics) dispatched and not yet reported to the bar
             for step in range(first_step + 1, num_steps + 1):
                 state, step_metrics = train_step(state, strategy.put_batch(next(train_batches)))
@@ -238,7 +238,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     jax.block_until_ready(in_flight[1]['loss'])
                     progress.done(in_flight[0])
                 in_flight = (step, step_metrics)
-                stop_signal = signals.requested()
+                stop_signal = signals.requested(step)   # many hosts: agreed every few steps, stopping all at once
                 if step % config.train.log_every_steps == 0 or step == num_steps or stop_signal:
                     window.check()
                     metrics = window.summary(float(schedule(step - 1)))

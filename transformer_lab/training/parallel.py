@@ -31,6 +31,9 @@ def check_parallel(parallel_config) -> None:
     one_of('parallel.mode', parallel_config.mode, MODES)
     require(not (parallel_config.shard_parameters and parallel_config.mode == 'pmap'), 'parallel.shard_parameters',
             "pmap replicates parameters on every device; use parallel.mode='jit' to shard them")
+    every = parallel_config.stop_check_every_steps
+    require(isinstance(every, int) and not isinstance(every, bool) and every > 0, 'parallel.stop_check_every_steps',
+            f'must be a positive whole number of steps, got {every!r}')
 
 
 def initialize_distributed(parallel_config) -> None:

