@@ -6,7 +6,7 @@ import pytest
 
 from helpers import load_config
 from transformer_lab import registry
-from transformer_lab.config import ConfigError, parse_arg
+from transformer_lab.config import ConfigError, parse_arg, with_added_fields
 
 
 def test_parse_arg_flags_values_and_errors():
@@ -55,6 +55,8 @@ def test_variants_combine():
     ('data.max_length', 999, 'exceeds model.max_length'),
     ('train.schedule', 'linear', 'train.schedule'),
     ('parallel.mode', 'pjit', "parallel.mode: 'pjit' is not one of ['jit', 'pmap']"),
+    ('parallel.stop_check_every_steps', 0, 'parallel.stop_check_every_steps: must be a positive whole number of '
+                                           'steps, got 0'),
     ('train.nonfinite', 'ignore', "train.nonfinite: 'ignore' is not one of ['skip', 'stop']"),
     ('checkpoint.best_metric', 'validation/rouge', "checkpoint.best_metric: 'validation/rouge' is not one of"),
 ])
@@ -67,6 +69,14 @@ def test_validation_names_the_field(field, value, message):
     target[name] = value
     with pytest.raises(ConfigError, match=message.replace('[', r'\[').replace(']', r'\]')):
         registry.validate(config)
+
+
+def test_a_run_saved_before_a_field_existed_loads_with_its_own_behaviour():
+    saved = load_config('configs/transformer_lm_kjv.py:tiny').to_dict()
+    del saved['parallel']['stop_check_every_steps']   # runs before it agreed on a stop at every step
+    assert with_added_fields(saved)['parallel']['stop_check_every_steps'] == 1
+    saved['parallel']['stop_check_every_steps'] = 7
+    assert with_added_fields(saved)['parallel']['stop_check_every_steps'] == 7
 
 
 def test_unknown_attention_option_is_refused():

@@ -16,6 +16,7 @@ import pytest
 
 import transformer_lab
 from helpers import ROOT, device_env, run_script
+from transformer_lab.training import preemption
 from transformer_lab.training.logging import read_metrics
 
 pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
@@ -100,7 +101,7 @@ def test_a_second_signal_exits_at_once():
                'from transformer_lab.training.preemption import StopSignals\n'
                'with StopSignals() as signals:\n'
                '    os.kill(os.getpid(), signal.SIGTERM)\n'
-               '    print("stop requested:", signals.requested() == signal.SIGTERM, flush=True)\n'
+               '    print("stop requested:", signals.requested(1) == signal.SIGTERM, flush=True)\n'
                '    os.kill(os.getpid(), signal.SIGINT)\n'
                '    print("still running", flush=True)\n')
     result = subprocess.run([sys.executable, '-c', program], cwd=ROOT, env=device_env(1), capture_output=True,
@@ -108,6 +109,42 @@ def test_a_second_signal_exits_at_once():
     assert result.returncode == 128 + signal.SIGINT
     assert result.stdout.splitlines() == ['stop requested: True']
     assert 'SIGINT received again: exiting now, without a checkpoint' in result.stderr
+
+
+def stop_answers(monkeypatch, processes, signal_step, other_host_signal=0):
+    """{step: requested(step)} over 10 steps, checking every 4, with ``processes`` faked and the
+    all-gather recorded (the other host's flag is ``other_host_signal``); this host receives SIGTERM
+    in ``signal_step`` (0: never). Returns (answers, the steps that all-gathered)."""
+    monkeypatch.setattr(jax, 'process_count', lambda: processes)
+    gathers = []
+
+    def process_allgather(flag):
+        gathers.append(int(flag))
+        return np.array([flag, other_host_signal], np.int32)
+
+    monkeypatch.setattr(preemption.multihost_utils, 'process_allgather', process_allgather)
+    answers, gathered_at = {}, []
+    with preemption.StopSignals(4, last_step=10) as signals:
+        for step in range(1, 11):
+            if step == signal_step:
+                signal.raise_signal(signal.SIGTERM)
+            before = len(gathers)
+            answers[step] = signals.requested(step)
+            gathered_at += [step] * (len(gathers) - before)
+    return answers, gathered_at
+
+
+def test_many_hosts_agree_on_a_stop_only_every_few_steps_and_at_the_last(monkeypatch):
+    """An all-gather waits for the queued steps, so with several hosts only the check steps (multiples of
+    parallel.stop_check_every_steps, and the last step) all-gather; one host checks its flag every step."""
+    answers, gathered_at = stop_answers(monkeypatch, 2, signal_step=2)
+    assert gathered_at == [4, 8, 10]
+    assert [step for step, answer in answers.items() if answer] == [4, 8, 10]   # the loop stops at the first
+    assert answers[4] == signal.SIGTERM
+    answers, gathered_at = stop_answers(monkeypatch, 2, signal_step=0, other_host_signal=signal.SIGINT)
+    assert gathered_at == [4, 8, 10] and answers[4] == signal.SIGINT and answers[3] is None   # the other host's
+    answers, gathered_at = stop_answers(monkeypatch, 1, signal_step=2, other_host_signal=signal.SIGINT)
+    assert gathered_at == [] and answers[1] is None and answers[2] == signal.SIGTERM   # no collective
 
 
 def free_port() -> int:
@@ -139,3 +176,33 @@ def test_two_processes_on_loopback_train_like_one_process_on_the_same_global_bat
     # Each host evaluates its own examples, so the windows of text differ slightly from one process's.
     nll = [r['validation/nll'] for r in records if 'validation/nll' in r][0]
     assert nll == pytest.approx(float(expected['nll']), rel=0.01)
+
+
+def test_a_sigterm_on_one_host_stops_both_at_the_same_check_step_and_the_run_resumes(tmp_path):
+    """Host 1 receives SIGTERM in step 2; the hosts agree every 4 steps, so both stop at step 4, save it
+    (each host's data position in the one checkpoint) and exit 143; the same command resumes there."""
+    workdir, port = tmp_path / 'run', free_port()
+    hosts = [start(['tests/two_hosts.py', 'host', str(index), str(port), str(workdir), 'jit', '10', '4',
+                    '2' if index == 1 else '0']) for index in range(2)]
+    try:
+        outputs = [process.communicate(timeout=300) for process in hosts]
+    finally:
+        for process in hosts:
+            process.kill()
+    for process, (_, stderr) in zip(hosts, outputs):
+        assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+        assert 'stopped: SIGTERM received: stopped at step 4 and saved a checkpoint' in stderr, stderr[-3000:]
+    assert 'SIGTERM received: saving a checkpoint within 4 steps' in outputs[1][1]
+    assert 'saving a checkpoint within' not in outputs[0][1]   # host 0 stopped on host 1's signal
+    assert [name for name in os.listdir(workdir / 'checkpoints') if name.isdigit()] == ['4']
+    assert sorted(os.listdir(workdir / 'checkpoints' / '4' / 'data')) == [
+        'commit_success.txt', 'process_0-of-2.json', 'process_1-of-2.json']
+    assert [r['step'] for r in read_metrics(workdir) if 'train/loss' in r] == [4]   # the partial window
+
+    port = free_port()
+    resumed = [start(['tests/two_hosts.py', 'host', str(index), str(port), str(workdir), 'jit', '6', '4'])
+               for index in range(2)]
+    outputs = [finish(process) for process in resumed]
+    assert 'resumed from step 4' in outputs[0]
+    assert [r['step'] for r in read_metrics(workdir) if 'train/loss' in r] == [4, 5, 6]
+    assert transformer_lab.load(workdir).step == 6

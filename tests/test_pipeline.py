@@ -45,7 +45,7 @@ def test_eval_batches_cover_every_example_once(translation):
     rows = np.concatenate([b['targets'] for b in batches])
     real = rows[(rows > 0).any(1)]
     assert len(real) == len(translation.source('validation')) and len(rows) % 8 == 0
-    first = translation.tokenize(translation.source('validation')[0], truncate=True)['targets']
+    first = translation.token_ids("validation")["targets"][0]
     np.testing.assert_array_equal(rows[0][:len(first)], first)
 
 

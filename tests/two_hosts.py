@@ -1,20 +1,25 @@
 """Run by test_parallel_training.
 
-    two_hosts.py host ID PORT WORKDIR MODE   process ID (0 or 1) of a two-process run on 127.0.0.1:PORT,
-                                        training the tiny LM 10 steps through the ordinary loop in
-                                        parallel.mode MODE (jit or pmap)
+    two_hosts.py host ID PORT WORKDIR MODE [STEPS CHECK_EVERY SIGTERM_AT]
+                                        process ID (0 or 1) of a two-process run on 127.0.0.1:PORT,
+                                        training the tiny LM 10 (or STEPS) steps through the ordinary
+                                        loop in parallel.mode MODE (jit or pmap), the hosts agreeing
+                                        on a stop every CHECK_EVERY steps; SIGTERM_AT > 0: this host
+                                        sends itself SIGTERM during that step. Exits as
+                                        scripts/train.py does: 128 + signal after a stop.
     two_hosts.py reference OUT.npz      one process on 2 devices, the same global batches (host 0's rows
                                         above host 1's, as make_array_from_process_local_data stacks
                                         them): the per-step losses and final parameters
 """
 
+import signal
 import sys
 
 import jax
 import numpy as np
 
 from helpers import load_config
-from transformer_lab.training import evaluators, loop, parallel
+from transformer_lab.training import evaluators, loop, parallel, preemption
 
 NUM_STEPS = 10
 
@@ -26,13 +31,36 @@ def tiny_lm():
     return config
 
 
-def host(process_id: int, port: int, workdir: str, mode: str):
+def sigterm_during(signal_step: int):
+    """This host receives SIGTERM in step ``signal_step``, after dispatching it and before the loop asks
+    whether to stop, as from a scheduler (the real signal, through the real handler)."""
+    requested = preemption.StopSignals.requested
+
+    def requested_after_a_signal(signals, step):
+        if step == signal_step:
+            signal.raise_signal(signal.SIGTERM)   # delivered to this thread before it returns
+        return requested(signals, step)
+
+    preemption.StopSignals.requested = requested_after_a_signal
+
+
+def host(process_id: int, port: int, workdir: str, mode: str, num_steps: int = NUM_STEPS, check_every: int = 10,
+         sigterm_at: int = 0):
     config = tiny_lm()
+    config.train.num_steps = num_steps
     config.parallel.mode = mode
     config.parallel.distributed = True
     config.parallel.coordinator_address = f'127.0.0.1:{port}'
     config.parallel.num_processes, config.parallel.process_id = 2, process_id
-    loop.train_and_evaluate(config, workdir)
+    config.parallel.stop_check_every_steps = check_every
+    if sigterm_at:
+        sigterm_during(sigterm_at)
+    try:
+        loop.train_and_evaluate(config, workdir)
+    except preemption.TrainingInterrupted as interrupted:
+        print(f'stopped: {interrupted}', file=sys.stderr)
+        jax.distributed.shutdown()
+        sys.exit(128 + interrupted.signal_number)
     jax.distributed.shutdown()
 
 
@@ -60,6 +88,6 @@ def reference(output: str):
 
 if __name__ == '__main__':
     if sys.argv[1] == 'host':
-        host(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
+        host(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], *map(int, sys.argv[6:]))
     else:
         reference(sys.argv[2])

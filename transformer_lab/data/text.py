@@ -1,4 +1,5 @@
-"""The grain input pipeline for text: TFDS array_record source -> tokens -> packed or padded batches.
+"""The input pipeline for text: TFDS array_record source -> token ids (computed once per tokenizer and
+kept, data/token_store.py) -> packed or padded batches (data/packing.py).
 
 Every batch is a dict of int32 numpy arrays with fixed shapes (so jit compiles once):
 
@@ -19,10 +20,13 @@ import os
 from collections.abc import Iterator
 
 import grain
-import grain.experimental
 import numpy as np
 
-from transformer_lab.data.source import Dataset, TfdsPipeline, pad_to, padded_batches, text
+from transformer_lab.data import token_store
+from transformer_lab.data.batching import Batches, Order
+from transformer_lab.data.packing import PackedRows, Windows
+from transformer_lab.data.source import Dataset, TfdsPipeline, text
+from transformer_lab.data.token_store import Ragged
 from transformer_lab.data.tokenizers import EOS_ID, ByteTokenizer, SentencePieceTokenizer, train_sentencepiece
 
 
@@ -62,58 +66,62 @@ class TextPipeline(TfdsPipeline):
             for example in train.__getitems__(indices[start:start + chunk].tolist()):
                 yield from (text(example[feature]) for feature in self._features())
 
-    # --- examples --------------------------------------------------------------------------------
-    def tokenize(self, example: dict, truncate: bool) -> dict[str, np.ndarray]:
-        """A raw example -> {'targets'} (+ {'inputs'}) int32 token arrays ending with EOS."""
-        def ids(feature):
-            tokens = self.tokenizer.encode(text(example[feature])) + [EOS_ID]
-            if truncate:
-                tokens = tokens[:self.config.max_length]
-            return np.asarray(tokens, np.int32)
+    # --- token ids, once per tokenizer ------------------------------------------------------------
+    def token_ids(self, split: str) -> dict[str, Ragged]:
+        """Every example of ``split`` tokenized once with this tokenizer and kept beside the prepared data
+        (data/token_store.py), untruncated: translation ``inputs`` and ``targets``, each ending with EOS;
+        running text ``targets``, each record's text and a newline (no EOS: it is cut into windows)."""
+        folder = os.path.join(os.fspath(self.builder.data_dir), 'token_ids',
+                              f'{split}-{"-".join(self._features())}-{self.tokenizer.fingerprint}')
+        return token_store.kept(folder, lambda: self._tokenize_split(split))
 
-        if not self.is_translation:  # running text: cut into windows later, so no EOS, no truncation
-            record = text(example[self.config.targets_feature]) + '\n'
-            return {'targets': np.asarray(self.tokenizer.encode(record), np.int32)}
-        return {'inputs': ids(self.config.inputs_feature), 'targets': ids(self.config.targets_feature)}
+    def _tokenize_split(self, split: str, chunk: int = 10_000) -> dict[str, Ragged]:
+        source = self.source(split)
+        features = ({'inputs': self.config.inputs_feature, 'targets': self.config.targets_feature}
+                    if self.is_translation else {'targets': self.config.targets_feature})
+        ids = {name: [] for name in features}
+        for start in range(0, len(source), chunk):
+            examples = source.__getitems__(list(range(start, min(start + chunk, len(source)))))
+            for name, feature in features.items():
+                texts = [text(example[feature]) for example in examples]
+                if self.is_translation:
+                    ids[name] += [tokens + [EOS_ID] for tokens in self.tokenizer.encode_batch(texts)]
+                else:
+                    ids[name] += self.tokenizer.encode_batch([line + '\n' for line in texts])
+        return {name: Ragged.from_sequences(sequences) for name, sequences in ids.items()}
 
-    def _fits(self, example: dict) -> bool:
-        return all(len(v) <= self.config.max_length for v in example.values())
-
-    def _rows(self, dataset: grain.IterDataset, rows: int, *, pack: bool) -> grain.IterDataset:
-        """Tokenized examples -> batches of ``rows`` rows, packed or padded to max_length."""
-        length = self.config.max_length
-        if not self.is_translation:
-            windows = grain.experimental.ConcatThenSplitIterDataset(dataset, length_struct={'targets': length})
-            dataset = windows.map(lambda w: {'targets': w['targets']})
-        elif pack:
-            dataset = grain.experimental.FirstFitPackIterDataset(
-                dataset, length_struct={'inputs': length, 'targets': length}, num_packing_bins=rows,
-                shuffle_bins=True)
-        return dataset.map(lambda row: {k: pad_to(v, length) for k, v in row.items()}).batch(
-            rows, drop_remainder=False)
-
+    # --- batches ---------------------------------------------------------------------------------
     def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
                       shard_count: int = 1) -> grain.IterDataset:
         """An endless, shuffled (reshuffled every epoch) stream of training batches for one host.
 
         ``rows`` is this host's share of the global batch; host ``shard_index`` reads every
         ``shard_count``-th example of the shuffled order, so hosts never see the same example.
+        Translation pairs longer than ``max_length`` on either side are left out.
         """
-        dataset = (self.training_records(seed=seed, shard_index=shard_index, shard_count=shard_count)
-                   .map(lambda example: self.tokenize(example, truncate=False)))
+        ids = self.token_ids(self.config.train_split)
+        length = self.config.max_length
         if self.is_translation:
-            dataset = dataset.filter(self._fits)
-        return self._rows(dataset.to_iter_dataset(), rows, pack=self.config.packing)
+            fits = np.all([store.lengths <= length for store in ids.values()], axis=0)
+            order = Order.shuffled(np.flatnonzero(fits), seed=seed, shard_index=shard_index, shard_count=shard_count)
+            return Batches(order, PackedRows(ids, rows, length, pack=self.config.packing))
+        order = Order.shuffled(np.arange(len(ids['targets'])), seed=seed, shard_index=shard_index,
+                               shard_count=shard_count)
+        return Batches(order, Windows(ids, rows, length))
 
     def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
                      shard_count: int = 1) -> Iterator[dict]:
-        """Every example of ``split`` (or of its first ``max_examples``) once, in order, unpacked; host
-        ``shard_index`` of ``shard_count`` takes every ``shard_count``-th example. The last batch is
-        padded with empty rows."""
-        dataset = self.evaluation_records(split, max_examples=max_examples, shard_index=shard_index,
-                                          shard_count=shard_count)
-        dataset = dataset.map(lambda example: self.tokenize(example, truncate=True))
-        yield from padded_batches(self._rows(dataset.to_iter_dataset(), rows, pack=False), rows)
+        """Every example of ``split`` (or of its first ``max_examples``) once, in order, unpacked and
+        truncated to ``max_length``; host ``shard_index`` of ``shard_count`` takes every
+        ``shard_count``-th example. The last batch is padded with empty rows."""
+        ids = self.token_ids(split)
+        count = len(next(iter(ids.values())))
+        order = Order.in_order(np.arange(min(count, max_examples) if max_examples > 0 else count),
+                               shard_index=shard_index, shard_count=shard_count)
+        length = self.config.max_length
+        assemble = (PackedRows(ids, rows, length, pack=False, truncate=True) if self.is_translation
+                    else Windows(ids, rows, length))
+        yield from Batches(order, assemble)
 
     def translation_pairs(self, split: str, max_examples: int = -1) -> list[tuple[str, str]]:
         """(source, reference) texts of a translation split, in order: what BLEU is computed on."""

@@ -8,6 +8,7 @@ tokenizer, so the models and the decoding core never ask which tokenizer they ru
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable
@@ -25,9 +26,13 @@ class ByteTokenizer:
 
     OFFSET = 2
     vocab_size = 256 + OFFSET
+    fingerprint = 'bytes'   # names the token ids kept for a dataset (data/token_store.py)
 
     def encode(self, text: str) -> list[int]:
         return [b + self.OFFSET for b in text.encode('utf-8')]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(text) for text in texts]
 
     def piece(self, token: int) -> str:
         """The text of one token, for labels."""
@@ -45,9 +50,15 @@ class SentencePieceTokenizer:
         self.model_path = model_path
         self.processor = spm.SentencePieceProcessor(model_file=model_path)
         self.vocab_size = self.processor.get_piece_size()
+        # Names the token ids kept for a dataset (data/token_store.py): the model itself, not its path.
+        self.fingerprint = 'sentencepiece-' + hashlib.sha256(self.processor.serialized_model_proto()).hexdigest()[:16]
 
     def encode(self, text: str) -> list[int]:
         return self.processor.encode(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Many texts at once, on every core (sentencepiece's threads)."""
+        return self.processor.encode(texts, num_threads=os.cpu_count() or 1)
 
     def piece(self, token: int) -> str:
         """The text of one token, for labels (sentencepiece's word-start mark shown as a space)."""
