@@ -15,13 +15,15 @@ evaluation never depend on the attention variant.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import grain
 import numpy as np
 
 from transformer_lab.config import ConfigError, require
-from transformer_lab.data.source import Dataset, TfdsPipeline, padded_batches
+from transformer_lab.data.batching import Batches, Order
+from transformer_lab.data.source import Dataset, TfdsPipeline, pad_to
 
 
 class PixelTokenizer:
@@ -60,35 +62,59 @@ class ImagePipeline(TfdsPipeline):
         features = self.builder.info.features
         return features['label'].num_classes if 'label' in features.keys() else 0
 
-    def example(self, record: dict) -> dict[str, np.ndarray]:
-        image = np.asarray(record[self.config.targets_feature], np.int32)
-        example = {'targets': image.reshape(-1), 'target_weights': np.ones(image.size, np.int32),
-                   'label': np.asarray(record.get('label', 0), np.int32)}
-        if self.config.get('downsample', 1) > 1:
-            example['inputs'] = downsample(image, self.config.downsample).reshape(-1)
-        return example
+    def _rows(self, split: str, rows: int) -> ImageRows:
+        return ImageRows(self.source(split), self.config.targets_feature, rows, self.config.get('downsample', 1))
 
     def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
                       shard_count: int = 1) -> grain.IterDataset:
         """An endless stream of batches of ``rows`` images (this host's share), reshuffled every epoch;
         host ``shard_index`` reads every ``shard_count``-th image of the shuffled order."""
-        return (self.training_records(seed=seed, shard_index=shard_index, shard_count=shard_count)
-                .map(self.example).to_iter_dataset().batch(rows, drop_remainder=True))
+        assemble = self._rows(self.config.train_split, rows)
+        return Batches(Order.shuffled(np.arange(len(assemble.source)), seed=seed, shard_index=shard_index,
+                                      shard_count=shard_count), assemble)
 
     def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
                      shard_count: int = 1) -> Iterator[dict]:
         """Every image of ``split`` (or its first ``max_examples``) once, in order; host ``shard_index``
         takes every ``shard_count``-th. The last batch is padded with rows of weight 0."""
-        dataset = self.evaluation_records(split, max_examples=max_examples, shard_index=shard_index,
-                                          shard_count=shard_count)
-        yield from padded_batches(dataset.map(self.example).to_iter_dataset().batch(rows), rows)
+        assemble = self._rows(split, rows)
+        count = len(assemble.source)
+        order = Order.in_order(np.arange(min(count, max_examples) if max_examples > 0 else count),
+                               shard_index=shard_index, shard_count=shard_count)
+        yield from Batches(order, assemble)
 
 
-def downsample(image: np.ndarray, factor: int) -> np.ndarray:
-    """[H, W, C] -> [H / factor, W / factor, C]: the rounded mean of each factor x factor block (the
-    low-resolution input of super-resolution)."""
-    height, width, channels = image.shape
+@dataclasses.dataclass
+class ImageRows:
+    """Batches of images (an ``assemble`` of data/batching.py): the records of a batch read in one call
+    and converted together; a batch that the end of a once-through order leaves short is padded with
+    rows of weight 0."""
+    source: object     # the split's random-access TFDS source
+    feature: str
+    rows: int
+    downsample: int = 1
+
+    def __call__(self, order: Order, cursor):
+        position, _ = cursor
+        indices = order.take(position, self.rows)
+        if not len(indices):
+            return None
+        records = self.source.__getitems__(indices.tolist())
+        images = np.stack([np.asarray(record[self.feature]) for record in records])
+        count = len(records)
+        batch = {'targets': images.reshape(count, -1), 'target_weights': np.ones((count, images[0].size)),
+                 'label': np.asarray([record.get('label', 0) for record in records])}
+        if self.downsample > 1:
+            batch['inputs'] = downsample(images, self.downsample).reshape(count, -1)
+        batch = {name: pad_to(value, self.rows, axis=0) for name, value in batch.items()}
+        return batch, (position + count, 0)
+
+
+def downsample(images: np.ndarray, factor: int) -> np.ndarray:
+    """[..., H, W, C] -> [..., H / factor, W / factor, C]: the rounded mean of each factor x factor block
+    (the low-resolution input of super-resolution)."""
+    *batch, height, width, channels = images.shape
     if height % factor or width % factor:
         raise ConfigError('data.downsample', f'{factor} does not divide the {height}x{width} images')
-    blocks = image.reshape(height // factor, factor, width // factor, factor, channels)
-    return np.round(blocks.mean(axis=(1, 3))).astype(image.dtype)
+    blocks = images.reshape(*batch, height // factor, factor, width // factor, factor, channels)
+    return np.round(blocks.mean(axis=(-4, -2))).astype(images.dtype)

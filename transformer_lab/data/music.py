@@ -1,4 +1,4 @@
-"""The grain pipeline for symbolic music: pieces -> token windows for a decoder-only model.
+"""The input pipeline for symbolic music: pieces -> token windows for a decoder-only model.
 
 A piece is a chorale grid (``voices`` uint8 [steps, 4], tokenizer ``chorale``) or a performance
 (``notes`` float32 [n, 4], tokenizer ``performance``: MIDI events). Every batch is a dict of int32
@@ -14,20 +14,26 @@ attention running across the EOS between pieces).
 
 Training pieces are augmented as in the Music Transformer (Huang et al. 2018, Sec. 5.1-5.2):
 transposed by a random number of semitones in [-data.transpose, data.transpose] and (performances)
-time-stretched by a factor drawn from ``data.time_stretches``, drawn by grain from a seed so the stream
-and its checkpointed position are reproducible; evaluation pieces are not augmented.
+time-stretched by a factor drawn from ``data.time_stretches``, drawn from the seed and the piece's place
+in the stream, so the stream and its checkpointed position are reproducible; evaluation pieces are not
+augmented. The tokens of every piece are computed once per time stretch and kept (data/token_store.py);
+a transposition moves the kept tokens (``transpose_tokens``) instead of encoding the piece again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Iterable, Iterator
 
 import grain
-import grain.experimental
 import numpy as np
 
-from transformer_lab.data import midi
-from transformer_lab.data.source import Dataset, TfdsPipeline, pad_to, padded_batches
+from transformer_lab.data import midi, token_store
+from transformer_lab.data.batching import Batches, Order
+from transformer_lab.data.packing import Windows
+from transformer_lab.data.source import Dataset, TfdsPipeline, pad_to
+from transformer_lab.data.token_store import Ragged
 from transformer_lab.data.tokenizers import EOS_ID, until_eos
 
 
@@ -38,6 +44,7 @@ class ChoraleTokenizer:
     OFFSET = 2
     vocab_size = 128 + OFFSET
     voices = 4
+    fingerprint = 'chorale-1'   # names kept token ids (data/token_store.py): change it when encode changes
     seconds_per_step = 0.125     # a 16th note at 120 quarter notes per minute, for listening
     velocity = 80
 
@@ -60,6 +67,11 @@ class ChoraleTokenizer:
         """Moves every sounding pitch by ``semitones`` (clipped to MIDI 1..127), keeping the rests."""
         shifted = np.clip(grid.astype(np.int32) + semitones, 1, 127)
         return np.where(grid > 0, shifted, 0).astype(grid.dtype)
+
+    def transpose_tokens(self, tokens: np.ndarray, semitones: int) -> np.ndarray:
+        """``encode(transpose(grid, semitones))`` from ``encode(grid)``'s tokens (EOS and padding kept)."""
+        sounding = tokens > self.OFFSET
+        return np.where(sounding, np.clip(tokens - self.OFFSET + semitones, 1, 127) + self.OFFSET, tokens)
 
     def to_notes(self, ids: Iterable[int]) -> np.ndarray:
         """Tokens -> float32 [n, 4] notes (pitch, velocity, start s, end s): a voice holding one pitch
@@ -91,6 +103,7 @@ class PerformanceTokenizer:
     OFFSET = 2
     vocab_size = midi.NUM_EVENTS + OFFSET
     voices = 0
+    fingerprint = 'performance-1'   # names kept token ids (data/token_store.py): change it when the events change
 
     def encode(self, notes) -> list[int]:
         """float [n, 4] notes (pitch, velocity, start s, end s) -> tokens."""
@@ -115,6 +128,17 @@ class PerformanceTokenizer:
                 onsets[position] = time, event - midi.NOTE_ON
         return onsets
 
+    def transpose_tokens(self, tokens: np.ndarray, semitones: int) -> np.ndarray | None:
+        """``encode(transpose(notes, semitones))`` from ``encode(notes)``'s tokens: every NOTE_ON and
+        NOTE_OFF moved by ``semitones`` (event order depends on pitches only through their order and
+        equality, which a shift keeps); None when a note would leave MIDI 0..127, which ``transpose``
+        drops, changing the events around it: encode the transposed notes then."""
+        notes = (tokens >= self.OFFSET + midi.NOTE_ON) & (tokens < self.OFFSET + midi.TIME_SHIFT)
+        pitches = (tokens[notes] - self.OFFSET) % midi.NUM_PITCHES
+        if len(pitches) and (pitches.min() + semitones < 0 or pitches.max() + semitones >= midi.NUM_PITCHES):
+            return None
+        return np.where(notes, tokens + semitones, tokens)
+
     transpose = staticmethod(midi.transpose_notes)
     stretch = staticmethod(midi.stretch_notes)
 
@@ -132,48 +156,50 @@ class MusicPipeline(TfdsPipeline):
 
     def tokens(self, piece: np.ndarray) -> dict[str, np.ndarray]:
         """A piece -> its tokens ending with EOS (and each token's voice, EOS having none)."""
-        tokens = {'targets': np.asarray(self.tokenizer.encode(piece) + [EOS_ID], np.int32)}
-        if self.tokenizer.voices:
-            tokens['targets_voices'] = np.asarray(self.tokenizer.voice_ids(piece) + [0], np.int32)
-        return tokens
-
-    def augmented(self, piece: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        limit, stretches = self.config.transpose, tuple(self.config.time_stretches)
-        if limit:
-            piece = self.tokenizer.transpose(piece, int(rng.integers(-limit, limit + 1)))
-        if stretches:
-            piece = self.tokenizer.stretch(piece, float(rng.choice(stretches)))
-        return piece
+        return piece_tokens(self.tokenizer, piece)
 
     def piece(self, record) -> np.ndarray:
         return np.asarray(record[self.config.targets_feature])
 
-    def _crop(self, record, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return random_crop(self.tokens(self.augmented(self.piece(record), rng)), self.config.max_length, rng)
+    # --- token ids, once per tokenizer and time stretch -----------------------------------------------
+    def token_ids(self, split: str, stretch: float | None = None) -> dict[str, Ragged]:
+        """The tokens of every piece of ``split`` (stretched in time by ``stretch``), computed once and
+        kept beside the prepared data (data/token_store.py)."""
+        tag = 'plain' if stretch is None else f'stretch{stretch!r}'
+        folder = os.path.join(os.fspath(self.builder.data_dir), 'token_ids',
+                              f'{split}-{self.config.targets_feature}-{self.tokenizer.fingerprint}-{tag}')
 
-    def _windows(self, dataset: grain.IterDataset, rows: int) -> grain.IterDataset:
-        length = self.config.max_length
-        windows = grain.experimental.ConcatThenSplitIterDataset(
-            dataset, length_struct={name: length for name in self.features})
-        return windows.map(lambda w: {name: pad_to(w[name], length) for name in self.features}).batch(
-            rows, drop_remainder=False)
+        def build():
+            source = self.source(split)
+            pieces = [self.tokens(augmented(self.tokenizer, self.piece(source[i]), 0, stretch))
+                      for i in range(len(source))]
+            return {name: Ragged.from_sequences([p[name] for p in pieces]) for name in self.features}
+        return token_store.kept(folder, build)
 
+    # --- batches ---------------------------------------------------------------------------------
     def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
                       shard_count: int = 1) -> grain.IterDataset:
         """An endless stream of batches of ``rows`` random crops (this host's share), one piece each:
         every epoch the pieces are reshuffled, augmented anew and cropped at new offsets; host
         ``shard_index`` reads every ``shard_count``-th piece."""
-        return (self.training_records(seed=seed, shard_index=shard_index, shard_count=shard_count)
-                .random_map(self._crop, seed=seed).to_iter_dataset().batch(rows, drop_remainder=True))
+        stretches = tuple(float(s) for s in self.config.get('time_stretches', ()))
+        split = self.config.train_split
+        stores = {stretch: self.token_ids(split, stretch) for stretch in (stretches or (None,))}
+        count = len(next(iter(stores[stretches[0] if stretches else None].values())))
+        crops = Crops(stores, rows, self.config.max_length, self.config.transpose, stretches, self.tokenizer,
+                      Augmenter(self.tokenizer, self.source(split), self.config.targets_feature))
+        return Batches(Order.shuffled(np.arange(count), seed=seed, shard_index=shard_index, shard_count=shard_count),
+                       crops)
 
     def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
                      shard_count: int = 1) -> Iterator[dict]:
         """Every piece of ``split`` (or its first ``max_examples``) once, in windows; the last batch is
         padded with empty rows."""
-        dataset = self.evaluation_records(split, max_examples=max_examples, shard_index=shard_index,
-                                          shard_count=shard_count)
-        dataset = dataset.map(lambda record: self.tokens(self.piece(record)))
-        yield from padded_batches(self._windows(dataset.to_iter_dataset(), rows), rows)
+        ids = self.token_ids(split)
+        count = len(ids['targets'])
+        order = Order.in_order(np.arange(min(count, max_examples) if max_examples > 0 else count),
+                               shard_index=shard_index, shard_count=shard_count)
+        yield from Batches(order, Windows(ids, rows, self.config.max_length))
 
     def primers(self, split: str, count: int, length: int) -> np.ndarray:
         """int32 [count, length]: the opening ``length`` tokens of the first ``count`` pieces of
@@ -187,6 +213,73 @@ class MusicPipeline(TfdsPipeline):
                 return np.stack(openings)
         raise ValueError(f'{split!r} has {len(openings)} pieces longer than {length} tokens, {count} asked for; '
                          f'ask for fewer samples or a shorter primer')
+
+
+@dataclasses.dataclass
+class Augmenter:
+    """The tokens of a training piece augmented from its notes or grid: the reference way, and the way
+    when kept tokens cannot be transposed (a performance's note pushed out of MIDI 0..127)."""
+    tokenizer: object
+    source: object          # the split's random-access TFDS source
+    feature: str
+
+    def __call__(self, index: int, semitones: int, stretch: float | None) -> dict[str, np.ndarray]:
+        piece = np.asarray(self.source[int(index)][self.feature])
+        return piece_tokens(self.tokenizer, augmented(self.tokenizer, piece, semitones, stretch))
+
+
+@dataclasses.dataclass
+class Crops:
+    """Training rows of music (an ``assemble`` of data/batching.py): each row one piece of the order,
+    augmented and cropped by ``crop``, its random draws seeded by the example's place in
+    the whole stream (so hosts and workers draw the same as one process would). ``stores``: the kept
+    tokens of the training pieces per time stretch (None: no stretches)."""
+    stores: dict
+    rows: int
+    length: int
+    transpose: int
+    stretches: tuple
+    tokenizer: object
+    augment: Augmenter
+
+    def __call__(self, order: Order, cursor):
+        position, _ = cursor
+        indices = order.take(position, self.rows)
+        places = order.start + order.step * np.arange(position, position + self.rows)
+        crops = [self.crop(int(index), np.random.default_rng([order.seed, int(place)]))
+                 for index, place in zip(indices, places)]
+        return {name: np.stack([crop[name] for crop in crops]) for name in crops[0]}, (position + self.rows, 0)
+
+    def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One training row of piece ``index``: transposed by a number of semitones drawn from
+        [-transpose, transpose] and stretched by a factor drawn from ``stretches`` (Huang et al. 2018,
+        Sec. 5.1-5.2), then ``random_crop``-ped; the tokens are the kept ones moved by the transposition
+        where the tokenizer can (``transpose_tokens``), else the augmented notes encoded anew: the same
+        rows either way, for the same draws."""
+        semitones = int(rng.integers(-self.transpose, self.transpose + 1)) if self.transpose else 0
+        stretch = float(rng.choice(self.stretches)) if self.stretches else None
+        kept = {name: store[index] for name, store in self.stores[stretch].items()}
+        moved = self.tokenizer.transpose_tokens(kept['targets'], semitones) if semitones else kept['targets']
+        tokens = ({**kept, 'targets': moved} if moved is not None else self.augment(index, semitones, stretch))
+        return random_crop(tokens, self.length, rng)
+
+
+def augmented(tokenizer, piece: np.ndarray, semitones: int, stretch: float | None) -> np.ndarray:
+    """The piece transposed by ``semitones`` and (a performance) stretched in time by ``stretch``."""
+    if semitones:
+        piece = tokenizer.transpose(piece, semitones)
+    if stretch is not None:
+        piece = tokenizer.stretch(piece, stretch)
+    return piece
+
+
+def piece_tokens(tokenizer, piece: np.ndarray) -> dict[str, np.ndarray]:
+    """A piece -> its tokens ending with EOS (and, for a tokenizer with voices, each token's voice, EOS
+    having none)."""
+    tokens = {'targets': np.asarray(tokenizer.encode(piece) + [EOS_ID], np.int32)}
+    if tokenizer.voices:
+        tokens['targets_voices'] = np.asarray(tokenizer.voice_ids(piece) + [0], np.int32)
+    return tokens
 
 
 def random_crop(tokens: dict[str, np.ndarray], length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -1,6 +1,5 @@
-"""What every data pipeline shares: the dataset entry, its prepared TFDS source, the grain chain
-(source -> shuffle -> repeat -> shard for training; in order, sharded, for evaluation), the padding
-of the last evaluation batch, and the checks of the ``data`` section.
+"""What every data pipeline shares: the dataset entry, its prepared TFDS source, grain worker processes,
+and the checks of the ``data`` section (the order of examples and the batches: data/batching.py).
 
 The pipelines of each modality build on ``TfdsPipeline``: data/text.py, data/images.py, data/music.py.
 """
@@ -11,7 +10,6 @@ import dataclasses
 import importlib
 import os
 import warnings
-from collections.abc import Iterable, Iterator
 
 import grain
 import numpy as np
@@ -132,22 +130,6 @@ class TfdsPipeline:
                               f'does not exist; valid: {sorted(splits)}')
         return self.builder.as_data_source(split=split)
 
-    def training_records(self, *, seed: int, shard_index: int, shard_count: int) -> grain.MapDataset:
-        """The training split's records, endlessly, reshuffled every epoch; host ``shard_index`` of
-        ``shard_count`` reads every ``shard_count``-th record of the shuffled order, so hosts never
-        share one."""
-        return (grain.MapDataset.source(self.source(self.config.train_split))
-                .shuffle(seed=seed).repeat()[shard_index::shard_count])
-
-    def evaluation_records(self, split: str, *, max_examples: int, shard_index: int,
-                           shard_count: int) -> grain.MapDataset:
-        """Every record of ``split`` (or of its first ``max_examples``) once, in order; host
-        ``shard_index`` takes every ``shard_count``-th."""
-        dataset = grain.MapDataset.source(self.source(split))
-        if max_examples > 0:
-            dataset = dataset[:max_examples]
-        return dataset[shard_index::shard_count]
-
 
 def in_workers(batches: grain.IterDataset, workers: int) -> grain.IterDataset:
     """``batches`` made in ``workers`` grain worker processes (``data.workers``; 0: in this process). Each
@@ -157,13 +139,6 @@ def in_workers(batches: grain.IterDataset, workers: int) -> grain.IterDataset:
     if not workers:
         return batches
     return batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
-
-
-def padded_batches(batches: Iterable[dict], rows: int) -> Iterator[dict]:
-    """Evaluation batches with the last one padded to ``rows`` rows of zeros (padding tokens, or
-    weight 0), so that every batch has the compiled shape."""
-    for batch in batches:
-        yield {name: pad_to(value, rows, axis=0) for name, value in batch.items()}
 
 
 def pad_to(array: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
