@@ -200,3 +200,58 @@ def test_training_rows_are_random_crops_of_distinct_pieces_and_resume_exactly():
     resumed.set_state(state)
     for batch in expected:
         np.testing.assert_array_equal(next(resumed)['targets'], batch)
+
+
+def test_kept_tokens_moved_by_a_transposition_are_the_transposed_piece_encoded():
+    """Performances: NOTE_ON / NOTE_OFF shifted, or None exactly where a note would leave MIDI 0..127
+    (the notes are then encoded anew); chorales: sounding pitches shifted and clipped, rests kept."""
+    from transformer_lab.data.music import ChoraleTokenizer, PerformanceTokenizer
+    rng = np.random.default_rng(0)
+    performance, chorale = PerformanceTokenizer(), ChoraleTokenizer()
+    moved_some = refused_some = False
+    for _ in range(20):
+        count = 40
+        pitches = rng.integers(0, 128, count)
+        pitches[:3] = (0, 127, 64)[rng.integers(0, 3)]        # notes at the edges, struck twice at once
+        starts = np.round(rng.uniform(0, 3, count), 2)
+        notes = np.stack([pitches, rng.integers(1, 128, count), starts, starts + rng.uniform(0, 0.5, count)], 1)
+        tokens = np.asarray(performance.encode(notes) + [EOS_ID])
+        for semitones in (-3, -1, 2, 3):
+            moved = performance.transpose_tokens(tokens, semitones)
+            leaves = bool(((pitches + semitones < 0) | (pitches + semitones > 127)).any())
+            assert (moved is None) == leaves
+            if moved is not None:
+                np.testing.assert_array_equal(moved, performance.encode(performance.transpose(notes, semitones)) + [EOS_ID])
+            moved_some, refused_some = moved_some or not leaves, refused_some or leaves
+        grid = np.where(rng.random((30, 4)) < 0.2, 0, rng.integers(1, 128, (30, 4))).astype(np.uint8)
+        for semitones in (-5, 4):
+            np.testing.assert_array_equal(chorale.transpose_tokens(np.asarray(chorale.encode(grid) + [EOS_ID]), semitones),
+                                          chorale.encode(chorale.transpose(grid, semitones)) + [EOS_ID])
+    assert moved_some and refused_some
+
+
+def test_training_crops_from_kept_tokens_equal_the_augmented_pieces_encoded_for_the_same_draws():
+    """The same (transposition, stretch, offset) drawn both ways gives the same row: kept tokens moved
+    by the transposition, or (a note pushed out of range) the augmented notes encoded anew, against the
+    piece augmented and encoded from its notes."""
+    from helpers import load_config
+    from transformer_lab import registry
+    from transformer_lab.data.music import augmented, piece_tokens, random_crop
+    config = load_config('configs/music_transformer_music21_performances.py:tiny')
+    config.data.transpose = 80     # wide enough that some transpositions push notes out of 0..127
+    config.data.time_stretches = (0.95, 1.0, 1.05)
+    pipeline = registry.build_pipeline(config.data)
+    crops = pipeline.train_batches(4, seed=0).assemble
+    train, tokenizer, length = pipeline.source('train'), pipeline.tokenizer, config.data.max_length
+    paths = set()
+    for index in range(min(len(train), 12)):
+        for seed in range(6):
+            rng = np.random.default_rng(seed)
+            semitones, stretch = int(rng.integers(-80, 81)), float(rng.choice(config.data.time_stretches))
+            piece = augmented(tokenizer, pipeline.piece(train[index]), semitones, stretch)
+            expected = random_crop(piece_tokens(tokenizer, piece), length, rng)
+            row = crops.crop(index, np.random.default_rng(seed))
+            np.testing.assert_array_equal(row['targets'], expected['targets'])
+            kept = crops.stores[stretch]['targets'][index]
+            paths.add(tokenizer.transpose_tokens(kept, semitones) is None)
+    assert paths == {True, False}   # both ways were taken

@@ -58,6 +58,22 @@ def test_stopped_and_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(tm
                                                             params_of(tmp_path / 'threefry')))
 
 
+def test_with_worker_processes_a_resumed_run_is_bitwise_identical_and_each_workers_position_is_kept(tmp_path):
+    """data.workers=2: batches made in grain worker processes; the checkpoint holds each worker's
+    position, and the stream they make is the same every time (so a resumed run replays nothing)."""
+    options = dict(checkpoint__every_steps=4, data__workers=2)
+    train_and_evaluate(tiny_lm(num_steps=10, **options), str(tmp_path / 'straight'))
+    train_and_evaluate(tiny_lm(num_steps=5, **options), str(tmp_path / 'resumed'))
+    with open(tmp_path / 'resumed' / 'checkpoints' / '5' / 'data' / 'process_0-of-1.json') as file:
+        assert len(json.load(file)['iterators_in_use_states']) == 2   # grain's record of each worker's position
+    train_and_evaluate(tiny_lm(num_steps=10, **options), str(tmp_path / 'resumed'))
+    for straight, resumed in zip(params_of(tmp_path / 'straight'), params_of(tmp_path / 'resumed')):
+        np.testing.assert_array_equal(straight, resumed)
+    in_process = tmp_path / 'in_process'   # the same examples, batched by one process in another order
+    train_and_evaluate(tiny_lm(num_steps=10, checkpoint__every_steps=4), str(in_process))
+    assert not all(np.array_equal(a, b) for a, b in zip(params_of(tmp_path / 'straight'), params_of(in_process)))
+
+
 def test_records_logged_after_the_restored_checkpoint_are_not_repeated(tmp_path):
     """A run killed after logging steps beyond its last checkpoint trains them again on resume."""
     workdir = tmp_path / 'run'
@@ -181,7 +197,7 @@ def test_resuming_with_changed_shapes_lists_every_differing_field(tmp_path):
 def test_cadences_steps_and_topology_may_change_on_resume(tmp_path):
     train_and_evaluate(tiny_lm(num_steps=10), str(tmp_path))
     resumed = tiny_lm(num_steps=12, train__log_every_steps=2, eval__every_steps=6, checkpoint__every_steps=6,
-                      train__grad_accum_steps=2)
+                      train__grad_accum_steps=2, parallel__stop_check_every_steps=3)
     train_and_evaluate(resumed, str(tmp_path))
     assert logged_train_steps(tmp_path) == [5, 10, 12]
 

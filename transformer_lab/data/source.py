@@ -138,6 +138,9 @@ def in_workers(batches: grain.IterDataset, workers: int) -> grain.IterDataset:
     worker's position) goes into checkpoints as in one process."""
     if not workers:
         return batches
+    from absl import flags
+    if not flags.FLAGS.is_parsed():   # grain reads its absl flags; a notebook or a test never parsed any
+        flags.FLAGS.mark_as_parsed()
     return batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
 
 

@@ -21,6 +21,7 @@ from flax import nnx
 
 from transformer_lab import library_log, registry
 from transformer_lab.config import ConfigError, with_added_fields
+from transformer_lab.data.source import in_workers
 from transformer_lab.training import checkpoints, evaluators, logging, optim, parallel, preemption, steps
 from transformer_lab.training import workdir as workdir_lib
 
@@ -191,8 +192,8 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                                     best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
 
     def open_train_batches(seed):
-        return iter(pipeline.train_batches(layout.host_rows, seed=seed, shard_index=jax.process_index(),
-                                           shard_count=jax.process_count()))
+        return iter(in_workers(pipeline.train_batches(layout.host_rows, seed=seed, shard_index=jax.process_index(),
+                                                      shard_count=jax.process_count()), config.data.workers))
 
     train_batches = open_train_batches(config.data.shuffle_seed)
     restored = store.restore_latest(checkpoints.abstract_like(state, shardings), train_batches)
@@ -267,7 +268,8 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     save(step, state, eval_metrics)
                     saved_step = step
     finally:
-        _close_all(progress.close, writer.close, store.close, failing=sys.exc_info()[1] is not None)
+        _close_all(progress.close, writer.close, store.close, train_batches.close,
+                   failing=sys.exc_info()[1] is not None)
     return metrics
 
 
