@@ -286,7 +286,8 @@ def input_config(variant: str):
         config = apply_overrides(ConfigFileParser(name='bench', lock_config=False).parse(path), overrides)
         if FLAGS.model == 'image_transformer':
             from transformer_lab.data import standins
-            config.data.data_dir = standins.prepare_cifar10(os.path.join(tempfile.gettempdir(), 'transformer_lab_standins'))
+            config.data.data_dir = standins.prepare('cifar10_files', os.path.join(tempfile.gettempdir(),
+                                                                                  'transformer_lab_standins'))
     config = apply_overrides(config, variant)
     if FLAGS.workers >= 0:
         config.data.workers = FLAGS.workers

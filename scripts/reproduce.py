@@ -4,6 +4,7 @@ ours beside the paper's numbers.
     python scripts/reproduce.py --table=music_transformer_jsb --scale=cpu [--seeds=3] [--workers=2] \
         [--storage=postgresql://...] [--workdir=workdirs/tables/music_transformer_jsb_cpu] [--output=FILE.md]
     python scripts/reproduce.py --table=music_transformer_jsb --scale=cpu --collect_only   # no training
+    python scripts/reproduce.py --table=transformer_variations --scale=paper --smoke   # every row runs, 2 steps
 
 ``--table`` is a file of configs/tables/ (its name, or a path); its rows and seeds are checked before
 anything runs. Runs train in WORKDIR/runs/LABEL,seed=S (ordinary workdirs; the sweep's results.md and
@@ -14,6 +15,11 @@ machines as for scripts/sweep.py. The document goes to docs/results/TABLE_SCALE.
 plots beside it in docs/results/TABLE_SCALE/; its header names the machine and stack that trained the
 runs (WORKDIR/environment.txt, written when runs are trained). On a CPU, ``--workers`` above 1 share
 the cores: wall times and speeds are then not those of one run alone.
+
+``--smoke`` proves that every row runs end to end, here, before accelerator time is spent on it: each
+row's own model trains 2 steps on batches of 2 rows and evaluates once, the papers' datasets this machine
+cannot fetch replaced by random stand-ins in their layouts (data/standins.py); one seed, in
+WORKDIR=workdirs/tables/TABLE_SCALE_smoke, the document written there too.
 
 Exit status: 0 when every run is complete; 1 with one ``error:`` line on a bad flag or table, or when
 a run failed or (``--collect_only``) is unfinished; 128 + signal number after SIGTERM / SIGINT (the same
@@ -51,14 +57,17 @@ flags.DEFINE_string('workdir', None, 'Directory of the runs (default: workdirs/t
 flags.DEFINE_string('output', None, 'The results document (default: docs/results/TABLE_SCALE.md).')
 flags.DEFINE_bool('collect_only', False, 'Write the document from the finished runs; train nothing.')
 flags.DEFINE_bool('retry_failed', False, 'Train the failed runs again (e.g. after fixing their cause).')
+flags.DEFINE_bool('smoke', False, 'Every row for 2 steps on batches of 2 rows, evaluated once, on stand-in data where '
+                  'the paper\'s is not here; one seed, in a workdir and document of its own.')
 flags.mark_flag_as_required('table')
 
 
 def main(argv):
     del argv
     path = os.path.abspath(FLAGS.table) if FLAGS.table.endswith('.py') else os.path.join(TABLES, f'{FLAGS.table}.py')
+    smoke = '_smoke' if FLAGS.smoke else ''
     workdir = os.path.abspath(FLAGS.workdir or os.path.join(PROJECT, 'workdirs', 'tables', f'{os.path.basename(path)[:-3]}_'
-                                                             f'{FLAGS.scale}'))
+                                                             f'{FLAGS.scale}{smoke}'))
     output = os.path.abspath(FLAGS.output) if FLAGS.output else None
     os.chdir(PROJECT)   # the rows' configs are paths in the project
     if path.startswith(PROJECT + os.sep):   # the study names it so on every machine, wherever the checkout is
@@ -70,10 +79,15 @@ def main(argv):
         rows = tables.scale_named(table, FLAGS.scale)
         metric = table.metrics[FLAGS.scale]
         sweep = spec_lib.Sweep(path, FLAGS.scale, tables.grid_function(table, FLAGS.scale))   # as spec.load makes it
+        if FLAGS.smoke:
+            rows, said = tables.smoke(rows, os.path.join(workdir, 'standin_data'),
+                                      lambda row: sweep.build_config(tables.runs([row], 1)[0][1], row.label))
+            print('smoke run:\n  ' + '\n  '.join(said), flush=True)
     except spec_lib.SweepError as error:
         cli.fail(str(error))
-    name = f'{table.name}_{FLAGS.scale}'
-    output = output or os.path.join(PROJECT, 'docs', 'results', f'{name}.md')
+    name = f'{table.name}_{FLAGS.scale}{smoke}'
+    output = output or (os.path.join(workdir, f'{name}.md') if FLAGS.smoke
+                        else os.path.join(PROJECT, 'docs', 'results', f'{name}.md'))
     workdir_lib.check_usable(workdir)
     # The document shows the command that trains the runs (--collect_only only rewrites it).
     command = shlex.join(['python', 'scripts/reproduce.py', *(launch_lib.without_password(argument)
@@ -87,7 +101,7 @@ def main(argv):
     launch = launch_lib.Launch(options=options, workers=FLAGS.workers, join=False, mode=table.mode, trials=0,
                                retry_failed=FLAGS.retry_failed, command=command)
     existing = existing_runs(launch, sweep)
-    seeds = FLAGS.seeds or max(table.seeds[FLAGS.scale], seeds_held(rows, existing or []))
+    seeds = FLAGS.seeds or (1 if FLAGS.smoke else max(table.seeds[FLAGS.scale], seeds_held(rows, existing or [])))
     runs = tables.runs(rows, seeds)
     try:
         spec_lib.check(sweep, runs, metric)

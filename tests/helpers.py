@@ -41,9 +41,6 @@ def load_config(path_and_arg: str):
     return module.get_config(arg or None)
 
 
-WORDS = 'the a house cat dog runs sleeps sees big small red green river tree stone light'.split()
-
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -72,40 +69,6 @@ def run_script(script, *args, devices: int = 1, stdin: str | None = None):
                           text=True, timeout=300, env=device_env(devices), input=stdin)
 
 
-
-
-MAESTRO_COLUMNS = ('canonical_composer', 'canonical_title', 'split', 'year', 'midi_filename', 'audio_filename',
-                   'duration')
-
-
-def write_maestro(folder, rows):
-    """A MAESTRO manual_dir as its zip extracts: MIDI files (written with pretty_midi) and the csv.
-    rows: (split, midi_filename, notes [(pitch, velocity, start, end)], sustain pedal [(value, time)])."""
-    import csv
-
-    import pretty_midi
-    folder.mkdir(parents=True)
-    for _, midi_filename, notes, pedal in rows:
-        performance = pretty_midi.PrettyMIDI()
-        piano = pretty_midi.Instrument(program=0)
-        piano.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for p, v, s, e in notes]
-        piano.control_changes = [pretty_midi.ControlChange(64, value, time) for value, time in pedal]
-        performance.instruments = [piano]
-        (folder / midi_filename).parent.mkdir(parents=True, exist_ok=True)
-        performance.write(str(folder / midi_filename))
-    with open(folder / 'maestro-v3.0.0.csv', 'w', newline='') as file:
-        writer = csv.writer(file)
-        writer.writerow(MAESTRO_COLUMNS)
-        for split, midi_filename, _, _ in rows:
-            writer.writerow(['Frédéric Chopin', 'Ballade No. 1, Op. 23', split, midi_filename[:4], midi_filename,
-                             midi_filename.replace('.midi', '.wav'), '3.0'])
-
-
-def object_array(pieces) -> np.ndarray:
-    """A 1-D object array of pieces, as in Jsb16thSeparated.npz (np.array would stack equal-shaped pieces)."""
-    array = np.empty(len(pieces), object)
-    array[:] = pieces
-    return array
 
 
 @contextlib.contextmanager

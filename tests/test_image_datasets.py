@@ -1,25 +1,20 @@
 """CIFAR-10 and ImageNet 32x32 builders on small files in the official formats, and the paper configs'
 tiny variants training on them (connected users get the real files; these tests need none)."""
 
-import pickle
-
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from helpers import load_config, train_losses
 from transformer_lab.data.builders import cifar10_files, imagenet32_files
+from transformer_lab.data.standins import write_image_batch
 from transformer_lab.training.loop import train_and_evaluate
 
 RNG = np.random.default_rng(0)
 
 
 def write_batch(path, count, first_label=0, classes=10):
-    rows = RNG.integers(0, 256, (count, 3072)).astype(np.uint8)
-    labels = RNG.integers(first_label, first_label + classes, count).tolist()
-    with open(path, 'wb') as f:
-        pickle.dump({b'data': rows, b'labels': labels}, f)
-    return rows, labels
+    return write_image_batch(str(path), count, RNG, first_label=first_label, classes=classes)
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from helpers import object_array
+from transformer_lab.data.standins import object_array
 from transformer_lab.data.builders import jsb_chorales
 
 NAN = np.nan

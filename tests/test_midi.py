@@ -9,10 +9,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from helpers import MAESTRO_COLUMNS, write_maestro
 from transformer_lab.data import midi, rendering
 from transformer_lab.data.builders.folders import DataSourceError
 from transformer_lab.data.midi import NOTE_OFF, NOTE_ON, SET_VELOCITY, TIME_SHIFT
+from transformer_lab.data.standins import MAESTRO_COLUMNS, write_maestro
 
 
 def shift(steps: int) -> int:

@@ -48,7 +48,12 @@ def sweep_bad(add):
 
 def sweep_long(add):
     for learning_rate in (0.5, 1.0):
-        add(**{{'train.learning_rate': learning_rate, 'train.num_steps': 300, 'checkpoint.every_steps': 20}})
+        add(**{{'train.learning_rate': learning_rate, 'train.num_steps': 600, 'checkpoint.every_steps': 20}})
+
+
+def sweep_shared(add):
+    for learning_rate in (0.5, 1.0):
+        add(**{{'train.learning_rate': learning_rate, 'train.num_steps': 1500, 'checkpoint.every_steps': 500}})
 
 
 def sweep_prune(add):
@@ -124,7 +129,7 @@ def test_sweeps_expand_to_named_checked_runs_and_a_bad_field_is_refused_before_a
     assert chorales.build_config(runs[2][1], runs[2][0]).model.attention.block_length == 128
 
     assert spec.run_names([{'model.size': 1, 'data.size': 2}]) == ['model.size=1,data.size=2']
-    with pytest.raises(spec.SweepError, match='no sweep_ or search_ function.*its sweeps: bad, long, lr, prune, two'):
+    with pytest.raises(spec.SweepError, match='no sweep_ or search_ function.*its sweeps: bad, long, lr, prune, shared, two'):
         spec.load(sweep_config, 'missing')
 
     workdir = tmp_path / 'refused'
@@ -166,7 +171,7 @@ def test_a_killed_workers_run_is_handed_over_and_resumes_from_its_checkpoint(swe
                                                                              request):
     workdir = str(tmp_path / 'long')
     url = request.getfixturevalue('postgres_url') if storage == 'postgresql' else ''
-    victim = 'learning_rate=0.5,num_steps=300,every_steps=20'
+    victim = 'learning_rate=0.5,num_steps=600,every_steps=20'
     with sweep_in_background(sweep_config, workdir, '--sweep=long', '--workers=2',
                              *([f'--storage={url}'] if url else [])) as process:
         deadline = time.time() + 240
@@ -180,7 +185,7 @@ def test_a_killed_workers_run_is_handed_over_and_resumes_from_its_checkpoint(swe
     assert process.returncode == 0, err[-3000:]
     rows = results(workdir)
     assert [rows[run]['status'] for run in sorted(rows)] == ['complete', 'complete']
-    assert int(rows[victim]['steps']) == 300 and launches(workdir, victim) == 2
+    assert int(rows[victim]['steps']) == 600 and launches(workdir, victim) == 2
     with open(os.path.join(workdir, 'runs', victim, 'console.log')) as f:
         resumed = [line for line in f if 'resumed from step' in line]
     assert resumed and int(resumed[0].split('resumed from step ')[1].split()[0]) > 0
@@ -249,10 +254,11 @@ def postgres_url():
 
 def test_two_machines_share_a_postgresql_storage(sweep_config, tmp_path, postgres_url):
     """The second invocation joins from a workdir of its own, as a machine with no shared filesystem.
-    Runs of 300 steps keep the first machine busy with one while the second starts, even on a loaded
-    machine (with short runs the first could finish both before the second claims one)."""
+    Runs of 1500 steps (~10 s of the tiny model) keep the first machine busy with one while the second
+    starts, even on a loaded machine (with short runs the first could finish both before the second
+    claims one)."""
     here, there = str(tmp_path / 'here'), str(tmp_path / 'there')
-    shared = ('--sweep=long', f'--storage={postgres_url}', '--study_name=shared')
+    shared = ('--sweep=shared', f'--storage={postgres_url}', '--study_name=shared')
     with sweep_in_background(sweep_config, here, *shared) as first:
         assert 'shared: 2 runs enqueued' in first.stdout.readline()
         joined = sweep(sweep_config, there, *shared, '--join')
@@ -267,7 +273,7 @@ def test_two_machines_share_a_postgresql_storage(sweep_config, tmp_path, postgre
     assert glob.glob(os.path.join(there, 'runs', '*', 'console.log'))   # the joined machine trained one
     storage = optuna.storages.RDBStorage(postgres_url)
     assert len(optuna.load_study(study_name='shared', storage=storage).get_trials()) == 2
-    status = sweep(sweep_config, there, '--sweep=long', f'--storage={postgres_url}', '--study_name=shared', '--status')
+    status = sweep(sweep_config, there, '--sweep=shared', f'--storage={postgres_url}', '--study_name=shared', '--status')
     assert status.returncode == 0 and status.stdout.count('| complete |') == 2
 
     unreachable = sweep(sweep_config, tmp_path / 'nowhere', '--sweep=two',

@@ -233,11 +233,12 @@ def apply_music_variants(config: ConfigDict, arg: ConfigDict, *, max_relative_po
 
 def shrink_to_tiny(config: ConfigDict, *, num_steps: int = 20, max_examples: int = 16) -> ConfigDict:
     """The shared ``:tiny`` variant: a one-layer, 32-wide model on 8 rows of 32 tokens, evaluated and
-    checkpointed every 10 steps, so that any config trains and evaluates in seconds (tests, smoke runs)."""
+    checkpointed every 10 steps, so that any config trains and evaluates in seconds (tests, smoke runs),
+    its batches made in the training process (a worker takes seconds to start)."""
     model = config.model
     model.num_encoder_layers = model.num_decoder_layers = 1
     model.d_model, model.num_heads, model.d_ff, model.max_length = 32, 2, 64, 64
-    config.data.max_length, config.data.batch_size = 32, 8
+    config.data.max_length, config.data.batch_size, config.data.workers = 32, 8, 0
     config.train.num_steps, config.train.warmup_steps, config.train.log_every_steps = num_steps, 5, 5
     config.eval.every_steps, config.eval.batch_size, config.eval.max_examples = 10, 8, max_examples
     config.checkpoint.every_steps = 10
@@ -274,9 +275,12 @@ def for_accelerators(config: ConfigDict) -> ConfigDict:
     the base Transformer's step on an H200 with one 32-bit word per unit, docs/benchmarks.md; masks now
     take half as many words, ``models/layers.py:dropout_keep_mask``). ``--config.model.dtype=float32``,
     ``--config.model.attention_implementation=xla`` and ``--config.train.dropout_rng=threefry2x32``
-    undo it."""
+    undo it. Batches are made in 4 grain worker processes (``data.workers``)."""
     config.model.dtype, config.model.attention_implementation = 'bfloat16', 'cudnn'
     config.train.dropout_rng = 'rbg'
+    # A GPU host feeds several devices from one process: 4 grain workers make its batches (one process
+    # already outpaces one H200's step at these shapes; docs/benchmarks.md). --config.data.workers=0 undoes it.
+    config.data.workers = 4
     return config
 
 
@@ -287,7 +291,7 @@ COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
 # behaviour: a run directory written before a field existed still loads, evaluates and resumes.
 ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': 'xla',
                 'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
-                'parallel.stop_check_every_steps': 1}
+                'parallel.stop_check_every_steps': 1, 'data.workers': 0}
 
 
 def with_added_fields(saved: dict) -> dict:

@@ -173,6 +173,35 @@ def runs(rows: list[Row], seeds: int) -> list[tuple[str, dict]]:
             for row in rows for seed in range(seeds)]
 
 
+SMOKE_ROWS = 2   # rows per batch (training and evaluation) of a smoke run: the papers' models on a CPU
+SMOKE_STEPS = 2
+
+
+def smoke(rows: list[Row], data_dir: str, config_of) -> tuple[list[Row], list[str]]:
+    """The rows of ``scripts/reproduce.py --smoke``: every row's own model and sequence shapes, trained
+    ``SMOKE_STEPS`` steps on batches of ``SMOKE_ROWS`` rows, in the training process, and evaluated
+    once, on ``SMOKE_ROWS`` examples; a dataset that has a stand-in (data/standins.py: the papers'
+    datasets this machine cannot fetch) is read from its stand-in, prepared in ``data_dir``.
+    ``config_of(row)`` is the row's config. Returns the rows and one line per row saying what changed."""
+    from transformer_lab.data import standins
+    smoked, said = [], []
+    for row in rows:
+        config = config_of(row)
+        overrides = {'train.num_steps': SMOKE_STEPS, 'train.log_every_steps': 1, 'eval.every_steps': SMOKE_STEPS,
+                     'checkpoint.every_steps': SMOKE_STEPS, 'data.batch_size': SMOKE_ROWS,
+                     'train.grad_accum_steps': 1, 'eval.batch_size': SMOKE_ROWS, 'eval.max_examples': SMOKE_ROWS,
+                     'data.workers': 0}
+        data = config.data.name
+        if data in standins.STANDINS:
+            overrides['data.data_dir'] = standins.prepare(data, data_dir)
+            data = f'a stand-in of {data} (random files in its layout)'
+        smoked.append(dataclasses.replace(row, overrides={**row.overrides, **overrides}))
+        said.append(f'{row.label}: the paper\'s model, {SMOKE_STEPS} steps of {SMOKE_ROWS} rows (the config: '
+                    f'{config.data.batch_size} x {config.train.grad_accum_steps}), evaluated on {SMOKE_ROWS} '
+                    f'examples, data: {data}')
+    return smoked, said
+
+
 def grid_function(table: Table, scale: str):
     """A scale of the table as the ``sweep_`` function of the Sweep that spec.load makes of a table file
     (with the table's seeds; ``spec.grid`` expands it). The engine's workers read each run's overrides

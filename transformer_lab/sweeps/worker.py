@@ -226,11 +226,16 @@ def _follow(process, trial, study, workdir: str, metric: str, stops: StopRequest
     when the pruner says stop ('pruned') or when the trial is no longer this worker's ('lost')."""
     reported, ending = set(), None
 
-    def report_new_values():
+    def report_new_values() -> bool:
+        """Reports the values logged since the last poll, asking the pruner after each: it judges the
+        last reported step only, and a fast run logs several evaluations between two polls."""
+        prune = False
         for step, value in _metric_values(workdir, metric, with_steps=True)[0]:
             if step not in reported:
                 trial.report(value, step)
                 reported.add(step)
+                prune = prune or trial.should_prune()
+        return prune
 
     while process.poll() is None:
         time.sleep(POLL_SECONDS)
@@ -239,8 +244,7 @@ def _follow(process, trial, study, workdir: str, metric: str, stops: StopRequest
         if study._storage.get_trial(trial._trial_id).state != optuna.trial.TrialState.RUNNING:
             ending = 'lost'
         else:
-            report_new_values()
-            if reported and trial.should_prune():
+            if report_new_values():
                 ending = 'pruned'
         if ending:
             process.send_signal(signal.SIGTERM)

@@ -99,7 +99,7 @@ class Checkpoints:
     def restore(self, abstract_state, step: int, data_iterator=None):
         """The state of ``step`` on ``abstract_state``'s shapes and shardings (any device layout); with
         ``data_iterator``, also moves the iterator to its saved position. Returns (state, data_restored):
-        an iterator position saved by another number of hosts cannot be restored (False)."""
+        an iterator position saved by another number of hosts or data.workers cannot be restored (False)."""
         try:
             state = self.manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract_state)))['state']
@@ -115,7 +115,14 @@ class Checkpoints:
             warnings.warn(f'checkpoint {step} holds the input pipeline position of another number of hosts '
                           f'(no {os.path.basename(own_file)}); the data stream restarts with a new shuffle')
             return state, False
-        self.manager.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        try:
+            self.manager.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        except (KeyError, ValueError, TypeError, IndexError) as error:
+            library_log.write_exception(error)
+            warnings.warn(f'checkpoint {step} holds an input pipeline position of another form (another '
+                          f'data.workers, or an earlier version of the pipelines); the data stream restarts '
+                          f'with a new shuffle')
+            return state, False
         return state, True
 
     def _restore_renamed(self, step: int, abstract_state, error: ValueError):

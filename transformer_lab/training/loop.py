@@ -28,7 +28,8 @@ from transformer_lab.training import workdir as workdir_lib
 # Config fields that may change when a run resumes: cadences, lengths, evaluation, topology.
 SAFE_ON_RESUME = ('train.num_steps', 'train.log_every_steps', 'train.nonfinite', 'train.max_consecutive_skips',
                   'train.grad_accum_steps', 'eval', 'checkpoint.every_steps', 'checkpoint.max_to_keep',
-                  'checkpoint.best_metric', 'checkpoint.best_mode', 'sample', 'parallel', 'data.data_dir')
+                  'checkpoint.best_metric', 'checkpoint.best_mode', 'sample', 'parallel', 'data.data_dir',
+                  'data.workers')
 
 
 LOG_FILE = 'train.log'   # the libraries' detail: orbax and TFDS logs, tracebacks (library_log)
@@ -199,7 +200,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
     restored = store.restore_latest(checkpoints.abstract_like(state, shardings), train_batches)
     state, data_restored = restored if restored is not None else (jax.device_put(state, shardings), True)
     first_step = int(state.step)
-    if not data_restored:  # a position saved by another number of hosts: a fresh order, not a replay
+    if not data_restored:  # a position saved by another number of hosts or workers: a fresh order, not a replay
         train_batches = open_train_batches(config.data.shuffle_seed + first_step)
     _write_run_files(config, workdir, pipeline)
 
