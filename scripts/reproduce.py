@@ -138,7 +138,7 @@ def main(argv):
     else:   # runs on a --storage that another machine trained
         environment_line = tables.environment(PROJECT) + ' (this machine; the runs were trained elsewhere)'
     text = tables.document(table, FLAGS.scale, results, seeds=seeds, command=command,
-                           environment_line=environment_line, plots=plots, output=output)
+                           environment_line=environment_line, plots=plots, output=output, smoke=FLAGS.smoke)
     with open(output, 'w') as file:
         file.write(text)
     unfinished = sum(len(result.unfinished) for result in results)

@@ -82,6 +82,28 @@ def test_the_shipped_tables_build_every_row(tmp_path):
             spec.check(sweep, tables.runs(rows, 1), table.metrics[scale])
 
 
+def test_smoke_rows_keep_each_rows_model_on_two_rows_of_stand_in_data(tmp_path):
+    """--smoke: the paper rows' own models and sequence lengths, 2 steps of 2 rows, read from a stand-in
+    of the paper's dataset that the row's pipeline reads at the model's shapes."""
+    from transformer_lab import registry
+    path = 'configs/tables/music_transformer_jsb.py'
+    table = tables.load(path)
+    rows, sweep = tables.scale_named(table, 'paper'), spec.load(path, 'paper')
+
+    def config_of(row):
+        return sweep.build_config(tables.runs([row], 1)[0][1], row.label)
+
+    smoked, said = tables.smoke(rows, str(tmp_path), config_of)
+    assert len(said) == len(rows) and 'a stand-in of jsb_chorales' in said[0]
+    for row, smoke_row in zip(rows, smoked):
+        paper, smoke = config_of(row), config_of(smoke_row)
+        assert smoke.model == paper.model and smoke.data.max_length == paper.data.max_length
+        assert (smoke.data.batch_size, smoke.train.num_steps, smoke.data.workers) == (tables.SMOKE_ROWS, tables.SMOKE_STEPS, 0)
+        assert smoke.data.data_dir == str(tmp_path) and paper.data.data_dir != str(tmp_path)
+    batch = next(iter(registry.build_pipeline(smoke.data).train_batches(smoke.data.batch_size, seed=0)))
+    assert batch['targets'].shape == (tables.SMOKE_ROWS, paper.data.max_length)
+
+
 def test_reproduce_writes_ours_beside_the_paper_and_collects_without_training(tmp_path):
     table, workdir, output = write_table(tmp_path), tmp_path / 'runs', tmp_path / 'results' / 'tiny.md'
     first = reproduce(table, workdir, output, '--workers=2')

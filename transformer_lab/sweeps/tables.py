@@ -366,13 +366,17 @@ def _ours(values: list[float]) -> str:
 
 
 def document(table: Table, scale: str, results: list[RowResult], *, seeds: int, command: str, environment_line: str,
-             plots: dict[str, str], output: str) -> str:
-    """The results document (Markdown) of one scale of a table; ``plots`` are {caption: path}."""
+             plots: dict[str, str], output: str, smoke: bool = False) -> str:
+    """The results document (Markdown) of one scale of a table; ``plots`` are {caption: path}. A
+    ``smoke`` run's document says first that its numbers are not results."""
     metric = table.metrics[scale]
     extras = [f'{extra} (paper)' for extra in table.extra_metrics]
     memory = ['compiled step temporaries'] if table.compiled_memory else []
     lines = [f'# {table.title}: {scale} scale', '',
              f'Made by `{command}` on {datetime.date.today().isoformat()}: {environment_line}.', '',
+             *([f'**A smoke run**: every row trained {SMOKE_STEPS} steps on batches of {SMOKE_ROWS} rows, on '
+                f'stand-in data where the paper\'s is not on this machine. It shows that each row runs end to end; '
+                f'its numbers are not results.', ''] if smoke else []),
              f'Ours: `{metric}` at the last step ({"lower" if table.mode == "min" else "higher"} is better), '
              f'mean ± standard deviation over {seeds} seeds (seeds 0-{seeds - 1}); the paper: {table.paper_metric}.', '',
              '| ' + ' | '.join(['row', 'paper', 'ours', 'each seed', 'ours - paper', *extras, 'steps',
