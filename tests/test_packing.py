@@ -120,3 +120,22 @@ def test_kept_stores_are_built_once_and_pickle_as_their_folder(tmp_path):
     assert len(pickle.dumps(first['targets'])) < 500   # the folder's name, not the ids
     np.testing.assert_array_equal(copy.gather(np.array([4, 2]), np.array([1, 0]), np.array([2, 1])),
                                   np.concatenate([first['targets'][4][1:3], first['targets'][2][:1]]))
+
+
+def test_a_store_whose_folder_cannot_be_written_is_kept_in_the_users_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    shared = tmp_path / 'shared_data' / 'ids'
+    real_mkdtemp = token_store.tempfile.mkdtemp
+
+    def read_only(prefix, dir):   # the shared data dir refuses writes, as a read-only mount would
+        if str(dir).startswith(str(tmp_path / 'shared_data')):
+            raise PermissionError(13, 'Permission denied', dir)
+        return real_mkdtemp(prefix=prefix, dir=dir)
+
+    monkeypatch.setattr(token_store.tempfile, 'mkdtemp', read_only)
+    calls = []
+    kept = token_store.kept(str(shared), lambda: calls.append(1) or stores(random_examples(5)))
+    again = token_store.kept(str(shared), lambda: calls.append(1) or stores(random_examples(5)))
+    assert len(calls) == 1 and not shared.exists()
+    assert str(tmp_path / 'home' / '.cache' / 'transformer_lab') in again['targets']._path[0]
+    np.testing.assert_array_equal(kept['inputs'][2], again['inputs'][2])

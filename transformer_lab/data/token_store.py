@@ -70,25 +70,50 @@ def spans(begins: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def kept(folder: str, build: Callable[[], dict[str, Ragged]]) -> dict[str, Ragged]:
-    """The store in ``folder``, built first with ``build()`` (name -> Ragged) if it is not there."""
-    marker = os.path.join(folder, 'complete')
-    if not os.path.exists(marker):
-        parent = os.path.dirname(os.path.abspath(folder))
-        os.makedirs(parent, exist_ok=True)
-        scratch = tempfile.mkdtemp(prefix='.building_', dir=parent)
+    """The store in ``folder``, built first with ``build()`` (name -> Ragged) if it is not there. Where
+    ``folder`` cannot be written (a shared, read-only data dir), the store is kept in the user's cache
+    instead (``unwritable_fallback``)."""
+    for place in (folder, unwritable_fallback(folder)):
+        if os.path.exists(os.path.join(place, COMPLETE)):
+            return _read(place)
+    try:
+        _write(folder, build)
+        return _read(folder)
+    except PermissionError:
+        _write(unwritable_fallback(folder), build)
+        return _read(unwritable_fallback(folder))
+
+
+COMPLETE = 'complete'   # written last, with the names of the features: the store is whole
+
+
+def unwritable_fallback(folder: str) -> str:
+    """Where the store of ``folder`` is kept when ``folder`` cannot be written: the same path under
+    ``~/.cache/transformer_lab/token_ids``."""
+    return os.path.join(os.path.expanduser('~/.cache/transformer_lab/token_ids'),
+                        os.path.abspath(folder).lstrip(os.sep))
+
+
+def _write(folder: str, build: Callable[[], dict[str, Ragged]]) -> None:
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix='.building_', dir=parent)
+    try:
+        features = build()
+        for name, ragged in features.items():
+            ragged.write(scratch, name)
+        with open(os.path.join(scratch, COMPLETE), 'w') as file:
+            file.write('\n'.join(features) + '\n')
         try:
-            features = build()
-            for name, ragged in features.items():
-                ragged.write(scratch, name)
-            with open(os.path.join(scratch, 'complete'), 'w') as file:
-                file.write('\n'.join(features) + '\n')
-            try:
-                os.rename(scratch, folder)
-            except OSError:   # another process kept the same store first
-                if not os.path.exists(marker):
-                    raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    with open(marker) as file:
+            os.rename(scratch, folder)
+        except OSError:   # another process kept the same store first
+            if not os.path.exists(os.path.join(folder, COMPLETE)):
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read(folder: str) -> dict[str, Ragged]:
+    with open(os.path.join(folder, COMPLETE)) as file:
         names = file.read().split()
     return {name: Ragged.read(folder, name) for name in names}
