@@ -96,8 +96,10 @@ class PackedRows:
 
     def _lookahead(self) -> int:
         """How many examples to look at for one batch: twice what fills it at the mean example length."""
-        mean = max(1.0, max(float(store.lengths.mean()) if len(store) else 1.0 for store in self.stores.values()))
-        return 2 * (self.rows if not self.pack else int(self.rows * self.length / mean) + 1)
+        return 2 * (self.rows if not self.pack else int(self.rows * self.length / self.mean_length) + 1)
+
+    def __post_init__(self):
+        self.mean_length = max([1.0] + [float(store.lengths.mean()) for store in self.stores.values() if len(store)])
 
 
 @dataclasses.dataclass
@@ -110,12 +112,15 @@ class Windows:
     rows: int
     length: int
 
+    def __post_init__(self):
+        first = next(iter(self.stores.values()))
+        self.mean_length = max(1.0, float(first.lengths.mean()) if len(first) else 1.0)
+
     def __call__(self, order: Order, cursor: Cursor):
         position, offset = cursor
         need = self.rows * self.length
         first = next(iter(self.stores.values()))
-        mean = max(1.0, float(first.lengths.mean()) if len(first) else 1.0)
-        lookahead = int(need / mean) + 2
+        lookahead = int(need / self.mean_length) + 2
         while True:
             indices = order.take(position, lookahead)
             sizes = first.lengths[indices].copy()
