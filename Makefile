@@ -13,13 +13,24 @@ export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 # postgresql: the sweep tests start a server of their own (tests/test_sweeps.py)
 DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv dataset-fashion-mnist postgresql
 
-.PHONY: run test setup debian data lock clean
+.PHONY: run test smoke setup debian data lock clean
 
 run: setup data
 	$(BIN)/python scripts/train.py --config=$(CONFIG) --workdir=$(WORKDIR)
 
 test: setup data
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests
+
+# Every paper-scale row of the four paper tables trained 2 steps on batches of 2 rows and evaluated once, the
+# papers' datasets replaced by random stand-ins in their layouts (scripts/reproduce.py --smoke): proof that each
+# row runs end to end before accelerator time goes into it. Anew each time, in workdirs/smoke.
+TABLES := music_transformer_jsb music_transformer_piano image_transformer transformer_variations
+smoke: setup data
+	rm -rf workdirs/smoke
+	for table in $(TABLES); do \
+	  $(BIN)/python scripts/reproduce.py --table=$$table --scale=paper --smoke --workers=2 \
+	    --workdir=workdirs/smoke/$$table || exit 1; \
+	done
 
 setup: debian $(VENV)/.installed
 
