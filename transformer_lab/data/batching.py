@@ -5,11 +5,12 @@ that makes one whole batch from the examples at a cursor in that order, with num
 batch (gathers from kept token ids, vectorised packing) rather than per example through a chain of
 grain transformations. The cursor is (position in the order, tokens of that example already used: 0
 except for windows that split an example). The iterator's state is that cursor, so a checkpoint
-resumes the stream exactly; under ``data.workers`` (grain's ``mp_prefetch``) each worker takes every k-th example of the
-host's order (``Order.sliced``) and keeps its own position.
+resumes the stream exactly; under ``data.workers`` (grain's ``mp_prefetch``) each worker takes every
+k-th example of the host's order (``Order.sliced``) and keeps its own position.
 
-Why not grain's own shuffle: its index lookups cost ~50 us each on these CPUs (a packed WMT batch reads
-~700 examples); an epoch's permutation drawn at once with numpy costs ~10 ns an example.
+Why not grain's own shuffle: it computes every index lookup on its own, in Python, and a packed WMT
+batch reads hundreds of examples (docs/benchmarks.md, issue 30); an epoch's permutation drawn at once
+with numpy costs next to nothing.
 """
 
 from __future__ import annotations

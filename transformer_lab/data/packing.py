@@ -59,6 +59,9 @@ class PackedRows:
     pack: bool
     truncate: bool = False
 
+    def __post_init__(self):
+        self.mean_length = max([1.0] + [float(store.lengths.mean()) for store in self.stores.values() if len(store)])
+
     def __call__(self, order: Order, cursor: Cursor):
         position, _ = cursor
         names = list(self.stores)
@@ -97,9 +100,6 @@ class PackedRows:
     def _lookahead(self) -> int:
         """How many examples to look at for one batch: twice what fills it at the mean example length."""
         return 2 * (self.rows if not self.pack else int(self.rows * self.length / self.mean_length) + 1)
-
-    def __post_init__(self):
-        self.mean_length = max([1.0] + [float(store.lengths.mean()) for store in self.stores.values() if len(store)])
 
 
 @dataclasses.dataclass
