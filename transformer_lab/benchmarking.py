@@ -10,6 +10,7 @@ import datetime
 import os
 import platform
 import re
+import time
 from typing import Any, Callable
 
 import jax
@@ -178,7 +179,6 @@ def decoder_train_flops(params, model_config, rows: int, length: int) -> float:
 def matmul_gflops(dtype: str, size: int, repeats: int = 10) -> float:
     """This device's measured matrix-product rate (GFLOP/s): the mean of ``repeats`` [size, size] x
     [size, size] products in ``dtype`` (float32 accumulation) after a warm-up, the denominator of MFU."""
-    import time
     x = jax.random.normal(jax.random.key(0), (size, size), dtype)
     product = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
     jax.block_until_ready(product(x, x))
@@ -243,7 +243,6 @@ def input_throughput(batches, *, count: int, warmup: int) -> dict:
     (opening the data, building token stores, starting workers), then ``warmup`` untimed batches (so
     that workers' buffers filled while the first was awaited do not flatter the rate), then ``count``
     batches: their mean and median milliseconds, rows/s and real tokens/s (``batch_tokens``)."""
-    import time
     start = time.perf_counter()
     iterator = iter(batches)
     first = next(iterator)

@@ -43,6 +43,12 @@ class Order:
     def in_order(cls, examples, *, shard_index: int = 0, shard_count: int = 1) -> Order:
         return cls(np.asarray(examples, np.int64), None, shard_index, shard_count)
 
+    @classmethod
+    def evaluation(cls, count: int, *, max_examples: int, shard_index: int = 0, shard_count: int = 1) -> Order:
+        """A split's ``count`` examples (its first ``max_examples`` when that is positive) once, in order."""
+        return cls.in_order(np.arange(min(count, max_examples) if max_examples > 0 else count),
+                            shard_index=shard_index, shard_count=shard_count)
+
     def sliced(self, part: slice) -> Order:
         """This order's positions ``part.start``, ``part.start + part.step``, ... (grain's worker slices)."""
         return dataclasses.replace(self, start=self.start + (part.start or 0) * self.step,

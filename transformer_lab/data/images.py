@@ -78,9 +78,8 @@ class ImagePipeline(TfdsPipeline):
         """Every image of ``split`` (or its first ``max_examples``) once, in order; host ``shard_index``
         takes every ``shard_count``-th. The last batch is padded with rows of weight 0."""
         assemble = self._rows(split, rows)
-        count = len(assemble.source)
-        order = Order.in_order(np.arange(min(count, max_examples) if max_examples > 0 else count),
-                               shard_index=shard_index, shard_count=shard_count)
+        order = Order.evaluation(len(assemble.source), max_examples=max_examples, shard_index=shard_index,
+                                 shard_count=shard_count)
         yield from Batches(order, assemble)
 
 

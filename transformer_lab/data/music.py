@@ -183,22 +183,20 @@ class MusicPipeline(TfdsPipeline):
         every epoch the pieces are reshuffled, augmented anew and cropped at new offsets; host
         ``shard_index`` reads every ``shard_count``-th piece."""
         stretches = tuple(float(s) for s in self.config.get('time_stretches', ()))
-        split = self.config.train_split
+        split, source = self.config.train_split, self.source(self.config.train_split)
         stores = {stretch: self.token_ids(split, stretch) for stretch in (stretches or (None,))}
-        count = len(next(iter(stores[stretches[0] if stretches else None].values())))
         crops = Crops(stores, rows, self.config.max_length, self.config.transpose, stretches, self.tokenizer,
-                      Augmenter(self.tokenizer, self.source(split), self.config.targets_feature))
-        return Batches(Order.shuffled(np.arange(count), seed=seed, shard_index=shard_index, shard_count=shard_count),
-                       crops)
+                      Augmenter(self.tokenizer, source, self.config.targets_feature))
+        return Batches(Order.shuffled(np.arange(len(source)), seed=seed, shard_index=shard_index,
+                                      shard_count=shard_count), crops)
 
     def eval_batches(self, split: str, rows: int, *, max_examples: int = -1, shard_index: int = 0,
                      shard_count: int = 1) -> Iterator[dict]:
         """Every piece of ``split`` (or its first ``max_examples``) once, in windows; the last batch is
         padded with empty rows."""
         ids = self.token_ids(split)
-        count = len(ids['targets'])
-        order = Order.in_order(np.arange(min(count, max_examples) if max_examples > 0 else count),
-                               shard_index=shard_index, shard_count=shard_count)
+        order = Order.evaluation(len(ids['targets']), max_examples=max_examples, shard_index=shard_index,
+                                 shard_count=shard_count)
         yield from Batches(order, Windows(ids, rows, self.config.max_length))
 
     def primers(self, split: str, count: int, length: int) -> np.ndarray:

@@ -115,9 +115,8 @@ class TextPipeline(TfdsPipeline):
         truncated to ``max_length``; host ``shard_index`` of ``shard_count`` takes every
         ``shard_count``-th example. The last batch is padded with empty rows."""
         ids = self.token_ids(split)
-        count = len(next(iter(ids.values())))
-        order = Order.in_order(np.arange(min(count, max_examples) if max_examples > 0 else count),
-                               shard_index=shard_index, shard_count=shard_count)
+        order = Order.evaluation(len(ids['targets']), max_examples=max_examples, shard_index=shard_index,
+                                 shard_count=shard_count)
         length = self.config.max_length
         assemble = (PackedRows(ids, rows, length, pack=False, truncate=True) if self.is_translation
                     else Windows(ids, rows, length))

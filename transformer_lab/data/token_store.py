@@ -53,12 +53,10 @@ class Ragged:
     def __getitem__(self, index: int) -> np.ndarray:
         return np.asarray(self.values[self.offsets[index]:self.offsets[index + 1]], np.int32)
 
-    def gather(self, indices: np.ndarray, starts: np.ndarray | int = 0, lengths: np.ndarray | None = None) -> np.ndarray:
-        """int32: sequence ``indices[j]`` from ``starts[j]`` for ``lengths[j]`` ids (default: to its end),
-        for every j, one after another: one fancy index instead of a slice per sequence."""
-        indices = np.asarray(indices, np.int64)
-        begins = self.offsets[indices] + starts
-        lengths = self.offsets[indices + 1] - begins if lengths is None else np.asarray(lengths, np.int64)
+    def gather(self, indices: np.ndarray, starts: np.ndarray | int, lengths: np.ndarray) -> np.ndarray:
+        """int32: sequence ``indices[j]`` from ``starts[j]`` for ``lengths[j]`` ids, for every j, one after
+        another: one fancy index instead of a slice per sequence."""
+        begins = self.offsets[np.asarray(indices, np.int64)] + starts
         return np.asarray(self.values[spans(begins, lengths)], np.int32)
 
 
