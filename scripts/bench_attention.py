@@ -5,7 +5,10 @@ compared in one run: median time of interleaved calls and XLA's compiled memory.
         --core=type=dot_product --core=type=local_1d,block_length=256 \
         --core=type=local_2d,image_shape=32x96,query_shape=8x32,memory_flange=8x32 [--record=docs/benchmarks.md]
 
-A ``--core`` is ``key=value`` options of one attention core; ``AxB`` is the tuple (A, B).
+A ``--core`` is ``key=value`` options of one attention core; ``AxB`` is the tuple (A, B). Three keys say how
+it computes rather than what: ``implementation`` (xla, cudnn or blockwise; default xla) and blockwise's
+``query_block`` and ``key_block`` (default 512), e.g. ``--core=type=relative,max_relative_position=8192,
+implementation=blockwise``.
 ``type=naive_relative,max_relative_position=N`` is the contrast for relative attention: Shaw et al.'s
 form, gathering E[j - i] into an [L, L, d_h] tensor per head (defined here, not in the library).
 Memory is the compiled function's temporaries plus outputs (``memory_analysis``), not a timer's guess.
@@ -20,7 +23,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
 
-from transformer_lab.attention import MultiHeadAttention, make_core
+from transformer_lab.attention import Implementation, MultiHeadAttention, make_core
 from transformer_lab.attention.core import AttentionCore, causal_mask, scaled_dot_product_attention
 from transformer_lab.attention.relative import RelativeEmbeddings
 from transformer_lab.benchmarking import heading, publish
@@ -39,8 +42,9 @@ flags.DEFINE_bool('compile_only', False, 'Report compiled memory only, without r
 class NaiveRelativeCore(AttentionCore):
     """Relative attention without skewing: E[j - i] gathered for every (query, key) pair."""
 
-    def __init__(self, *, num_heads, head_dim, causal, rngs, max_relative_position=1024):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs)
+    def __init__(self, *, num_heads, head_dim, causal, rngs, implementation, max_relative_position=1024):
+        super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
+                         implementation=implementation)
         self.relative = RelativeEmbeddings(num_heads=num_heads, head_dim=head_dim, share_heads=False,
                                            max_relative_position=max_relative_position, far_distances='clip',
                                            rngs=rngs)
@@ -50,7 +54,8 @@ class NaiveRelativeCore(AttentionCore):
         distances = jnp.minimum(jnp.arange(length)[None, :] - jnp.arange(length)[:, None], 0)
         gathered = self.relative.lookup(distances.reshape(-1)).reshape(query.shape[2], length, length, -1)
         bias = jnp.einsum('bqhd,hqkd->bhqk', query, gathered) / query.shape[-1] ** 0.5
-        return scaled_dot_product_attention(query, key, value, causal_mask(length), bias)
+        return scaled_dot_product_attention(query, key, value, causal_mask(length), bias,
+                                            implementation=self.implementation)
 
 
 def parse_core(spec: str) -> dict:
@@ -64,8 +69,15 @@ def parse_core(spec: str) -> dict:
     return options
 
 
+IMPLEMENTATION_KEYS = {'implementation': 'name', 'query_block': 'query_block', 'key_block': 'key_block'}
+
+
 def compile_layer(options: dict):
-    arguments = dict(num_heads=FLAGS.heads, head_dim=FLAGS.d_model // FLAGS.heads, causal=True, rngs=nnx.Rngs(0))
+    options = dict(options)
+    implementation = Implementation(**{field: options.pop(key) for key, field in IMPLEMENTATION_KEYS.items()
+                                       if key in options})
+    arguments = dict(num_heads=FLAGS.heads, head_dim=FLAGS.d_model // FLAGS.heads, causal=True, rngs=nnx.Rngs(0),
+                     implementation=implementation)
     if options['type'] == 'naive_relative':
         core = NaiveRelativeCore(**arguments, **{k: v for k, v in options.items() if k != 'type'})
     else:

@@ -6,8 +6,8 @@ import pytest
 from flax import nnx
 
 from helpers import naive_attention
-from transformer_lab.attention import (DotProductCore, MultiHeadAttention, causal_mask, combine_masks,
-                                       padding_mask, scaled_dot_product_attention, segment_mask)
+from transformer_lab.attention import (DotProductCore, Implementation, MultiHeadAttention, causal_mask,
+                                       combine_masks, padding_mask, scaled_dot_product_attention, segment_mask)
 
 RNG = np.random.default_rng(0)
 
@@ -121,7 +121,8 @@ def test_cudnn_where_it_cannot_run_is_xla_after_one_notice(capsys):
     q, k, v = random_qkv()
     valid = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
     mask = padding_mask(valid, valid)
-    fused = DotProductCore(num_heads=3, head_dim=8, causal=True, rngs=nnx.Rngs(0), implementation='cudnn')
+    fused = DotProductCore(num_heads=3, head_dim=8, causal=True, rngs=nnx.Rngs(0),
+                           implementation=Implementation('cudnn'))
     plain = DotProductCore(num_heads=3, head_dim=8, causal=True, rngs=nnx.Rngs(0))
     outputs = [np.asarray(fused(q, k, v, mask)) for _ in range(2)]
     np.testing.assert_array_equal(outputs[0], np.asarray(plain(q, k, v, mask)))

@@ -10,20 +10,22 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from transformer_lab.attention import DotProductCore, MultiHeadAttention, RelativeCore, RelativeLocal1DCore
-from transformer_lab.attention import relative as relative_lib
-from transformer_lab.attention.relative import skew
+from transformer_lab.attention import (XLA, DotProductCore, Implementation, MultiHeadAttention, RelativeCore,
+                                       RelativeLocal1DCore)
+from transformer_lab.attention import skewing as relative_lib
+from transformer_lab.attention.skewing import skew
 
 RNG = np.random.default_rng(0)
 HEADS, HEAD_DIM = 2, 4
+BLOCKWISE = Implementation('blockwise', query_block=4, key_block=8)   # lengths below need not divide them
 
 
 def random_qkv(length, batch=2):
     return [RNG.normal(size=(batch, length, HEADS, HEAD_DIM)).astype(np.float32) for _ in range(3)]
 
 
-def relative_core(max_relative, far='clip', share=False, local_block=None):
-    options = dict(num_heads=HEADS, head_dim=HEAD_DIM, causal=True, rngs=nnx.Rngs(3),
+def relative_core(max_relative, far='clip', share=False, local_block=None, implementation=XLA):
+    options = dict(num_heads=HEADS, head_dim=HEAD_DIM, causal=True, rngs=nnx.Rngs(3), implementation=implementation,
                    max_relative_position=max_relative, share_heads=share, far_distances=far)
     if local_block:
         return RelativeLocal1DCore(block_length=local_block, **options)
@@ -62,11 +64,12 @@ def test_skewing_puts_each_distance_in_place():
             assert skewed[i, j] == j - (k_len - q_len + i)
 
 
+@pytest.mark.parametrize('implementation', [XLA, BLOCKWISE], ids=['xla', 'blockwise'])
 @pytest.mark.parametrize('length,max_relative,far,share', [
     (1, 3, 'clip', False), (5, 2, 'clip', False), (5, 2, 'zero', False), (16, 40, 'clip', True),
     (16, 5, 'zero', True), (33, 7, 'clip', False), (33, 1, 'zero', False)])
-def test_skewed_relative_attention_equals_the_naive_gather(length, max_relative, far, share):
-    core = relative_core(max_relative, far, share)
+def test_skewed_relative_attention_equals_the_naive_gather(length, max_relative, far, share, implementation):
+    core = relative_core(max_relative, far, share, implementation=implementation)
     q, k, v = random_qkv(length)
     expected = naive_relative_attention(q, k, v, np.asarray(core.relative.table[...]), max_relative, far)
     np.testing.assert_allclose(np.asarray(core(q, k, v, None)), expected, atol=1e-5)
@@ -96,7 +99,8 @@ def test_relative_local_equals_relative_global_when_a_block_covers_the_sequence(
 
 
 CORES = {'relative_clip': lambda: relative_core(3), 'relative_zero': lambda: relative_core(3, 'zero', True),
-         'relative_local': lambda: relative_core(5, local_block=4)}
+         'relative_local': lambda: relative_core(5, local_block=4),
+         'relative_blockwise': lambda: relative_core(3, 'zero', implementation=BLOCKWISE)}
 
 
 @pytest.mark.parametrize('name', sorted(CORES))

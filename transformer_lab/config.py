@@ -49,6 +49,11 @@ def parse_arg(arg: str | None, **defaults) -> ConfigDict:
     return options
 
 
+# model.attention_implementation='blockwise': the fastest blocks of a relative layer at L = 2048 on a CPU
+# (docs/benchmarks.md, issue 31); attention.Implementation's defaults, which a test holds equal to these.
+BLOCKWISE_BLOCKS = {'attention_query_block': 128, 'attention_key_block': 512}
+
+
 def base_config() -> ConfigDict:
     """All config sections with their defaults (the paper's Transformer base where one applies)."""
     config = ConfigDict()
@@ -74,7 +79,9 @@ def base_config() -> ConfigDict:
     model.dtype = 'float32'             # compute dtype; parameters are always float32
     model.activation_dtype = ''         # '' = dtype; 'float32' with dtype bfloat16: float32 results of bfloat16
                                         # products (what makes bfloat16 faster on a CPU, models/layers.py)
-    model.attention_implementation = 'xla'   # or 'cudnn': the fused kernel on a GPU (bfloat16), else XLA's
+    model.attention_implementation = 'xla'   # or 'cudnn': the fused kernel on a GPU (bfloat16), else XLA's;
+                                        # or 'blockwise': O(length) memory (attention/blockwise.py)
+    model.update(BLOCKWISE_BLOCKS)      # blockwise: queries and keys per block
     model.attention = ConfigDict({'type': 'dot_product'})
 
     config.data = data = ConfigDict()
@@ -290,6 +297,7 @@ COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
 # Fields added to the config after runs had been trained, with the values that give those runs' own
 # behaviour: a run directory written before a field existed still loads, evaluates and resumes.
 ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': 'xla',
+                **{f'model.{name}': value for name, value in BLOCKWISE_BLOCKS.items()},
                 'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
                 'parallel.stop_check_every_steps': 1, 'data.workers': 0}
 

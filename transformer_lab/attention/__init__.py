@@ -4,9 +4,9 @@ import inspect
 
 from flax import nnx
 
-from transformer_lab.attention.core import (IMPLEMENTATIONS, AttentionCore, DotProductCore, MultiHeadAttention,
-                                            causal_mask, combine_masks, padding_mask, scaled_dot_product_attention,
-                                            segment_mask)
+from transformer_lab.attention.core import (IMPLEMENTATIONS, XLA, AttentionCore, DotProductCore, Implementation,
+                                            MultiHeadAttention, causal_mask, combine_masks, padding_mask,
+                                            scaled_dot_product_attention, segment_mask)
 from transformer_lab.attention.local import Local1DCore, Local2DCore
 from transformer_lab.attention.relative import RelativeCore, RelativeLocal1DCore
 from transformer_lab.config import ConfigError, one_of
@@ -34,14 +34,14 @@ def check_attention(field: str, attention_config) -> None:
 
 
 def make_core(attention_config, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
-              implementation: str = 'xla') -> AttentionCore:
+              implementation: Implementation = XLA) -> AttentionCore:
     """Builds the attention core named by ``attention_config.type`` with the config's options, running
-    its attention by ``implementation`` (XLA's, or cuDNN's fused kernel on a GPU)."""
+    its attention by ``implementation`` (XLA's, cuDNN's fused kernel on a GPU, or blockwise)."""
     options = {k: v for k, v in attention_config.items() if k != 'type'}
     return CORES[attention_config['type']](num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
                                         implementation=implementation, **options)
 
 
-__all__ = ['CORES', 'IMPLEMENTATIONS', 'MODEL_ARGUMENTS', 'check_attention', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
+__all__ = ['CORES', 'IMPLEMENTATIONS', 'Implementation', 'XLA', 'MODEL_ARGUMENTS', 'check_attention', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
            'Local1DCore', 'Local2DCore', 'RelativeCore', 'RelativeLocal1DCore', 'causal_mask',
            'combine_masks', 'padding_mask', 'segment_mask', 'scaled_dot_product_attention']

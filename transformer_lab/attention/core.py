@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import math
 import sys
 
@@ -28,6 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from transformer_lab.attention.blockwise import blockwise_attention
+from transformer_lab.attention.skewing import DistanceLogits, dense_logits
 
 Array = jax.Array
 
@@ -64,8 +68,21 @@ def combine_masks(*masks: Array | None) -> Array | None:
     return combined
 
 
-IMPLEMENTATIONS = ('xla', 'cudnn')   # model.attention_implementation
+IMPLEMENTATIONS = ('xla', 'cudnn', 'blockwise')   # model.attention_implementation
 _NOTICES: set[str] = set()
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    """How a core computes attention: ``name`` one of ``IMPLEMENTATIONS`` (``model.attention_implementation``)
+    and, for 'blockwise', its blocks of queries and keys (``model.attention_query_block``, ``_key_block``)."""
+
+    name: str = 'xla'
+    query_block: int = 128
+    key_block: int = 512
+
+
+XLA = Implementation()
 
 
 def _notice_once(message: str) -> None:
@@ -75,23 +92,31 @@ def _notice_once(message: str) -> None:
 
 
 def scaled_dot_product_attention(query: Array, key: Array, value: Array, mask: Array | None = None,
-                                 bias: Array | None = None, *, is_causal: bool = False,
-                                 implementation: str = 'xla') -> Array:
+                                 bias: Array | DistanceLogits | None = None, *, is_causal: bool = False,
+                                 implementation: Implementation = XLA) -> Array:
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + bias) V, per head (Vaswani et al., eq. 1).
 
     query [batch, q_len, heads, d_k], key [batch, k_len, heads, d_k], value [batch, k_len, heads, d_v],
-    mask bool broadcastable to [batch, heads, q_len, k_len], bias (additive logits) likewise;
-    ``is_causal`` adds the causal triangle (the queries being the last q_len of the k_len positions).
-    Returns [batch, q_len, heads, d_v]. Delegates to ``jax.nn.dot_product_attention``: XLA's path
+    mask bool broadcastable to [batch, heads, q_len, k_len], bias (additive logits) likewise, or
+    relative logits not yet materialised (``DistanceLogits``); ``is_causal`` adds the causal triangle (the
+    queries being the last q_len of the k_len positions). Returns [batch, q_len, heads, d_v].
+
+    By ``implementation``: 'xla' and 'cudnn' delegate to ``jax.nn.dot_product_attention``. XLA's path
     computes the softmax in float32 and fills masked logits with a finite value of the compute dtype;
-    ``implementation='cudnn'`` runs the fused cuDNN kernel (a GPU, bfloat16 or float16, head_dim a
-    multiple of 8), which never materialises the logits and skips the causal triangle's masked half.
-    Where cuDNN cannot run (no GPU, float32, a shape it refuses), XLA's runs instead, after a one-line
-    notice naming why.
+    cuDNN's fused kernel (a GPU, bfloat16 or float16, head_dim a multiple of 8) never materialises the
+    logits and skips the causal triangle's masked half, but takes relative logits as a materialised
+    bias. Where cuDNN cannot run (no GPU, float32, a shape it refuses), XLA's runs instead, after a
+    one-line notice naming why. 'blockwise' (``blockwise.blockwise_attention``) computes the logits,
+    relative ones included, a block pair at a time: O(L) memory; a bias that is already an array
+    gains nothing from it and goes to XLA's path.
     """
+    if implementation.name == 'blockwise' and (bias is None or isinstance(bias, DistanceLogits)):
+        return blockwise_attention(query, key, value, mask, bias, is_causal=is_causal,
+                                   query_block=implementation.query_block, key_block=implementation.key_block)
+    bias = dense_logits(bias, query)
     if bias is not None:
         bias = bias.astype(query.dtype)
-    if implementation == 'cudnn':
+    if implementation.name == 'cudnn':
         try:
             return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, is_causal=is_causal,
                                                 implementation='cudnn')
@@ -111,22 +136,24 @@ class AttentionCore(nnx.Module):
     for whole sequences and ``added_logits_at`` for one decoding query (relative attention).
     """
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, implementation: str = 'xla'):
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
+                 implementation: Implementation = XLA):
         del num_heads, head_dim, rngs  # no parameters: the projections belong to MultiHeadAttention
         self.causal, self.implementation = causal, implementation
 
     def attention(self, query: Array, key: Array, value: Array, mask: Array | None, bias: Array | None = None,
                   *, is_causal: bool = False) -> Array:
-        """``scaled_dot_product_attention`` with this core's implementation (XLA's or cuDNN's)."""
+        """``scaled_dot_product_attention`` with this core's implementation (XLA's, cuDNN's or blockwise)."""
         return scaled_dot_product_attention(query, key, value, mask, bias, is_causal=is_causal,
                                             implementation=self.implementation)
 
     def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
         return self.attention(query, key, value, mask, self.added_logits(query, key.shape[1]), is_causal=self.causal)
 
-    def added_logits(self, query: Array, key_length: int) -> Array | None:
-        """Logits added to the attention's, scaled, [batch, heads, q_len, key_length], for queries
-        [batch, q_len, heads, d] that are the last q_len of key_length positions; None: none."""
+    def added_logits(self, query: Array, key_length: int) -> Array | DistanceLogits | None:
+        """Logits added to the attention's, scaled, [batch, heads, q_len, key_length] (or relative ones not
+        yet materialised), for queries [batch, q_len, heads, d] that are the last q_len of key_length
+        positions; None: none."""
         del query, key_length
         return None
 
@@ -169,7 +196,7 @@ class AttentionCore(nnx.Module):
         (a row that sees nothing is all 0). Local cores' weights so sit in the full [q_len, k_len] frame.
         Written by hand for this purpose; the training path never calls it."""
         logits = jnp.einsum('bqhd,bkhd->bhqk', query, key).astype(jnp.float32) / math.sqrt(query.shape[-1])
-        added = self.added_logits(query, key.shape[1])
+        added = dense_logits(self.added_logits(query, key.shape[1]), query)
         if added is not None:
             logits = logits + added.astype(jnp.float32)
         visible = jnp.broadcast_to(combine_masks(self.structure(query.shape[1], key.shape[1])[None, None], mask),

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from transformer_lab.attention.core import AttentionCore
+from transformer_lab.attention.core import XLA, AttentionCore, Implementation
+from transformer_lab.attention.skewing import dense_logits
 
 Array = jax.Array
 
@@ -99,8 +100,8 @@ class Local1DCore(AttentionCore):
     Cost per layer O(L * 2b * d) instead of O(L^2 d). The paper's CIFAR-10 model uses b = 256.
     """
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, implementation: str = 'xla',
-                 block_length: int = 256):
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
+                 implementation: Implementation = XLA, block_length: int = 256):
         super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
                          implementation=implementation)
         if not causal:
@@ -114,7 +115,8 @@ class Local1DCore(AttentionCore):
         """``added_logits`` over each block's memory: query_blocks [batch, n, b, heads, d] (the last b of
         their 2 b memory positions) -> [batch, n, heads, b, 2 b], or None."""
         batch, blocks, b = query_blocks.shape[:3]
-        logits = self.added_logits(query_blocks.reshape(batch * blocks, *query_blocks.shape[2:]), 2 * b)
+        folded = query_blocks.reshape(batch * blocks, *query_blocks.shape[2:])
+        logits = dense_logits(self.added_logits(folded, 2 * b), folded)
         return None if logits is None else logits.reshape(batch, blocks, *logits.shape[1:])
 
     def __call__(self, query: Array, key: Array, value: Array, mask: Array | None) -> Array:
@@ -270,8 +272,8 @@ class Local2DCore(AttentionCore):
     flanges, 1280 keys at most instead of 3072.
     """
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, implementation: str = 'xla',
-                 image_shape: tuple[int, int] = (32, 96), query_shape: tuple[int, int] = (8, 32),
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
+                 implementation: Implementation = XLA, image_shape: tuple[int, int] = (32, 96), query_shape: tuple[int, int] = (8, 32),
                  memory_flange: tuple[int, int] = (8, 32)):
         super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
                          implementation=implementation)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from transformer_lab.attention import IMPLEMENTATIONS, MultiHeadAttention, check_attention, make_core
+from transformer_lab.attention import IMPLEMENTATIONS, Implementation, MultiHeadAttention, check_attention, make_core
 from transformer_lab.config import one_of, positive, require
 from transformer_lab.models.layers import FeedForward, Residual, float32_result_dot_general
 
@@ -34,7 +34,8 @@ def check_stack(model) -> None:
             f"'{model.activation_dtype}' is for model.dtype='bfloat16' (float32 results of bfloat16 products); "
             f"with model.dtype='{model.dtype}' leave it ''")
     one_of('model.attention_implementation', model.attention_implementation, IMPLEMENTATIONS)
-    positive(model, 'model', 'd_model', 'num_heads', 'd_ff', 'max_length')
+    positive(model, 'model', 'd_model', 'num_heads', 'd_ff', 'max_length', 'attention_query_block',
+             'attention_key_block')
     attention_dims = model.attention_dims or model.d_model
     require(attention_dims % model.num_heads == 0, 'model.attention_dims' if model.attention_dims else 'model.d_model',
             f'{attention_dims} is not divisible by model.num_heads={model.num_heads}; '
@@ -64,11 +65,16 @@ def projection_dtypes(config) -> dict:
     return dict(dtypes(config), dot_general=products)
 
 
+def implementation(config) -> Implementation:
+    """How the attention cores compute (``model.attention_implementation`` and blockwise's blocks)."""
+    return Implementation(config.attention_implementation, config.attention_query_block, config.attention_key_block)
+
+
 def _attention(config, *, causal: bool, rngs: nnx.Rngs, attention_config=None) -> MultiHeadAttention:
     """Multi-head attention whose core is ``attention_config`` (default: the model's ``attention``)."""
     head_dim = (config.attention_dims or config.d_model) // config.num_heads
     core = make_core(attention_config or config.attention, num_heads=config.num_heads, head_dim=head_dim,
-                     causal=causal, rngs=rngs, implementation=config.attention_implementation)
+                     causal=causal, rngs=rngs, implementation=implementation(config))
     return MultiHeadAttention(config.d_model, config.num_heads, core, head_dim=head_dim,
                               **projection_dtypes(config), rngs=rngs)
 

@@ -25,8 +25,10 @@ from transformer_lab.data.source import in_workers
 from transformer_lab.training import checkpoints, evaluators, logging, optim, parallel, preemption, steps
 from transformer_lab.training import workdir as workdir_lib
 
-# Config fields that may change when a run resumes: cadences, lengths, evaluation, topology.
-SAFE_ON_RESUME = ('train.num_steps', 'train.log_every_steps', 'train.nonfinite', 'train.max_consecutive_skips',
+# Config fields that may change when a run resumes: cadences, lengths, evaluation, topology, how attention
+# is computed (the same function).
+SAFE_ON_RESUME = ('model.attention_implementation', 'model.attention_query_block', 'model.attention_key_block',
+                  'train.num_steps', 'train.log_every_steps', 'train.nonfinite', 'train.max_consecutive_skips',
                   'train.grad_accum_steps', 'eval', 'checkpoint.every_steps', 'checkpoint.max_to_keep',
                   'checkpoint.best_metric', 'checkpoint.best_mode', 'sample', 'parallel', 'data.data_dir',
                   'data.workers')
