@@ -123,3 +123,16 @@ def test_a_relative_layer_at_16384_compiles_to_under_a_gigabyte():
     loss = lambda p, x: nnx.merge(graphdef, p)(x).sum()  # noqa: E731
     memory = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile().memory_analysis()
     assert memory.temp_size_in_bytes + memory.output_size_in_bytes < 2 ** 30
+
+
+def test_cached_decoding_through_blockwise_equals_its_full_pass():
+    """A plain core's decoding query (one row against the cache, its later positions masked) runs blockwise
+    too; relative cores' decoding logits are one row, materialised (test_relative_attention)."""
+    attention = MultiHeadAttention(HEADS * HEAD_DIM, HEADS, plain(True, BLOCKS['4x8']), rngs=nnx.Rngs(1))
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 10, HEADS * HEAD_DIM)), jnp.float32)
+    full = np.asarray(attention(x))
+    cache = attention.init_cache(2, 10)
+    step = jax.jit(lambda x_t, cache, t: attention.decode_step(x_t, cache, t))
+    for t in range(10):
+        out, cache = step(x[:, t:t + 1], cache, t)
+        np.testing.assert_allclose(np.asarray(out[:, 0]), full[:, t], atol=1e-5, err_msg=f'position {t}')

@@ -206,7 +206,20 @@ def cpu_music_config(dataset: str, *, targets_feature: str, tokenizer: str, wind
     return config
 
 
-MUSIC_VARIANTS = dict(baseline=False, relative=False, local=False, concat=False, voices=False)
+MUSIC_VARIANTS = dict(baseline=False, relative=False, local=False, concat=False, voices=False, long=False)
+# The `long` variant's length: 4x the crops of 2048 the paper trained on (Huang et al. 2018, Sec. 5.2).
+LONG_LENGTH = 8192
+
+
+def lengthen(config: ConfigDict, length: int) -> None:
+    """``long``: crops, positions and samples of ``length`` tokens with as many tokens per batch as
+    before (fewer rows, at least one), and blockwise attention, whose memory grows as the length rather
+    than its square (attention/blockwise.py)."""
+    old = config.data.max_length
+    config.data.batch_size = max(1, config.data.batch_size * old // length)
+    config.eval.batch_size = max(1, config.eval.batch_size * old // length)
+    config.data.max_length = config.model.max_length = config.sample.max_length = length
+    config.model.attention_implementation = 'blockwise'
 
 
 def apply_music_variants(config: ConfigDict, arg: ConfigDict, *, max_relative_position: int,
@@ -216,14 +229,17 @@ def apply_music_variants(config: ConfigDict, arg: ConfigDict, *, max_relative_po
     1 and 3), combinable except for the attention: ``baseline`` (absolute sinusoids added, full causal
     attention; the default), ``relative`` (relative attention with skewing), ``local`` (relative local
     attention in blocks of ``block_length``), ``concat`` (sinusoids concatenated instead of added, half
-    the dimensions) and ``voices`` (a voice embedding: the paper's instrument labels); then ``steps``
-    and ``layers``."""
+    the dimensions), ``voices`` (a voice embedding: the paper's instrument labels) and ``long``
+    (``lengthen`` to ``LONG_LENGTH``, relative distances up to half of it); then ``steps`` and ``layers``."""
     if arg.baseline + arg.relative + arg.local > 1:
         raise ConfigError('arg', 'pick one attention variant of baseline, relative and local')
     model = config.model
     if arg.tiny:
         shrink_to_tiny(config, max_examples=4)
         model.attention_dims, max_relative_position, block_length = 0, 16, 16
+    if arg.long:
+        lengthen(config, LONG_LENGTH)
+        max_relative_position = LONG_LENGTH // 2
     if arg.relative:
         model.attention = ConfigDict({'type': 'relative', 'max_relative_position': max_relative_position})
     elif arg.local:
