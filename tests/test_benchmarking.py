@@ -6,7 +6,7 @@ import numpy as np
 from flax import nnx
 from helpers import load_config, run_script
 
-from transformer_lab import benchmarking, registry
+from transformer_lab import attention_memory, benchmarking, registry
 
 
 def test_keys_per_query_follow_each_cores_memory():
@@ -75,3 +75,29 @@ def test_profile_top_ops_names_the_programs_operations(tmp_path):
     assert ops and all(milliseconds >= 0 and count >= 1 for _, milliseconds, count in ops)
     assert not any(name.startswith(('$', 'ThunkExecutor')) for name, _, _ in ops)
     assert list(tmp_path.rglob('*.trace.json.gz'))
+
+
+def test_table_1_rows_order_the_relative_forms_by_memory():
+    """Huang et al.'s Table 1 at L = 256, compiled: Shaw et al.'s gather above skewing above blockwise
+    skewing, by the paper's formula and by XLA's compiled memory, and the gather compiles to at least the
+    [L, L, D_h] tensor the formula counts."""
+    forms = [form for form in attention_memory.FORMS if form.formula]
+    rows = attention_memory.memory_rows([256], forms, forward=False)
+    assert [row.form.name for row in rows] == [attention_memory.SHAW, attention_memory.SKEWING,
+                                               attention_memory.BLOCKWISE]
+    assert rows[0].formula_bytes == (4 * 256 * 256 * 64, 4 * 256 * 256)
+    formula = [sum(row.formula_bytes) for row in rows]
+    compiled = [row.train_bytes for row in rows]
+    assert formula[0] > formula[1] > formula[2] and compiled[0] > compiled[1] > compiled[2], (formula, compiled)
+    assert compiled[0] > 8 * formula[0] and all(row.forward_bytes is None for row in rows)
+
+
+def test_longest_length_within_bisects_to_a_multiple_of_64():
+    lengths = []
+
+    def squared(length):
+        lengths.append(length)
+        return length ** 2
+    assert attention_memory.longest_length_within(1000 ** 2, squared, fits=64) == 960
+    assert attention_memory.longest_length_within(5000 ** 2, squared, fits=650, exceeds=8192) == 4992
+    assert all(length % 64 == 0 for length in lengths)
