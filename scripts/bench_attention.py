@@ -20,6 +20,7 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
 from absl import app, flags
 
 from transformer_lab.attention_memory import compile_layer, parse_core
@@ -34,13 +35,15 @@ flags.DEFINE_integer('batch', 1, 'Batch size.')
 flags.DEFINE_integer('repeats', 5, 'Timed rounds (each calls every core once).')
 flags.DEFINE_string('record', None, 'Append the results table to this markdown file.')
 flags.DEFINE_bool('compile_only', False, 'Report compiled memory only, without running.')
+flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], "Compute dtype (cuDNN's kernel runs in bfloat16 only).")
 
 
 def main(argv):
     del argv
     specs = [parse_core(spec) for spec in FLAGS.core]
     layers = [compile_layer(options, length=FLAGS.length, d_model=FLAGS.d_model, heads=FLAGS.heads,
-                            batch=FLAGS.batch, materialize=not FLAGS.compile_only) for options in specs]
+                            batch=FLAGS.batch, materialize=not FLAGS.compile_only, dtype=jnp.dtype(FLAGS.dtype))
+              for options in specs]
     if FLAGS.compile_only:
         for spec, layer in zip(FLAGS.core, layers):
             print(f'| `{spec}` | compiled memory {layer.memory_bytes / 2**20:.0f} MB (length {FLAGS.length}) |')
@@ -58,7 +61,7 @@ def main(argv):
             times[index].append(time.perf_counter() - start)
     base_time, base_memory = statistics.median(times[0]), layers[0].memory_bytes
     lines = [heading('One attention layer, forward + backward'),
-             '', f'length {FLAGS.length}, d_model {FLAGS.d_model}, {FLAGS.heads} heads, batch {FLAGS.batch}, float32; '
+             '', f'length {FLAGS.length}, d_model {FLAGS.d_model}, {FLAGS.heads} heads, batch {FLAGS.batch}, {FLAGS.dtype}; '
              f'median of {FLAGS.repeats} interleaved rounds (rotating order, after 2 warm-up rounds)', '',
              '| core | ms | speed-up | compiled memory (MB) | memory ratio |', '|---|---|---|---|---|']
     for spec, layer, runs in zip(FLAGS.core, layers, times):

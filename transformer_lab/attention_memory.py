@@ -73,9 +73,10 @@ class CompiledLayer:
 
 
 def compile_layer(options: dict, *, length: int, d_model: int = 512, heads: int = 8, batch: int = 1,
-                  backward: bool = True, materialize: bool = True) -> CompiledLayer:
+                  backward: bool = True, materialize: bool = True, dtype=jnp.float32) -> CompiledLayer:
     """One causal self-attention layer with core ``options`` (``parse_core``'s; ``type=naive_relative``
-    is ``NaiveRelativeCore``) on float32 [batch, length, d_model], compiled: the sum of its output and,
+    is ``NaiveRelativeCore``) on float32 [batch, length, d_model], computing in ``dtype`` (parameters
+    float32), compiled: the sum of its output and,
     with ``backward``, the gradients of the parameters and the input; without, the layer's output alone.
     ``materialize`` off lowers on shapes only, so that lengths whose parameters or inputs would not fit
     in host memory (E of a long sequence) still compile."""
@@ -90,7 +91,7 @@ def compile_layer(options: dict, *, length: int, d_model: int = 512, heads: int 
             core = NaiveRelativeCore(**arguments, **{k: v for k, v in options.items() if k != 'type'})
         else:
             core = make_core(options, **arguments)
-        return MultiHeadAttention(d_model, heads, core, rngs=nnx.Rngs(0))
+        return MultiHeadAttention(d_model, heads, core, dtype=dtype, rngs=nnx.Rngs(0))
 
     graphdef, params = nnx.split(build() if materialize else nnx.eval_shape(build))
     shape = (batch, length, d_model)
