@@ -61,7 +61,8 @@ def main(argv):
             times[index].append(time.perf_counter() - start)
     base_time, base_memory = statistics.median(times[0]), layers[0].memory_bytes
     lines = [heading('One attention layer, forward + backward'),
-             '', f'length {FLAGS.length}, d_model {FLAGS.d_model}, {FLAGS.heads} heads, batch {FLAGS.batch}, {FLAGS.dtype}; '
+             '', f'length {FLAGS.length}, d_model {FLAGS.d_model}, {FLAGS.heads} heads, batch {FLAGS.batch}, '
+             f'{FLAGS.dtype}; '
              f'median of {FLAGS.repeats} interleaved rounds (rotating order, after 2 warm-up rounds)', '',
              '| core | ms | speed-up | compiled memory (MB) | memory ratio |', '|---|---|---|---|---|']
     for spec, layer, runs in zip(FLAGS.core, layers, times):

@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 from transformer_lab.attention import (XLA, DotProductCore, Implementation, MultiHeadAttention, RelativeCore,
-                                       padding_mask, segment_mask)
-from transformer_lab.attention.skewing import skew_window
+                                       padding_mask, scaled_dot_product_attention, segment_mask)
+from transformer_lab.attention.skewing import DistanceLogits, skew_window, unskew_window
 from transformer_lab.config import BLOCKWISE_BLOCKS
 
 HEADS, HEAD_DIM = 2, 8
@@ -28,14 +28,23 @@ def test_one_block_pair_skewed_puts_each_distance_in_place():
     np.testing.assert_array_equal(placed, columns - rows + q_block - 1)
 
 
+def test_unskewing_a_block_pair_is_the_transpose_of_skewing_it():
+    # <skew_window(R), G> = <R, unskew_window(G)> for every R and G: the gradient the backward pass relies on.
+    rng = np.random.default_rng(1)
+    relative, placed = rng.normal(size=(2, 3, 3 + 5 - 1)), rng.normal(size=(2, 3, 5))
+    np.testing.assert_allclose((np.asarray(skew_window(jnp.asarray(relative), 5)) * placed).sum(),
+                               (relative * np.asarray(unskew_window(jnp.asarray(placed), 3))).sum(), rtol=1e-5)
+
+
 def plain(causal=True, implementation=XLA):
     return DotProductCore(num_heads=HEADS, head_dim=HEAD_DIM, causal=causal, rngs=nnx.Rngs(0),
                           implementation=implementation)
 
 
 def relative(max_relative, far='clip', share=False, implementation=XLA):
-    return RelativeCore(num_heads=HEADS, head_dim=HEAD_DIM, causal=True, rngs=nnx.Rngs(0), implementation=implementation,
-                        max_relative_position=max_relative, far_distances=far, share_heads=share)
+    return RelativeCore(num_heads=HEADS, head_dim=HEAD_DIM, causal=True, rngs=nnx.Rngs(0),
+                        implementation=implementation, max_relative_position=max_relative, far_distances=far,
+                        share_heads=share)
 
 
 CORES = {
@@ -136,3 +145,35 @@ def test_cached_decoding_through_blockwise_equals_its_full_pass():
     for t in range(10):
         out, cache = step(x[:, t:t + 1], cache, t)
         np.testing.assert_allclose(np.asarray(out[:, 0]), full[:, t], atol=1e-5, err_msg=f'position {t}')
+
+
+def test_queries_that_are_the_last_of_the_keys_see_the_same_keys_by_every_path():
+    """q_len < k_len, causal, with relative logits: the queries are the last q_len positions (skewing's and
+    blockwise's convention; XLA's path aligns its causal mask likewise), and a key mask [batch, 1, 1, k_len]
+    stays broadcast. Outputs and the gradients of q, k, v and E agree."""
+    rng = np.random.default_rng(3)
+    query = jnp.asarray(rng.normal(size=(2, 5, HEADS, HEAD_DIM)), jnp.float32)
+    key, value = (jnp.asarray(rng.normal(size=(2, 13, HEADS, HEAD_DIM)), jnp.float32) for _ in range(2))
+    embeddings = jnp.asarray(rng.normal(size=(HEADS, 13, HEAD_DIM)), jnp.float32)
+    key_mask = jnp.asarray(rng.random((2, 1, 1, 13)) > 0.2).at[:, :, :, -5:].set(True)
+
+    def weighted(implementation):
+        def loss(q, k, v, e):
+            out = scaled_dot_product_attention(q, k, v, key_mask, DistanceLogits(e, 0.3), is_causal=True,
+                                               implementation=implementation)
+            return (out * jnp.arange(out.size, dtype=jnp.float32).reshape(out.shape) / out.size).sum()
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(query, key, value, embeddings)
+
+    (expected, expected_gradients), (got, got_gradients) = weighted(XLA), weighted(BLOCKS['4x8'])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    for a, b in zip(got_gradients, expected_gradients):
+        np.testing.assert_allclose(a, b, atol=2e-6)
+
+
+def test_blockwise_gradients_come_back_in_the_inputs_dtypes():
+    q, k, v = (jnp.ones((1, 9, HEADS, HEAD_DIM), jnp.bfloat16) for _ in range(3))
+    table = jnp.ones((HEADS, 9, HEAD_DIM), jnp.float32)
+    gradients = jax.grad(lambda q, k, v, e: scaled_dot_product_attention(
+        q, k, v, None, DistanceLogits(e, 0.3), is_causal=True, implementation=BLOCKS['4x8']).astype(
+        jnp.float32).sum(), argnums=(0, 1, 2, 3))(q, k, v, table)
+    assert [g.dtype for g in gradients] == [jnp.bfloat16] * 3 + [jnp.float32]

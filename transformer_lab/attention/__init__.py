@@ -42,6 +42,7 @@ def make_core(attention_config, *, num_heads: int, head_dim: int, causal: bool, 
                                         implementation=implementation, **options)
 
 
-__all__ = ['CORES', 'IMPLEMENTATIONS', 'Implementation', 'XLA', 'MODEL_ARGUMENTS', 'check_attention', 'make_core', 'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
+__all__ = ['CORES', 'IMPLEMENTATIONS', 'Implementation', 'XLA', 'MODEL_ARGUMENTS', 'check_attention', 'make_core',
+           'MultiHeadAttention', 'AttentionCore', 'DotProductCore',
            'Local1DCore', 'Local2DCore', 'RelativeCore', 'RelativeLocal1DCore', 'causal_mask',
            'combine_masks', 'padding_mask', 'segment_mask', 'scaled_dot_product_attention']

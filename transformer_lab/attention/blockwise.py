@@ -34,7 +34,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from transformer_lab.attention.skewing import DistanceLogits, skew_window
+from transformer_lab.attention.skewing import DistanceLogits, skew_window, unskew_window
 
 Array = jax.Array
 FLOAT32 = jnp.float32
@@ -78,13 +78,13 @@ class _Plan:
         return jnp.minimum(last_query // self.key_block + 1, self.key_blocks)
 
     def window_start(self, query_block: Array, key_block: Array) -> Array:
-        """The row of the padded E (``_padded_embeddings``) where the pair's window begins: its distance
-        (first key) - (last query)."""
+        """The row of the padded E (``_padded_embeddings``) where the pair's window begins, the row of its
+        distance d_0 = (first key) - (last query): d_0 + (k_len - 1) + (padded q_len - q_len)."""
         return key_block * self.key_block - query_block * self.query_block - self.query_block + self.padded_q_len
 
     def visible(self, mask: Array | None, query_block: Array, key_block: Array) -> Array:
         """bool [1 or batch, 1 or heads, b_q, b_k]: the pair's keys that exist (not padding), are not
-        in the future (causal) and that ``mask`` allows."""
+        in the future (causal) and that ``mask`` allows (``_padded_mask``: its axes of 1 stay 1)."""
         queries = self.k_len - self.q_len + query_block * self.query_block + jnp.arange(self.query_block)
         keys = key_block * self.key_block + jnp.arange(self.key_block)
         visible = jnp.broadcast_to(keys[None, :] < self.k_len, (self.query_block, self.key_block))
@@ -92,9 +92,11 @@ class _Plan:
             visible = visible & (keys[None, :] <= queries[:, None])
         visible = visible[None, None]
         if mask is not None:
+            q_rows, k_columns = mask.shape[2:]
             visible = visible & jax.lax.dynamic_slice(
-                mask, (0, 0, query_block * self.query_block, key_block * self.key_block),
-                (*mask.shape[:2], self.query_block, self.key_block))
+                mask, (0, 0, query_block * self.query_block if q_rows > 1 else 0,
+                       key_block * self.key_block if k_columns > 1 else 0),
+                (*mask.shape[:2], min(q_rows, self.query_block), min(k_columns, self.key_block)))
         return visible
 
 
@@ -118,6 +120,7 @@ def _add_block(total: Array, part: Array, start: Array, axis: int) -> Array:
 
 
 def _window(plan: _Plan, embeddings: Array | None, query_block: Array, key_block: Array) -> Array | None:
+    """W_j: the b_q + b_k - 1 rows of the padded E [heads, rows, d] the pair's distances span, or None."""
     if embeddings is None:
         return None
     return jax.lax.dynamic_slice_in_dim(embeddings, plan.window_start(query_block, key_block), plan.window, axis=1)
@@ -160,6 +163,7 @@ def _forward_query_block(plan: _Plan, query, key, value, embeddings, mask, query
 
 
 def _forward(plan: _Plan, query, key, value, embeddings, mask):
+    """O [batch, heads, padded q_len, d] and lse [batch, heads, padded q_len], query block by query block."""
     outputs, lse = jax.lax.map(
         lambda index: _forward_query_block(plan, query, key, value, embeddings, mask, index),
         jnp.arange(plan.query_blocks))
@@ -170,66 +174,78 @@ def _forward(plan: _Plan, query, key, value, embeddings, mask):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _attention(plan: _Plan, query, key, value, embeddings, mask):
+    """Blockwise attention on heads-major, block-padded inputs (``blockwise_attention`` prepares them)."""
     return _forward(plan, query, key, value, embeddings, mask)[0]
 
 
 def _attention_forward(plan, query, key, value, embeddings, mask):
+    """The forward pass, keeping what the backward pass recomputes the blocks from: O(L d) residuals."""
     output, lse = _forward(plan, query, key, value, embeddings, mask)
     return output, (query, key, value, embeddings, mask, output, lse)
 
 
+def _backward_block_pair(plan: _Plan, residuals, query_block: Array, key_block: Array, carry):
+    """One block pair's share of the gradients (module docstring): with P = e^{S - lse} over the visible keys,
+    dV_j += P^T dO_b, dS = P * (dO_b V_j^T - D_b), dQ_b += dS K_j / sqrt(d), dK_j += dS^T Q_b / sqrt(d), and for
+    relative logits G = unskew_window(dS) x relative scale: dQ_b += G W_j, dW_j += G^T Q_b per batch row
+    (summed over rows once, after the loops: a sum inside them would be a cross-device reduction per pair
+    under data parallelism). carry: (dQ_b [batch, heads, b_q, d], dK, dV [batch, heads, padded k_len, d],
+    dE per row [batch, heads, rows of padded E, d] or a placeholder), float32."""
+    query, key, value, embeddings, mask, output_gradient, lse, row_dots = residuals
+    query_gradient, key_gradient, value_gradient, embeddings_gradient = carry
+    rows = query_block * plan.query_block
+    block_query, block_gradient = _block(query, query_block, plan.query_block), _block(output_gradient, query_block,
+                                                                                       plan.query_block)
+    block_lse = jax.lax.dynamic_slice_in_dim(lse, rows, plan.query_block, axis=2)[..., None]
+    block_dots = jax.lax.dynamic_slice_in_dim(row_dots, rows, plan.query_block, axis=2)[..., None]
+    block_key, block_value = _block(key, key_block, plan.key_block), _block(value, key_block, plan.key_block)
+    window = _window(plan, embeddings, query_block, key_block)
+    scores = _block_scores(plan, block_query, block_key, window)
+    weights = jnp.where(plan.visible(mask, query_block, key_block), jnp.exp(scores - block_lse), 0.0)
+    value_part = _product('bhqk,bhqd->bhkd', weights.astype(block_gradient.dtype), block_gradient)
+    score_gradient = weights * (_product('bhqd,bhkd->bhqk', block_gradient, block_value) - block_dots)
+    scaled = (score_gradient * plan.scale).astype(query.dtype)
+    query_gradient = query_gradient + _product('bhqk,bhkd->bhqd', scaled, block_key)
+    key_part = _product('bhqk,bhqd->bhkd', scaled, block_query)
+    keys = key_block * plan.key_block
+    key_gradient = _add_block(key_gradient, key_part, keys, axis=2)
+    value_gradient = _add_block(value_gradient, value_part, keys, axis=2)
+    if window is not None:
+        unskewed = unskew_window(score_gradient * plan.relative_scale, plan.query_block).astype(query.dtype)
+        query_gradient = query_gradient + _product('bhqw,hwd->bhqd', unskewed, window)
+        window_part = _product('bhqw,bhqd->bhwd', unskewed, block_query)
+        embeddings_gradient = _add_block(embeddings_gradient, window_part, plan.window_start(query_block, key_block),
+                                         axis=2)
+    return query_gradient, key_gradient, value_gradient, embeddings_gradient
+
+
 def _attention_backward(plan: _Plan, residuals, output_gradient):
+    """The custom VJP's backward pass: query blocks one after another, each over the key blocks it attends
+    (``_backward_block_pair``), from the residuals Q, K, V, E, the mask, O and lse. Returns the cotangents
+    of (query, key, value, embeddings, mask) in the inputs' dtypes; None for the mask and absent E."""
     query, key, value, embeddings, mask, output, lse = residuals
-    row_dots = (output_gradient.astype(FLOAT32) * output.astype(FLOAT32)).sum(-1)
-    relative = embeddings is not None
-    if relative:
-        shape = query.shape[:2] + (plan.query_block, plan.window)
-        _, unskew = jax.vjp(lambda r: skew_window(r, plan.key_block), jnp.zeros(shape, FLOAT32))
+    row_dots = (output_gradient.astype(FLOAT32) * output.astype(FLOAT32)).sum(-1)      # D [batch, heads, q_len]
+    pair_residuals = (query, key, value, embeddings, mask, output_gradient, lse, row_dots)
 
     def query_row(query_block, gradients):
-        block_query = _block(query, query_block, plan.query_block)
-        block_gradient = _block(output_gradient, query_block, plan.query_block)
-        block_lse = jax.lax.dynamic_slice_in_dim(lse, query_block * plan.query_block, plan.query_block, axis=2)
-        block_dots = jax.lax.dynamic_slice_in_dim(row_dots, query_block * plan.query_block, plan.query_block, axis=2)
-
-        def step(key_block, carry):
-            query_gradient, key_gradient, value_gradient, embeddings_gradient = carry
-            block_key, block_value = _block(key, key_block, plan.key_block), _block(value, key_block, plan.key_block)
-            window = _window(plan, embeddings, query_block, key_block)
-            scores = _block_scores(plan, block_query, block_key, window)
-            visible = plan.visible(mask, query_block, key_block)
-            weights = jnp.where(visible, jnp.exp(scores - block_lse[..., None]), 0.0)
-            value_part = _product('bhqk,bhqd->bhkd', weights.astype(block_gradient.dtype), block_gradient)
-            weight_gradient = _product('bhqd,bhkd->bhqk', block_gradient, block_value)
-            score_gradient = weights * (weight_gradient - block_dots[..., None])
-            scaled = (score_gradient * plan.scale).astype(query.dtype)
-            query_gradient = query_gradient + _product('bhqk,bhkd->bhqd', scaled, block_key)
-            key_part = _product('bhqk,bhqd->bhkd', scaled, block_query)
-            start = key_block * plan.key_block
-            key_gradient = _add_block(key_gradient, key_part, start, axis=2)
-            value_gradient = _add_block(value_gradient, value_part, start, axis=2)
-            if relative:
-                unskewed = unskew(score_gradient * plan.relative_scale)[0].astype(query.dtype)
-                query_gradient = query_gradient + _product('bhqw,hwd->bhqd', unskewed, window)
-                window_part = _product('bhqw,bhqd->hwd', unskewed, block_query)
-                embeddings_gradient = _add_block(embeddings_gradient, window_part,
-                                                 plan.window_start(query_block, key_block), axis=1)
-            return query_gradient, key_gradient, value_gradient, embeddings_gradient
-
-        query_gradients, key_gradient, value_gradient, embeddings_gradient = gradients
-        query_gradient, key_gradient, value_gradient, embeddings_gradient = jax.lax.fori_loop(
-            0, plan.keys_needed(query_block), step,
-            (jnp.zeros(block_query.shape, FLOAT32), key_gradient, value_gradient, embeddings_gradient))
+        query_gradients, *others = gradients
+        query_gradient, *others = jax.lax.fori_loop(
+            0, plan.keys_needed(query_block),
+            lambda key_block, carry: _backward_block_pair(plan, pair_residuals, query_block, key_block, carry),
+            (jnp.zeros_like(_block(query, query_block, plan.query_block), FLOAT32), *others))
         query_gradients = jax.lax.dynamic_update_slice_in_dim(query_gradients, query_gradient,
                                                               query_block * plan.query_block, axis=2)
-        return query_gradients, key_gradient, value_gradient, embeddings_gradient
+        return query_gradients, *others
 
-    zeros = [jnp.zeros(x.shape, FLOAT32) for x in (query, key, value)]
-    zeros.append(jnp.zeros(embeddings.shape, FLOAT32) if relative else jnp.zeros((), FLOAT32))
+    # zeros_like: accumulators sharded as their inputs are (a batch-sharded mesh adds blocks in place).
+    zeros = [jnp.zeros_like(x, FLOAT32) for x in (query, key, value)]
+    zeros.append(jnp.zeros_like(query, FLOAT32, shape=query.shape[:2] + embeddings.shape[1:])
+                 if embeddings is not None else jnp.zeros((), FLOAT32))
     query_gradient, key_gradient, value_gradient, embeddings_gradient = jax.lax.fori_loop(
         0, plan.query_blocks, query_row, tuple(zeros))
+    embeddings_gradient = None if embeddings is None else embeddings_gradient.sum(0).astype(embeddings.dtype)
     return (query_gradient.astype(query.dtype), key_gradient.astype(key.dtype), value_gradient.astype(value.dtype),
-            embeddings_gradient.astype(embeddings.dtype) if relative else None, None)
+            embeddings_gradient, None)
 
 
 _attention.defvjp(_attention_forward, _attention_backward)
@@ -238,6 +254,16 @@ _attention.defvjp(_attention_forward, _attention_backward)
 def _heads_major(x: Array, length: int) -> Array:
     """[batch, len, heads, d] -> [batch, heads, length, d], zero-padded at the end up to ``length``."""
     return jnp.pad(x, [(0, 0), (0, length - x.shape[1]), (0, 0), (0, 0)]).swapaxes(1, 2)
+
+
+def _padded_mask(mask: Array, plan: _Plan) -> Array:
+    """A mask broadcastable to [batch, heads, q_len, k_len] as 4 axes, its query and key axes padded with
+    False up to whole blocks; axes of 1 stay 1 (a key mask [batch, 1, 1, k_len] stays O(L))."""
+    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    padding = [(0, 0), (0, 0)] + [(0, blocks * size - length) if extent > 1 else (0, 0) for extent, blocks, size, length
+                                  in ((mask.shape[2], plan.query_blocks, plan.query_block, plan.q_len),
+                                      (mask.shape[3], plan.key_blocks, plan.key_block, plan.k_len))]
+    return jnp.pad(mask, padding)
 
 
 def _padded_embeddings(logits: DistanceLogits, plan: _Plan) -> Array:
@@ -262,10 +288,7 @@ def blockwise_attention(query: Array, key: Array, value: Array, mask: Array | No
     plan = _Plan(q_len, k_len, query_block, key_block, is_causal, 1 / math.sqrt(query.shape[-1]),
                  logits.scale if logits is not None else 0.0)
     padded_k_len = plan.key_blocks * key_block
-    if mask is not None:
-        mask = jnp.asarray(mask)
-        mask = jnp.broadcast_to(mask, (1,) * (4 - mask.ndim) + mask.shape[:-2] + (q_len, k_len))
-        mask = jnp.pad(mask, [(0, 0), (0, 0), (0, plan.padded_q_len - q_len), (0, padded_k_len - k_len)])
+    mask = None if mask is None else _padded_mask(jnp.asarray(mask), plan)
     embeddings = None if logits is None else _padded_embeddings(logits, plan)
     output = _attention(plan, _heads_major(query, plan.padded_q_len), _heads_major(key, padded_k_len),
                         _heads_major(value, padded_k_len), embeddings, mask)

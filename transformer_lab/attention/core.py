@@ -37,9 +37,10 @@ Array = jax.Array
 
 
 def causal_mask(q_len: int, k_len: int | None = None) -> Array:
-    """Lower-triangular mask [1, 1, q_len, k_len]: position i may attend to j <= i (decoder masking)."""
+    """Lower-triangular mask [1, 1, q_len, k_len] for queries that are the last q_len of k_len positions:
+    query i (position k_len - q_len + i) may attend to the keys j <= its position (decoder masking)."""
     k_len = q_len if k_len is None else k_len
-    return (jnp.arange(q_len)[:, None] >= jnp.arange(k_len)[None, :])[None, None]
+    return (jnp.arange(q_len)[:, None] + k_len - q_len >= jnp.arange(k_len)[None, :])[None, None]
 
 
 def padding_mask(query_valid: Array, key_valid: Array) -> Array:
@@ -81,6 +82,10 @@ class Implementation:
     query_block: int = 128
     key_block: int = 512
 
+    def __post_init__(self):
+        if self.name not in IMPLEMENTATIONS:
+            raise ValueError(f'attention implementation {self.name!r} is not one of {IMPLEMENTATIONS}')
+
 
 XLA = Implementation()
 
@@ -116,6 +121,8 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array, mask: A
     bias = dense_logits(bias, query)
     if bias is not None:
         bias = bias.astype(query.dtype)
+    if is_causal and query.shape[1] != key.shape[1]:   # jax's is_causal aligns the queries with the first keys
+        mask, is_causal = combine_masks(causal_mask(query.shape[1], key.shape[1]), mask), False
     if implementation.name == 'cudnn':
         try:
             return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, is_causal=is_causal,
@@ -141,7 +148,8 @@ class AttentionCore(nnx.Module):
         del num_heads, head_dim, rngs  # no parameters: the projections belong to MultiHeadAttention
         self.causal, self.implementation = causal, implementation
 
-    def attention(self, query: Array, key: Array, value: Array, mask: Array | None, bias: Array | None = None,
+    def attention(self, query: Array, key: Array, value: Array, mask: Array | None,
+                  bias: Array | DistanceLogits | None = None,
                   *, is_causal: bool = False) -> Array:
         """``scaled_dot_product_attention`` with this core's implementation (XLA's, cuDNN's or blockwise)."""
         return scaled_dot_product_attention(query, key, value, mask, bias, is_causal=is_causal,

@@ -273,7 +273,8 @@ class Local2DCore(AttentionCore):
     """
 
     def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
-                 implementation: Implementation = XLA, image_shape: tuple[int, int] = (32, 96), query_shape: tuple[int, int] = (8, 32),
+                 implementation: Implementation = XLA, image_shape: tuple[int, int] = (32, 96),
+                 query_shape: tuple[int, int] = (8, 32),
                  memory_flange: tuple[int, int] = (8, 32)):
         super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
                          implementation=implementation)

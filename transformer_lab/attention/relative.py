@@ -96,7 +96,8 @@ class RelativeCore(RelativeLogits, AttentionCore):
     """Causal relative self-attention over the whole sequence (the Music Transformer's "relative global")."""
 
     def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
-                 implementation: Implementation = XLA, max_relative_position: int = 256, share_heads: bool = False, far_distances: str = 'clip'):
+                 implementation: Implementation = XLA, max_relative_position: int = 256, share_heads: bool = False,
+                 far_distances: str = 'clip'):
         super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
                          implementation=implementation)
         if not causal:
@@ -110,8 +111,8 @@ class RelativeLocal1DCore(RelativeLogits, Local1DCore):
     query block n attends to blocks n-1 and n with relative logits over the 2 b memory positions."""
 
     def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
-                 implementation: Implementation = XLA, block_length: int = 512, max_relative_position: int = 1024, share_heads: bool = False,
-                 far_distances: str = 'clip'):
+                 implementation: Implementation = XLA, block_length: int = 512, max_relative_position: int = 1024,
+                 share_heads: bool = False, far_distances: str = 'clip'):
         super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
                          implementation=implementation, block_length=block_length)
         self.relative = _relative_embeddings(num_heads, head_dim, max_relative_position, share_heads,

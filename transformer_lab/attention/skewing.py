@@ -50,6 +50,16 @@ def skew_window(relative: Array, key_block: int) -> Array:
     return rows[..., :key_block]
 
 
+def unskew_window(placed: Array, query_block: int) -> Array:
+    """The transpose of ``skew_window``: placed [..., b_q, b_k] -> [..., b_q, b_q + b_k - 1], entry (i, j) of
+    ``placed`` added to column j + (b_q - 1 - i) of row i, zeros elsewhere: the gradient of Q_b W^T from that
+    of the placed logits (blockwise attention's backward pass). Its shapes fix b_q; b_k is ``placed``'s."""
+    *batch, _, key_block = placed.shape
+    shape = (*batch, query_block, query_block + key_block - 1)
+    return jax.linear_transpose(lambda relative: skew_window(relative, key_block),
+                                jax.ShapeDtypeStruct(shape, placed.dtype))(placed)[0]
+
+
 QUERY_ROWS_PER_BLOCK = 512
 
 
