@@ -10,8 +10,9 @@ CONFIG ?= configs/transformer_bible_enes.py
 # ~100x fewer faults: the small Transformer's CPU step 1.19x, the same peak memory (docs/benchmarks.md).
 # Export it for the scripts run directly too; a GLIBC_TUNABLES of your own takes its place.
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
-# postgresql: the sweep tests start a server of their own (tests/test_sweeps.py)
-DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv dataset-fashion-mnist postgresql
+# postgresql: the sweep tests start a server of their own (tests/test_sweeps.py); fluidsynth and its General MIDI
+# soundfont: music samples as WAV beside their MIDI (data/rendering.py)
+DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv dataset-fashion-mnist postgresql fluidsynth fluid-soundfont-gm
 
 .PHONY: run test smoke setup debian data lock clean
 

@@ -258,3 +258,33 @@ def test_tempo_changes_dynamics_ties_chords_and_grace_notes_are_rendered():
                                                     [67, 89, 0.5, 1.0], [62, 89, 1.0, 3.0]])
     unmarked = stream.Score([stream.Part([note.Note('C4', quarterLength=2)])])
     np.testing.assert_allclose(score_notes(unmarked), [[60, 70, 0.0, 2 * 60 / DEFAULT_BPM]])
+
+
+def test_a_midi_file_renders_as_audio_of_its_length_that_is_not_silent(tmp_path):
+    """Two seconds of notes (C4 then E4 + G4) through FluidSynth and the General MIDI soundfont: a WAV of the
+    two seconds plus the synthesizer's release and reverb tail (~3 s), sound where the notes are, near silence
+    at its end."""
+    import wave
+    notes = np.array([[60, 90, 0.0, 1.0], [64, 90, 1.0, 2.0], [67, 90, 1.0, 2.0]])
+    midi.notes_to_midi(notes).write(str(tmp_path / 'chord.mid'))
+    assert rendering.save_wav(str(tmp_path / 'chord.mid'), str(tmp_path / 'chord.wav'))
+    with wave.open(str(tmp_path / 'chord.wav')) as audio:
+        rate, channels = audio.getframerate(), audio.getnchannels()
+        samples = np.frombuffer(audio.readframes(audio.getnframes()), np.int16).reshape(-1, channels)
+    seconds = len(samples) / rate
+    assert rate == rendering.AUDIO_SAMPLE_RATE and 2.0 <= seconds <= 6.0
+
+    def loudness(start, end):   # root mean square, of int16's 32767
+        return np.sqrt(np.mean(samples[int(start * rate):int(end * rate)].astype(float) ** 2))
+
+    assert loudness(0.0, 2.0) > 100 and loudness(0.0, 2.0) > 50 * loudness(seconds - 0.5, seconds)
+
+
+def test_without_fluidsynth_a_sample_is_midi_only_after_one_notice(tmp_path, monkeypatch, capsys):
+    midi.notes_to_midi(np.array([[60, 90, 0.0, 0.5]])).write(str(tmp_path / 'note.mid'))
+    monkeypatch.setenv('SOUNDFONT', str(tmp_path / 'missing.sf2'))
+    assert not rendering.save_wav(str(tmp_path / 'note.mid'), str(tmp_path / 'note.wav'))
+    assert not (tmp_path / 'note.wav').exists()
+    assert capsys.readouterr().err.strip() == (
+        f'notice: MIDI only, no WAV: the soundfont {tmp_path / "missing.sf2"} not found (Debian: sudo apt-get '
+        f'install fluidsynth fluid-soundfont-gm; or $SOUNDFONT=FILE.sf2)')

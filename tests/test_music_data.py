@@ -87,7 +87,7 @@ def test_a_chorale_becomes_notes_with_held_pitches_merged():
 @pytest.mark.slow
 def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     """Each Music Transformer variant trains at tiny scale; sampling writes MIDI files that pretty_midi
-    reads back, holding the primer's notes first; evaluation reports NLL per token on the test split."""
+    reads back, holding the primer's notes first, and their audio; evaluation reports NLL per token on the test split."""
     import json
 
     import pretty_midi
@@ -111,6 +111,7 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
         midi = pretty_midi.PrettyMIDI(str(workdir / 'samples' / f'step_20_{index}.mid'))
         notes = midi.instruments[0].notes
         assert (workdir / 'samples' / f'step_20_{index}.png').exists()
+        assert (workdir / 'samples' / f'step_20_{index}.wav').stat().st_size > 44   # audio past the WAV header
         # The primer's two 16th notes come first: their onsets and pitches survive the MIDI file.
         onsets = lambda pairs: sorted((round(start / tokenizer.seconds_per_step), int(pitch)) for start, pitch in pairs
                                       if start < 2 * tokenizer.seconds_per_step - 1e-6)

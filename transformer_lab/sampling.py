@@ -12,7 +12,7 @@ import numpy as np
 
 from transformer_lab import decoding, registry
 from transformer_lab.data import midi
-from transformer_lab.data.rendering import image_grid, save_piano_roll_png, save_png
+from transformer_lab.data.rendering import image_grid, save_piano_roll_png, save_png, save_wav
 
 
 @dataclasses.dataclass
@@ -85,8 +85,8 @@ def sample_images(run, request: Request) -> str:
 
 
 def sample_music(run, request: Request) -> str:
-    """STEM_K.mid and a piano roll STEM_K.png per sample; with a primer, each sample holds the
-    primer's tokens and then the model's continuation."""
+    """STEM_K.mid, its audio STEM_K.wav (where FluidSynth is installed) and a piano roll STEM_K.png per
+    sample; with a primer, each sample holds the primer's tokens and then the model's continuation."""
     prompt = None
     if request.primer_tokens:
         pipeline = registry.build_pipeline(run.config.data, tokenizer=run.tokenizer)
@@ -98,7 +98,8 @@ def sample_music(run, request: Request) -> str:
         stem = f'{request.stem}_{index}'
         midi.notes_to_midi(notes).write(stem + '.mid')
         save_piano_roll_png(notes, stem + '.png')
-        paths.append(f'{stem}.mid ({len(notes)} notes, {notes[:, 3].max(initial=0):.1f} s)')
+        heard = ' and .wav' if save_wav(stem + '.mid', stem + '.wav') else ''
+        paths.append(f'{stem}.mid{heard} ({len(notes)} notes, {notes[:, 3].max(initial=0):.1f} s)')
     return 'written:\n' + '\n'.join(paths)
 
 
