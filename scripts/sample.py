@@ -9,9 +9,12 @@ models continue ``--prompt``; output goes to stdout and to WORKDIR/samples/step_
 models write WORKDIR/samples/step_<N>.png, a grid of ``num_samples`` images (class-conditional
 models: one row per class; super-resolution: validation inputs, samples and originals side by side).
 Music models write WORKDIR/samples/step_<N>_<k>.mid and a piano roll step_<N>_<k>.png per sample,
-unconditioned or continuing the first ``--primer_tokens`` tokens of the first validation pieces:
+and its audio step_<N>_<k>.wav, unconditioned, continuing the first ``--primer_tokens`` tokens of the first
+validation pieces, or continuing a MIDI file of yours (performance models):
 
     python scripts/sample.py --workdir=DIR --primer_tokens=64 --temperature=0.9 --top_k=20
+    python scripts/sample.py --workdir=DIR --primer=mine.mid --primer_seconds=10 --max_length=1024
+    python scripts/sample.py --workdir=DIR --primer=opening.txt     # a language model continues the file
 """
 
 from absl import flags
@@ -29,6 +32,9 @@ flags.DEFINE_string('prompt', None, 'Language models: text to continue (default:
 flags.DEFINE_string('inputs', None, 'Translation: a file of source sentences, one per line.')
 flags.DEFINE_integer('primer_tokens', None, 'Music: continue this many opening tokens of validation pieces; '
                      '0 = unconditioned (default: config.sample.primer_tokens).')
+flags.DEFINE_string('primer', None, 'A file to continue: a MIDI file (performance models; its first '
+                    '--primer_seconds, at most --primer_tokens tokens) or a text file (language models).')
+flags.DEFINE_float('primer_seconds', 0.0, '--primer MIDI: continue its first seconds (0: all of it).')
 flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.mark_flag_as_required('workdir')
 
@@ -56,7 +62,8 @@ def main(argv):
                                                           run.config.model.max_length)),
             stem=sampling.samples_stem(FLAGS.workdir, run.step), prompt=pick(FLAGS.prompt, sample.prompt),
             sources=read_sources(FLAGS.inputs),
-            primer_tokens=pick(FLAGS.primer_tokens, sample.get('primer_tokens', 0)))   # 0 in older runs
+            primer_tokens=pick(FLAGS.primer_tokens, sample.get('primer_tokens', 0)),   # 0 in older runs
+            primer_file=FLAGS.primer, primer_seconds=FLAGS.primer_seconds)
         print(sampling.sample(run, request))
     except ValueError as error:   # a prompt or primer the run's tokenizer or data cannot serve
         cli.fail(str(error))

@@ -1,4 +1,5 @@
-"""The Bach chorale grid on a known chorale, checked by hand against its score, and the split rule."""
+"""The Bach chorale grid on a known chorale, checked by hand against its score, and the split rule; music models
+trained, sampled (from nothing, validation openings or a MIDI file of the user's) and evaluated."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,8 @@ from music21 import corpus
 
 from transformer_lab.data.builders.bach_chorales import chorale_grid
 from transformer_lab.data.builders.pieces import split_of
-from transformer_lab.data.music import ChoraleTokenizer
+from transformer_lab.data import midi
+from transformer_lab.data.music import ChoraleTokenizer, PerformanceTokenizer
 from transformer_lab.data.tokenizers import EOS_ID
 
 
@@ -164,6 +166,31 @@ def test_performance_model_samples_midi_files_pretty_midi_reads(tmp_path):
         notes = pretty_midi.PrettyMIDI(str(tmp_path / 'samples' / f'step_20_{index}.mid')).instruments[0].notes
         assert all(0 <= n.pitch < 128 and n.end > n.start for n in notes)
         assert (tmp_path / 'samples' / f'step_20_{index}.png').exists()
+    # A MIDI file of the user's as the primer: its first second comes first in the sample, then the model's.
+    primer = tmp_path / 'mine.mid'
+    midi.notes_to_midi(np.array([[60, 80, 0.0, 0.5], [64, 80, 0.5, 1.5], [67, 80, 1.2, 2.0]])).write(str(primer))
+    sample = run_script('sample.py', f'--workdir={tmp_path}', '--num_samples=1', '--max_length=48',
+                        f'--primer={primer}', '--primer_seconds=1', '--temperature=1.0')
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    notes = pretty_midi.PrettyMIDI(str(tmp_path / 'samples' / 'step_20_0.mid')).instruments[0].notes
+    assert [(round(n.start, 2), n.pitch) for n in notes if n.start < 1.0][:2] == [(0.0, 60), (0.5, 64)]
+    for arguments, message in ((['--primer_seconds=0', '--max_length=8'], 'leaves none to continue'),
+                               ([f'--primer={tmp_path / "config.json"}'], 'not a MIDI file that can be read')):
+        failed = run_script('sample.py', f'--workdir={tmp_path}', f'--primer={primer}', *arguments)
+        assert failed.returncode == 1 and message in failed.stderr.strip().splitlines()[-1], failed.stderr[-2000:]
+
+
+def test_a_midi_primer_is_the_encoded_notes_of_its_opening_seconds(tmp_path):
+    notes = np.array([[60, 80, 0.0, 0.5], [64, 80, 0.5, 1.5], [67, 80, 1.2, 2.0]], np.float32)
+    midi.notes_to_midi(notes).write(str(tmp_path / 'mine.mid'))
+    tokenizer = PerformanceTokenizer()
+    opening = notes[:2].copy()
+    opening[1, 3] = 1.0                                     # sounding at 1 s: released there
+    np.testing.assert_array_equal(tokenizer.read_primer(str(tmp_path / 'mine.mid'), 1.0), tokenizer.encode(opening))
+    np.testing.assert_array_equal(tokenizer.read_primer(str(tmp_path / 'mine.mid')), tokenizer.encode(notes))
+    midi.notes_to_midi(np.array([[60, 80, 1.0, 2.0]])).write(str(tmp_path / 'late.mid'))
+    with pytest.raises(ValueError, match='no notes in its first 0.5 s'):
+        tokenizer.read_primer(str(tmp_path / 'late.mid'), 0.5)
 
 
 def test_training_rows_are_random_crops_of_distinct_pieces_and_resume_exactly():

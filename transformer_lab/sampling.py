@@ -20,13 +20,17 @@ class Request:
     """What to sample: ``rows`` samples decoded with ``options`` (temperature, top_k, seed, max_length),
     written next to ``stem`` (e.g. WORKDIR/samples/step_N). Modality-specific: ``prompt`` text for a
     language model to continue, ``sources`` for a translation model (None: the first sentences of the
-    eval split), ``primer_tokens`` of validation pieces for a music model to continue (0: none)."""
+    eval split), ``primer_tokens`` of validation pieces for a music model to continue (0: none), or
+    ``primer_file`` to continue (a language model: text; a performance model: MIDI, its first
+    ``primer_seconds``, then at most ``primer_tokens`` of its tokens where that is set)."""
     rows: int
     options: dict
     stem: str
     prompt: str = ''
     sources: list[str] | None = None
     primer_tokens: int = 0
+    primer_file: str | None = None
+    primer_seconds: float = 0.0
 
 
 def sample(run, request: Request) -> str:
@@ -37,6 +41,9 @@ def sample(run, request: Request) -> str:
 def sample_text(run, request: Request) -> str:
     """Translations of ``request.sources``, or continuations of ``request.prompt``, in STEM.txt."""
     if run.config.data.inputs_feature:
+        if request.primer_file:
+            raise ValueError(f'--primer={request.primer_file}: a translation model translates --inputs=FILE, '
+                             f'one source sentence per line')
         sources = request.sources
         if sources is None:
             pipeline = registry.build_pipeline(run.config.data, tokenizer=run.tokenizer)
@@ -45,7 +52,11 @@ def sample_text(run, request: Request) -> str:
                                           source_length=run.config.data.max_length, **request.options)
         lines = [f'{source}\n  -> {translation}' for source, translation in zip(sources, translations)]
     else:
-        prompt = np.tile(np.asarray(run.tokenizer.encode(request.prompt), np.int32), (request.rows, 1))
+        text = request.prompt
+        if request.primer_file:
+            with open(request.primer_file) as file:
+                text = file.read().rstrip('\n')
+        prompt = np.tile(np.asarray(run.tokenizer.encode(text), np.int32), (request.rows, 1))
         tokens = decoding.generate(run.graphdef, run.params, batch_size=request.rows, prompt=prompt,
                                    **request.options)
         lines = [run.tokenizer.decode(row) for row in np.asarray(tokens)]
@@ -72,6 +83,8 @@ def super_resolve(run, rows: int, options: dict) -> np.ndarray:
 def sample_images(run, request: Request) -> str:
     """STEM.png, a grid of sampled images: unconditional, ``rows`` per class (a row each) for
     class-conditional models, or super-resolved validation images between their inputs and the originals."""
+    if request.primer_file:
+        raise ValueError(f'--primer={request.primer_file}: image models cannot read a primer file yet')
     rows, num_classes = request.rows, run.config.model.get('num_classes', 0)
     if run.config.model.get('input_shape'):
         grid = image_grid(super_resolve(run, rows, request.options), columns=3)
@@ -88,7 +101,15 @@ def sample_music(run, request: Request) -> str:
     """STEM_K.mid, its audio STEM_K.wav (where FluidSynth is installed) and a piano roll STEM_K.png per
     sample; with a primer, each sample holds the primer's tokens and then the model's continuation."""
     prompt = None
-    if request.primer_tokens:
+    if request.primer_file:
+        primer = run.tokenizer.read_primer(request.primer_file, request.primer_seconds)
+        primer = primer[:request.primer_tokens or None]
+        if len(primer) >= request.options['max_length']:
+            raise ValueError(f'--primer={request.primer_file} is {len(primer)} tokens, and --max_length='
+                             f'{request.options["max_length"]} leaves none to continue: shorten it with '
+                             f'--primer_seconds or --primer_tokens')
+        prompt = np.tile(primer, (request.rows, 1))
+    elif request.primer_tokens:
         pipeline = registry.build_pipeline(run.config.data, tokenizer=run.tokenizer)
         prompt = pipeline.primers(run.config.data.eval_split, request.rows, request.primer_tokens)
     tokens = decoding.generate(run.graphdef, run.params, batch_size=request.rows, prompt=prompt, **request.options)

@@ -111,6 +111,13 @@ def _sustained(notes: np.ndarray, pedal: list[tuple[float, bool]]) -> np.ndarray
     return sustained
 
 
+def read_notes(path) -> np.ndarray:
+    """A MIDI file -> float32 [n, 4] notes, sustain applied (``notes_from_midi``)."""
+    import pretty_midi  # only MIDI reading and writing needs it, not the events
+    with open(path, 'rb') as file:
+        return notes_from_midi(pretty_midi.PrettyMIDI(file), sustain=True)
+
+
 def notes_to_midi(notes: np.ndarray, *, program: int = 0) -> pretty_midi.PrettyMIDI:
     """Notes [n, 4] (pitch, velocity, start s, end s) -> a PrettyMIDI with one instrument of General MIDI
     ``program`` (0 = acoustic grand piano). 480 ticks per quarter note at 120 bpm time the notes to

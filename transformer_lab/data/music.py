@@ -87,6 +87,11 @@ class ChoraleTokenizer:
         notes = np.asarray(notes, np.float32).reshape(-1, 4)
         return notes[np.lexsort((notes[:, 0], notes[:, 2]))]
 
+    def read_primer(self, path: str, seconds: float = 0.0) -> np.ndarray:
+        """Reading a score onto the S/A/T/B grid is not built yet: a ValueError that says what serves."""
+        raise ValueError(f'--primer={path}: chorale models cannot read a primer file yet; --primer_tokens=N '
+                         f'continues the opening of validation chorales')
+
     def token_onsets(self, ids: Iterable[int]) -> np.ndarray:
         """float [len(ids), 2]: the (time in seconds, pitch) each token sounds, for pictures of attention
         over a piano roll; NaN for rests, EOS and padding."""
@@ -115,6 +120,22 @@ class PerformanceTokenizer:
         return midi.events_to_notes(np.asarray(events, np.int32))
 
     to_notes = decode
+
+    def read_primer(self, path: str, seconds: float = 0.0) -> np.ndarray:
+        """A MIDI file's opening as tokens to continue, int32 (no EOS): its notes (sustain applied, every
+        non-drum instrument) that start within the first ``seconds`` (0: all), those still sounding then
+        released there. A file that is not MIDI, or holds no notes there, is a ValueError that says so."""
+        try:
+            notes = midi.read_notes(path)
+        except Exception as error:   # MIDI parsers raise all kinds of errors on a file that is not MIDI
+            raise ValueError(f'--primer={path}: not a MIDI file that can be read '
+                             f'({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ""})')
+        if seconds:
+            notes = notes[notes[:, 2] < seconds]
+            notes[:, 3] = np.minimum(notes[:, 3], seconds)
+        if not len(notes):
+            raise ValueError(f'--primer={path}: no notes' + (f' in its first {seconds:g} s' if seconds else ''))
+        return np.asarray(self.encode(notes), np.int32)
 
     def token_onsets(self, ids: Iterable[int]) -> np.ndarray:
         """float [len(ids), 2]: (time in seconds, pitch) of each NOTE_ON token, the time the shifts before

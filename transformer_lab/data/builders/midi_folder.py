@@ -25,20 +25,13 @@ from transformer_lab.data.builders.pieces import SPLITS, PiecesBuilder
 SUFFIXES = ('.mid', '.midi')
 
 
-def read_notes(path: pathlib.Path) -> np.ndarray:
-    """A MIDI file -> float32 [n, 4] notes, sustain applied."""
-    import pretty_midi  # imported here like in data/midi.py: only reading MIDI needs it
-    with path.open('rb') as file:
-        return midi.notes_from_midi(pretty_midi.PrettyMIDI(file), sustain=True)
-
-
 def readable_pieces(paths: list[pathlib.Path], root: pathlib.Path,
                     skip: Callable[[pathlib.Path, str], None]) -> Iterator[tuple[str, np.ndarray]]:
     """(path relative to ``root``, notes) of each file that parses and holds notes; the others go to
     ``skip`` with the parser's reason (MIDI parsers raise all kinds of errors on a damaged file)."""
     for path in paths:
         try:
-            notes = read_notes(path)
+            notes = midi.read_notes(path)
         except Exception as error:  # noqa: BLE001 - any parser failure means: skip this file
             skip(path, f'not a readable MIDI file ({type(error).__name__}: {error})')
             continue
