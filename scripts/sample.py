@@ -15,6 +15,10 @@ validation pieces, or continuing a MIDI file of yours (performance models):
     python scripts/sample.py --workdir=DIR --primer_tokens=64 --temperature=0.9 --top_k=20
     python scripts/sample.py --workdir=DIR --primer=mine.mid --primer_seconds=10 --max_length=1024
     python scripts/sample.py --workdir=DIR --primer=opening.txt     # a language model continues the file
+
+``--max_length`` past the model's trained ``model.max_length``: relative models go on, attending to a
+sliding window of the last model.max_length positions (``--window=N`` another, ``--window=0`` all of
+them); absolute sinusoids too, after a notice; learned positions refuse.
 """
 
 from absl import flags
@@ -27,7 +31,10 @@ flags.DEFINE_string('workdir', None, 'A run directory written by scripts/train.p
 flags.DEFINE_integer('num_samples', None, 'Rows to sample (default: config.sample.num_samples).')
 flags.DEFINE_float('temperature', None, '0 = greedy (default: config.sample.temperature).')
 flags.DEFINE_integer('top_k', None, '0 = whole vocabulary (default: config.sample.top_k).')
-flags.DEFINE_integer('max_length', None, 'Tokens to generate (default: config.sample.max_length).')
+flags.DEFINE_integer('max_length', None, 'Tokens to generate (default: config.sample.max_length); past '
+                     'model.max_length, see --window.')
+flags.DEFINE_integer('window', None, 'Past model.max_length: attend to the last N positions (default: '
+                     'model.max_length, a sliding window), or 0: to all of them.', lower_bound=0)
 flags.DEFINE_string('prompt', None, 'Language models: text to continue (default: config.sample.prompt).')
 flags.DEFINE_string('inputs', None, 'Translation: a file of source sentences, one per line.')
 flags.DEFINE_integer('primer_tokens', None, 'Music: continue this many opening tokens of validation pieces; '
@@ -55,11 +62,12 @@ def main(argv):
     try:
         run = load(FLAGS.workdir)
         sample = run.config.sample
+        max_length = pick(FLAGS.max_length, sample.max_length)
         request = sampling.Request(
             rows=pick(FLAGS.num_samples, sample.num_samples),
             options=dict(temperature=pick(FLAGS.temperature, sample.temperature), top_k=pick(FLAGS.top_k, sample.top_k),
-                         seed=FLAGS.seed, max_length=min(pick(FLAGS.max_length, sample.max_length),
-                                                          run.config.model.max_length)),
+                         seed=FLAGS.seed, max_length=max_length,
+                         window=sampling.decoding_window(run.config.model, max_length, FLAGS.window)),
             stem=sampling.samples_stem(FLAGS.workdir, run.step), prompt=pick(FLAGS.prompt, sample.prompt),
             sources=read_sources(FLAGS.inputs),
             primer_tokens=pick(FLAGS.primer_tokens, sample.get('primer_tokens', 0)),   # 0 in older runs

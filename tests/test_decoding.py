@@ -204,6 +204,52 @@ def test_decoding_loop_reads_the_encoder_keys_and_values_as_they_are(tiny_model_
     graphdef, params = nnx.split(EncoderDecoder(tiny_model_config, VOCAB, rngs=nnx.Rngs(0)))
     inputs = jnp.asarray(np.random.default_rng(0).integers(2, VOCAB, (2, 7)), jnp.int32)
     compiled = generation._generate.lower(graphdef, params, inputs, jnp.zeros((2, 0), jnp.int32), jax.random.key(0),
-                                          max_length=9, temperature=0.0, top_k=0).compile()
+                                          max_length=9, temperature=0.0, top_k=0, cache_length=9).compile()
     operations = loop_body_operations(compiled.as_text())
     assert 'dot' in operations and 'transpose' not in operations
+
+
+def test_a_sliding_window_past_the_trained_length_decodes_each_window_anew(tiny_model_config):
+    """One layer of relative attention trained on 16 positions, decoded to 40 with a window of 16: the logits
+    at every position p past 16 are those of decoding p's window (positions p-15 .. p, the tokens before them
+    fed in) from an empty cache, and differ from attending to everything; greedy generation with the window
+    takes their argmax. (With one layer a ring cache is exactly the window decoded anew; deeper layers carry
+    older context through the window's hidden states.)"""
+    config = tiny_model_config.copy_and_resolve_references()
+    config.num_decoder_layers, config.max_length = 1, 16
+    config.attention = {'type': 'relative', 'max_relative_position': 8}
+    model = DecoderOnly(config, VOCAB, rngs=nnx.Rngs(5))
+    graphdef, params = nnx.split(model)
+    window, length = 16, 40
+    tokens = np.asarray(generate(graphdef, params, batch_size=1, max_length=length, window=window))[0]
+    end = list(tokens).index(EOS_ID) if EOS_ID in tokens else length
+    assert end - window >= 10, 'the greedy sequence ended before the window filled: pick another seed'
+    step = jax.jit(model.decode_step)
+
+    def decoded(positions, cache_length):   # the logits at each of ``positions``, from an empty cache
+        state, logits = model.init_decode_state(1, cache_length), {}
+        for q in positions:
+            logits[q], state = step(jnp.asarray(tokens[q - 1:q] if q else [0]), jnp.asarray(q), state)
+        return logits
+
+    ring, everything = decoded(range(end), window), decoded(range(end), length)
+    for position in range(window, end):
+        anew = decoded(range(position - window + 1, position + 1), window)[position]
+        np.testing.assert_allclose(ring[position], anew, atol=1e-5, err_msg=f'position {position}')
+        assert int(jnp.argmax(ring[position][0])) == tokens[position], position
+    assert max(float(jnp.abs(ring[p] - everything[p]).max()) for p in range(window, end)) > 1e-3
+
+
+def test_past_the_trained_length_relative_models_slide_sinusoids_say_so_and_learned_positions_refuse(
+        tiny_model_config, capsys):
+    from transformer_lab.sampling import decoding_window
+    config = tiny_model_config.copy_and_resolve_references()     # sinusoidal positions, dot-product attention
+    assert decoding_window(config, 32, None) == 0 and capsys.readouterr().err == ''   # within: every position
+    assert decoding_window(config, 100, None) == 32
+    assert 'never trained on' in capsys.readouterr().err
+    config.attention = {'type': 'relative', 'max_relative_position': 8}
+    assert decoding_window(config, 100, None) == 32 and decoding_window(config, 100, 0) == 0
+    assert capsys.readouterr().err == ''
+    config.positional = 'learned'
+    with pytest.raises(ValueError, match='learned positions have no embedding there; sample at most 32 tokens'):
+        decoding_window(config, 100, None)

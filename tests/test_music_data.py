@@ -174,6 +174,10 @@ def test_performance_model_samples_midi_files_pretty_midi_reads(tmp_path):
     assert sample.returncode == 0, sample.stderr[-3000:]
     notes = pretty_midi.PrettyMIDI(str(tmp_path / 'samples' / 'step_20_0.mid')).instruments[0].notes
     assert [(round(n.start, 2), n.pitch) for n in notes if n.start < 1.0][:2] == [(0.0, 60), (0.5, 64)]
+    # Past the 64 positions it trained on, a relative model slides its window of 64 and goes on.
+    longer = run_script('sample.py', f'--workdir={tmp_path}', '--num_samples=1', '--max_length=100',
+                        f'--primer={primer}', '--temperature=1.0')
+    assert longer.returncode == 0 and 'notice' not in longer.stderr, longer.stderr[-3000:]
     for arguments, message in ((['--primer_seconds=0', '--max_length=8'], 'leaves none to continue'),
                                ([f'--primer={tmp_path / "config.json"}'], 'not a MIDI file that can be read')):
         failed = run_script('sample.py', f'--workdir={tmp_path}', f'--primer={primer}', *arguments)

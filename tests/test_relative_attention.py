@@ -166,3 +166,22 @@ def test_compiled_relative_attention_at_2048_allocates_no_length_squared_by_dept
     one_head_gather = length * length * (d_model // heads) * 4
     assert relative - plain < one_head_gather / 4, (relative, plain)
     assert relative < 1.15 * plain, (relative, plain)
+
+
+@pytest.mark.parametrize('name', ['relative_clip', 'relative_zero', 'relative_local', 'dot_product'])
+def test_a_cache_shorter_than_the_sequence_slides_like_a_band_of_the_full_pass(name):
+    """Decoding 14 positions with a cache of 6 (written at position % 6): each position attends to the last
+    6, as in the full pass under a band mask that hides keys 6 or more positions back. Relative local
+    (blocks of 4) never looks 8 back: a cache of 8 decodes it exactly as its full pass."""
+    core = (DotProductCore(num_heads=HEADS, head_dim=HEAD_DIM, causal=True, rngs=nnx.Rngs(0)) if name == 'dot_product'
+            else CORES[name]())
+    attention = MultiHeadAttention(HEADS * HEAD_DIM, HEADS, core, rngs=nnx.Rngs(1))
+    length, window = 14, 8 if name == 'relative_local' else 6
+    x = jnp.asarray(RNG.normal(size=(2, length, HEADS * HEAD_DIM)), jnp.float32)
+    band = (np.arange(length)[None, :] > np.arange(length)[:, None] - window)[None, None]
+    full = np.asarray(attention(x, mask=None if name == 'relative_local' else jnp.asarray(band)))
+    cache = attention.init_cache(2, window)
+    step = jax.jit(lambda x_t, cache, t: attention.decode_step(x_t, cache, t))
+    for t in range(length):
+        out, cache = step(x[:, t:t + 1], cache, t)
+        np.testing.assert_allclose(np.asarray(out[:, 0]), full[:, t], atol=1e-5, err_msg=f'position {t}')

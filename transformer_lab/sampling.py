@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 import numpy as np
 
@@ -31,6 +32,24 @@ class Request:
     primer_tokens: int = 0
     primer_file: str | None = None
     primer_seconds: float = 0.0
+
+
+def decoding_window(model_config, max_length: int, window: int | None) -> int:
+    """The ``generate`` window for ``max_length`` tokens of a model trained on ``model.max_length``. Within
+    that length: every position (0). Past it: ``window`` (None: model.max_length, the trained context, a
+    sliding window; 0: every position, relative distances past max_relative_position treated as in
+    training). Learned positions have no embedding past model.max_length: a ValueError; absolute sinusoids
+    go on (computed for any position) after a notice that the model never saw those positions."""
+    trained = model_config.max_length
+    if max_length <= trained:
+        return 0
+    if model_config.positional == 'learned':
+        raise ValueError(f'--max_length={max_length} is past model.max_length={trained}, and learned positions have '
+                         f'no embedding there; sample at most {trained} tokens')
+    if not model_config.attention.type.startswith('relative'):
+        print(f'notice: past model.max_length={trained} the sinusoids give positions the model never trained on; '
+              f'relative attention (Huang et al. 2018) is what is meant to carry on', file=sys.stderr)
+    return trained if window is None else window
 
 
 def sample(run, request: Request) -> str:

@@ -43,6 +43,13 @@ def causal_mask(q_len: int, k_len: int | None = None) -> Array:
     return (jnp.arange(q_len)[:, None] + k_len - q_len >= jnp.arange(k_len)[None, :])[None, None]
 
 
+def cached_positions(position: Array, cache_length: int) -> Array:
+    """int [cache_length]: the position each slot of a key/value cache holds when the query is at
+    ``position``, the cache written at position % cache_length (a ring); negative: not written yet. Below
+    cache_length slot s holds position s; beyond it, the last cache_length positions (a sliding window)."""
+    return position - (position - jnp.arange(cache_length)) % cache_length
+
+
 def padding_mask(query_valid: Array, key_valid: Array) -> Array:
     """Mask [batch, 1, q_len, k_len] that is True where both the query and the key are real tokens."""
     return (query_valid[:, :, None] & key_valid[:, None, :])[:, None]
@@ -172,8 +179,9 @@ class AttentionCore(nnx.Module):
         return None
 
     def visible_keys(self, position: Array, cache_length: int) -> Array:
-        """bool [cache_length]: the cache positions a decoding query at ``position`` may attend to."""
-        return jnp.arange(cache_length) <= position
+        """bool [cache_length]: the cache slots a decoding query at ``position`` may attend to (a slot holds
+        ``cached_positions``; a cache shorter than the position is a sliding window over the last ones)."""
+        return cached_positions(position, cache_length) >= 0
 
     def attend_cached(self, query: Array, key: Array, value: Array, position: Array,
                       mask: Array | None) -> Array:
@@ -307,13 +315,15 @@ class MultiHeadAttention(nnx.Module):
         """Causal self-attention of one new position against the cache.
 
         inputs_q [batch, 1, d_model] holds position ``position`` (a scalar, the same for every row);
-        its key and value are written into the cache [batch, heads, max_length, head_dim], and the
-        query attends to the cache positions its core makes visible (``core.visible_keys``: those
-        <= position for full attention) and ``mask`` allows.
+        its key and value are written into the cache [batch, heads, cache_length, head_dim] at slot
+        position % cache_length (``cached_positions``: a cache as long as the sequence holds every
+        position, a shorter one the last cache_length), and the query attends to the slots its core
+        makes visible (``core.visible_keys``: every written one for full attention) and ``mask`` allows.
         """
         new = self.project_key_value(inputs_q)
+        slot = position % cache['key'].shape[2]
         cache = {name: jax.lax.dynamic_update_slice_in_dim(cache[name], new[name].astype(cache[name].dtype),
-                                                           position, axis=2)
+                                                           slot, axis=2)
                  for name in ('key', 'value')}
         heads = self.core.attend_cached(self.query(inputs_q), *_sequence_major(cache), position, mask)
         return self.output(heads), cache

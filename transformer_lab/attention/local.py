@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from transformer_lab.attention.core import XLA, AttentionCore, Implementation
+from transformer_lab.attention.core import XLA, AttentionCore, Implementation, cached_positions
 from transformer_lab.attention.skewing import dense_logits
 
 Array = jax.Array
@@ -133,8 +133,8 @@ class Local1DCore(AttentionCore):
 
     def visible_keys(self, position: Array, cache_length: int) -> Array:
         first = (position // self.block_length - 1) * self.block_length
-        keys = jnp.arange(cache_length)
-        return (keys >= first) & (keys <= position)
+        keys = cached_positions(position, cache_length)
+        return (keys >= first) & (keys >= 0)
 
 
 # --- local 2D -------------------------------------------------------------------------------------

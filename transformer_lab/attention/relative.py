@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from transformer_lab.attention.core import XLA, AttentionCore, Implementation
+from transformer_lab.attention.core import XLA, AttentionCore, Implementation, cached_positions
 from transformer_lab.attention.local import Local1DCore
 from transformer_lab.attention.skewing import DistanceLogits
 
@@ -59,9 +59,10 @@ class RelativeEmbeddings(nnx.Module):
         return DistanceLogits(self.lookup(jnp.arange(-(key_length - 1), 1)).astype(dtype), scale)
 
     def logits_at(self, query: Array, position: Array, key_length: int) -> Array:
-        """One decoding query [batch, 1, heads, d_h] at ``position`` against cache keys 0..key_length-1 ->
-        [batch, heads, 1, key_length]: O(key_length d_h), no skewing needed for a single row."""
-        embeddings = self.lookup(jnp.minimum(jnp.arange(key_length) - position, 0)).astype(query.dtype)
+        """One decoding query [batch, 1, heads, d_h] at ``position`` against a cache of key_length slots
+        (``cached_positions``) -> [batch, heads, 1, key_length]: O(key_length d_h), no skewing needed for a
+        single row."""
+        embeddings = self.lookup(cached_positions(position, key_length) - position).astype(query.dtype)
         return jnp.einsum('bqhd,hkd->bhqk', query, embeddings)
 
 
