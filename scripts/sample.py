@@ -10,7 +10,7 @@ models write WORKDIR/samples/step_<N>.png, a grid of ``num_samples`` images (cla
 models: one row per class; super-resolution: validation inputs, samples and originals side by side).
 Music models write WORKDIR/samples/step_<N>_<k>.mid and a piano roll step_<N>_<k>.png per sample,
 and its audio step_<N>_<k>.wav, unconditioned, continuing the first ``--primer_tokens`` tokens of the first
-validation pieces, or continuing a MIDI file of yours (performance models):
+validation pieces, or continuing a MIDI file of yours (chorale models: MIDI or MusicXML, four parts):
 
     python scripts/sample.py --workdir=DIR --primer_tokens=64 --temperature=0.9 --top_k=20
     python scripts/sample.py --workdir=DIR --primer=mine.mid --primer_seconds=10 --max_length=1024
@@ -39,8 +39,9 @@ flags.DEFINE_string('prompt', None, 'Language models: text to continue (default:
 flags.DEFINE_string('inputs', None, 'Translation: a file of source sentences, one per line.')
 flags.DEFINE_integer('primer_tokens', None, 'Music: continue this many opening tokens of validation pieces; '
                      '0 = unconditioned (default: config.sample.primer_tokens).')
-flags.DEFINE_string('primer', None, 'A file to continue: a MIDI file (performance models; its first '
-                    '--primer_seconds, at most --primer_tokens tokens) or a text file (language models).')
+flags.DEFINE_string('primer', None, 'A file to continue: a MIDI file (performance models), a MIDI or MusicXML '
+                    'file (chorale models), its first --primer_seconds, at most --primer_tokens tokens; or a text '
+                    'file (language models).')
 flags.DEFINE_float('primer_seconds', 0.0, '--primer MIDI: continue its first seconds (0: all of it).')
 flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.mark_flag_as_required('workdir')

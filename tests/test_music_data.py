@@ -287,3 +287,21 @@ def test_training_crops_from_kept_tokens_equal_the_augmented_pieces_encoded_for_
             kept = crops.stores[stretch]['targets'][index]
             paths.add(tokenizer.transpose_tokens(kept, semitones) is None)
     assert paths == {True, False}   # both ways were taken
+
+
+def test_a_chorale_primer_is_the_grid_of_a_score_file_and_needs_four_parts(tmp_path):
+    """BWV 66.6 written as MusicXML reads back onto the same grid as the corpus score (its first 2 s: 16 steps
+    of 16th notes); written as MIDI, its four unnamed tracks take the voices top to bottom; two parts are one
+    error."""
+    chorale = corpus.parse('bach/bwv66.6')
+    expected = ChoraleTokenizer().encode(chorale_grid(chorale)[:16])
+    chorale.write('musicxml', fp=str(tmp_path / 'bwv66.musicxml'))
+    chorale.write('midi', fp=str(tmp_path / 'bwv66.mid'))
+    tokenizer = ChoraleTokenizer()
+    np.testing.assert_array_equal(tokenizer.read_primer(str(tmp_path / 'bwv66.musicxml'), 2.0), expected)
+    np.testing.assert_array_equal(tokenizer.read_primer(str(tmp_path / 'bwv66.mid'), 2.0), expected)
+    from music21 import stream
+    duet = stream.Score([stream.Part(chorale.parts[0].flatten().notes), stream.Part(chorale.parts[3].flatten().notes)])
+    duet.write('musicxml', fp=str(tmp_path / 'duet.musicxml'))
+    with pytest.raises(ValueError, match='needs four parts .* the file has 2'):
+        tokenizer.read_primer(str(tmp_path / 'duet.musicxml'))

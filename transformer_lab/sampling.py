@@ -22,8 +22,8 @@ class Request:
     written next to ``stem`` (e.g. WORKDIR/samples/step_N). Modality-specific: ``prompt`` text for a
     language model to continue, ``sources`` for a translation model (None: the first sentences of the
     eval split), ``primer_tokens`` of validation pieces for a music model to continue (0: none), or
-    ``primer_file`` to continue (a language model: text; a performance model: MIDI, its first
-    ``primer_seconds``, then at most ``primer_tokens`` of its tokens where that is set)."""
+    ``primer_file`` to continue (a language model: text; a music model: a score its tokenizer reads,
+    its first ``primer_seconds``, then at most ``primer_tokens`` of its tokens where that is set)."""
     rows: int
     options: dict
     stem: str

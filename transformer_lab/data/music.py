@@ -88,9 +88,30 @@ class ChoraleTokenizer:
         return notes[np.lexsort((notes[:, 0], notes[:, 2]))]
 
     def read_primer(self, path: str, seconds: float = 0.0) -> np.ndarray:
-        """Reading a score onto the S/A/T/B grid is not built yet: a ValueError that says what serves."""
-        raise ValueError(f'--primer={path}: chorale models cannot read a primer file yet; --primer_tokens=N '
-                         f'continues the opening of validation chorales')
+        """A MIDI or MusicXML file read with music21 onto the grid (``chorale_grid``), its first ``seconds``
+        at ``seconds_per_step`` (0: all) as tokens, int32 (no EOS). The voices: four parts named soprano,
+        alto, tenor and bass, or else any four parts, top to bottom in the file's order. A file music21
+        cannot read, or one of another number of parts, is a ValueError that says so."""
+        from music21 import converter
+
+        from transformer_lab.data.builders.bach_chorales import VOICES, chorale_grid
+        try:
+            score = converter.parse(path)
+        except Exception as error:   # music21's parsers raise all kinds of errors on a file they cannot read
+            raise ValueError(f'--primer={path}: not a MIDI or MusicXML file music21 can read ({type(error).__name__})')
+        parts = list(score.parts)
+        if {(part.partName or '').strip().lower() for part in parts} != set(VOICES):
+            if len(parts) != len(VOICES):
+                raise ValueError(f'--primer={path}: a chorale primer needs four parts (soprano, alto, tenor, '
+                                 f'bass, top to bottom); the file has {len(parts)}')
+            for part, voice in zip(parts, VOICES):
+                part.partName = voice
+        grid = chorale_grid(score)
+        if seconds:
+            grid = grid[:int(round(seconds / self.seconds_per_step))]
+        if not len(grid):
+            raise ValueError(f'--primer={path}: no notes' + (f' in its first {seconds:g} s' if seconds else ''))
+        return np.asarray(self.encode(grid), np.int32)
 
     def token_onsets(self, ids: Iterable[int]) -> np.ndarray:
         """float [len(ids), 2]: the (time in seconds, pitch) each token sounds, for pictures of attention
@@ -128,8 +149,8 @@ class PerformanceTokenizer:
         try:
             notes = midi.read_notes(path)
         except Exception as error:   # MIDI parsers raise all kinds of errors on a file that is not MIDI
-            raise ValueError(f'--primer={path}: not a MIDI file that can be read '
-                             f'({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ""})')
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ''
+            raise ValueError(f'--primer={path}: not a MIDI file that can be read ({type(error).__name__}: {reason})')
         if seconds:
             notes = notes[notes[:, 2] < seconds]
             notes[:, 3] = np.minimum(notes[:, 3], seconds)
