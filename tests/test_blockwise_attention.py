@@ -2,7 +2,8 @@
 materialised: outputs and the gradients of the projections' inputs and of the relative embeddings, for plain
 and relative cores (far distances clipped or zero, heads sharing E), lengths that do not divide the blocks,
 padding and packed-segment masks, bfloat16; one block pair's skewing against its definition; and the
-compiled memory of a relative layer at L = 16,384. (Causality and cached decoding: test_relative_attention.)"""
+compiled memory of a relative layer at L = 16,384. (Causality and cached decoding, plain and relative:
+test_relative_attention.)"""
 
 import jax
 import jax.numpy as jnp
@@ -132,19 +133,6 @@ def test_a_relative_layer_at_16384_compiles_to_under_a_gigabyte():
     loss = lambda p, x: nnx.merge(graphdef, p)(x).sum()  # noqa: E731
     memory = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile().memory_analysis()
     assert memory.temp_size_in_bytes + memory.output_size_in_bytes < 2 ** 30
-
-
-def test_cached_decoding_through_blockwise_equals_its_full_pass():
-    """A plain core's decoding query (one row against the cache, its later positions masked) runs blockwise
-    too; relative cores' decoding logits are one row, materialised (test_relative_attention)."""
-    attention = MultiHeadAttention(HEADS * HEAD_DIM, HEADS, plain(True, BLOCKS['4x8']), rngs=nnx.Rngs(1))
-    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 10, HEADS * HEAD_DIM)), jnp.float32)
-    full = np.asarray(attention(x))
-    cache = attention.init_cache(2, 10)
-    step = jax.jit(lambda x_t, cache, t: attention.decode_step(x_t, cache, t))
-    for t in range(10):
-        out, cache = step(x[:, t:t + 1], cache, t)
-        np.testing.assert_allclose(np.asarray(out[:, 0]), full[:, t], atol=1e-5, err_msg=f'position {t}')
 
 
 def test_queries_that_are_the_last_of_the_keys_see_the_same_keys_by_every_path():

@@ -100,7 +100,11 @@ def test_relative_local_equals_relative_global_when_a_block_covers_the_sequence(
 
 CORES = {'relative_clip': lambda: relative_core(3), 'relative_zero': lambda: relative_core(3, 'zero', True),
          'relative_local': lambda: relative_core(5, local_block=4),
-         'relative_blockwise': lambda: relative_core(3, 'zero', implementation=BLOCKWISE)}
+         'relative_blockwise': lambda: relative_core(3, 'zero', implementation=BLOCKWISE),
+         # A plain core's decoding query (one row against the cache) runs blockwise too; relative cores'
+         # decoding logits are one row, materialised for XLA's path.
+         'plain_blockwise': lambda: DotProductCore(num_heads=HEADS, head_dim=HEAD_DIM, causal=True, rngs=nnx.Rngs(0),
+                                                   implementation=BLOCKWISE)}
 
 
 @pytest.mark.parametrize('name', sorted(CORES))
