@@ -7,6 +7,13 @@ Translation reports NLL and BLEU both ways (``bleu``: sacreBLEU on detokenised o
 across papers; ``tokenized_bleu``: the Transformer paper's, Moses-tokenised with compounds split);
 the other models their likelihood (bits/dim, bits/char, NLL per token). ``--average_last=N`` evaluates
 the mean parameters of the last N checkpoints, the paper's checkpoint averaging.
+
+``--length=N`` evaluates in windows of N tokens, past the length the model trained on (relative and
+sinusoidal models; learned positions refuse), and adds ``nll_by_position``: NLL per token in the bins
+of window positions [0, L), [L, 2L), [2L, 4L), ... up to N, L the trained length. Whether relative
+attention generalises past L (Huang et al. 2018, Sec. 5.2): docs/results/music_transformer_length_cpu.md.
+
+    python scripts/evaluate.py --workdir=DIR --length=2048     # a music run trained on 512
 """
 
 import json
@@ -14,7 +21,7 @@ import json
 from absl import flags
 
 from transformer_lab import cli, registry
-from transformer_lab.runs import load
+from transformer_lab.runs import lengthened, load
 from transformer_lab.training import evaluators, parallel
 from transformer_lab.training.loop import evaluate
 
@@ -25,6 +32,8 @@ flags.DEFINE_list('evaluators', None, 'Evaluators to run (default: the config\'s
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
 flags.DEFINE_integer('average_last', 0, 'Average the parameters of the last N checkpoints (up to --step).')
 flags.DEFINE_integer('beam_size', None, 'Translation: beam size, 1 = greedy (default: config.eval.beam_size).')
+flags.DEFINE_integer('length', None, 'Evaluate in windows of N tokens (default: the trained data.max_length) and '
+                     'report NLL by position.', lower_bound=1)
 flags.DEFINE_float('alpha', None, 'Translation: length penalty of beam search (default: config.eval.length_penalty).')
 flags.mark_flag_as_required('workdir')
 
@@ -32,6 +41,12 @@ flags.mark_flag_as_required('workdir')
 def main(argv):
     del argv
     run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
+    trained = run.config.data.max_length
+    if FLAGS.length is not None:
+        try:
+            run = lengthened(run, FLAGS.length)
+        except ValueError as error:
+            cli.fail(str(error))
     config = run.config
     if FLAGS.evaluators:
         config.eval.evaluators = tuple(FLAGS.evaluators)
@@ -42,9 +57,21 @@ def main(argv):
     registry.validate(config)
     pipeline = registry.build_pipeline(config.data, tokenizer=run.tokenizer)
     context = evaluators.make_context(config, pipeline, run.graphdef, parallel.make_mesh())
-    metrics = evaluate(context, run.params, FLAGS.split or config.data.eval_split)
+    split = FLAGS.split or config.data.eval_split
+    metrics = evaluate(context, run.params, split)
+    if FLAGS.length is not None:
+        edges = position_bins(trained, FLAGS.length)
+        metrics['nll_by_position'] = evaluators.nll_by_position(context, run.params, split, edges)
     averaged = {'averaged_checkpoints': FLAGS.average_last} if FLAGS.average_last else {}
     print(json.dumps({'step': run.step, **averaged, **metrics}, indent=2))
+
+
+def position_bins(trained: int, length: int) -> list[int]:
+    """Edges 0, L, 2L, 4L, ... up to ``length``, L = ``trained``."""
+    edges = [0]
+    while edges[-1] < length:
+        edges.append(min(length, max(trained, 2 * edges[-1])))
+    return edges
 
 
 if __name__ == '__main__':

@@ -35,6 +35,7 @@ from absl import flags
 
 from transformer_lab import cli
 from transformer_lab.sweeps import launch as launch_lib
+from transformer_lab.sweeps import lengths
 from transformer_lab.sweeps import spec as spec_lib
 from transformer_lab.sweeps import study as study_lib
 from transformer_lab.sweeps import tables
@@ -139,6 +140,9 @@ def main(argv):
         environment_line = tables.environment(PROJECT) + ' (this machine; the runs were trained elsewhere)'
     text = tables.document(table, FLAGS.scale, results, seeds=seeds, command=command,
                            environment_line=environment_line, plots=plots, output=output, smoke=FLAGS.smoke)
+    if table.longer:
+        by_row = lengths.evaluate_runs(results, workdir, table.longer, os.path.join(PROJECT, 'scripts', 'evaluate.py'))
+        text += '\n'.join(lengths.section(by_row, table.longer, os.path.join(folder, 'positions.png'), output))
     with open(output, 'w') as file:
         file.write(text)
     unfinished = sum(len(result.unfinished) for result in results)

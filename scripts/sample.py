@@ -16,6 +16,13 @@ validation pieces, or continuing a MIDI file of yours (chorale models: MIDI or M
     python scripts/sample.py --workdir=DIR --primer=mine.mid --primer_seconds=10 --max_length=1024
     python scripts/sample.py --workdir=DIR --primer=opening.txt     # a language model continues the file
 
+Image models given ``--primer=PICTURE.png`` (PNG, JPEG, GIF, WebP; squared and coloured as image_folder
+prepares images) keep its first ``--primer_rows`` rows (local 2D models: whole rows of query blocks) and
+sample the rest: STEM.png holds the picture, its kept rows and the completions (one grid row per class
+for class-conditional models; super-resolution models read the picture, reduced, as their input too):
+
+    python scripts/sample.py --workdir=DIR --primer=shoe.png --primer_rows=14 --num_samples=6
+
 ``--max_length`` past the model's trained ``model.max_length``: relative models go on, attending to a
 sliding window of the last model.max_length positions (``--window=N`` another, ``--window=0`` all of
 them); absolute sinusoids too, after a notice; learned positions refuse.
@@ -23,7 +30,7 @@ them); absolute sinusoids too, after a notice; learned positions refuse.
 
 from absl import flags
 
-from transformer_lab import cli, sampling
+from transformer_lab import cli, registry, sampling
 from transformer_lab.runs import load
 
 FLAGS = flags.FLAGS
@@ -40,9 +47,11 @@ flags.DEFINE_string('inputs', None, 'Translation: a file of source sentences, on
 flags.DEFINE_integer('primer_tokens', None, 'Music: continue this many opening tokens of validation pieces; '
                      '0 = unconditioned (default: config.sample.primer_tokens).')
 flags.DEFINE_string('primer', None, 'A file to continue: a MIDI file (performance models), a MIDI or MusicXML '
-                    'file (chorale models), its first --primer_seconds, at most --primer_tokens tokens; or a text '
-                    'file (language models).')
+                    'file (chorale models), its first --primer_seconds, at most --primer_tokens tokens; a text '
+                    'file (language models); an image (image models), its first --primer_rows rows.')
 flags.DEFINE_float('primer_seconds', 0.0, '--primer MIDI: continue its first seconds (0: all of it).')
+flags.DEFINE_integer('primer_rows', None, '--primer image: keep its first rows and sample the rest (default: half '
+                     'the rows, or the nearest fewer that the model\'s generation order allows).')
 flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.mark_flag_as_required('workdir')
 
@@ -72,8 +81,9 @@ def main(argv):
             stem=sampling.samples_stem(FLAGS.workdir, run.step), prompt=pick(FLAGS.prompt, sample.prompt),
             sources=read_sources(FLAGS.inputs),
             primer_tokens=pick(FLAGS.primer_tokens, sample.get('primer_tokens', 0)),   # 0 in older runs
-            primer_file=FLAGS.primer, primer_seconds=FLAGS.primer_seconds)
-        print(sampling.sample(run, request))
+            primer_file=FLAGS.primer, primer_seconds=FLAGS.primer_seconds,
+            primer_rows=FLAGS.primer_rows)
+        print(registry.task_for(run.config.data.name).sample(run, request))
     except ValueError as error:   # a prompt or primer the run's tokenizer or data cannot serve
         cli.fail(str(error))
 

@@ -13,7 +13,7 @@ import sys
 
 from absl import flags
 
-from transformer_lab import cli
+from transformer_lab import cli, registry
 from transformer_lab.runs import load
 from transformer_lab.decoding import translate
 
@@ -31,9 +31,10 @@ flags.mark_flag_as_required('workdir')
 def main(argv):
     del argv
     run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
-    if not run.config.data.inputs_feature:
-        cli.fail(f'{FLAGS.workdir} holds a {run.config.model.name} model without source text '
-                 f'(data.inputs_feature is empty); translate.py needs a translation run')
+    task = registry.task_for(run.config.data.name)
+    if task.conditioning(run.config) != 'sources':
+        cli.fail(f'{FLAGS.workdir} holds {task.describe(run.config)}, which reads no source text; translate.py '
+                 f'needs a translation run')
     evaluation = run.config.eval
     options = dict(rows=FLAGS.batch_size, source_length=run.config.data.max_length,
                    max_length=run.config.data.max_length,

@@ -16,10 +16,9 @@ import os
 import numpy as np
 from absl import flags
 
-from transformer_lab import cli, decoding, registry
+from transformer_lab import cli, registry
 from transformer_lab.attention_maps import attention_weights
-from transformer_lab.attention_pictures import DRAWERS, Choice
-from transformer_lab.data.tokenizers import encode_padded
+from transformer_lab.attention_pictures import Choice
 from transformer_lab.runs import load
 
 FLAGS = flags.FLAGS
@@ -35,21 +34,11 @@ flags.DEFINE_string('out', None, 'The folder of the PNGs (default: WORKDIR/atten
 flags.mark_flag_as_required('workdir')
 
 
-def example_batch(run) -> dict:
+def example_batch(run, task) -> dict:
     """One row: ``--input`` (text runs) or the ``--example``-th of ``--split``."""
-    data = run.config.data
     if FLAGS.input is not None:
-        if data.inputs_feature:     # a translation model: its own greedy translation is the target side
-            inputs = encode_padded(run.tokenizer, [FLAGS.input], data.max_length)
-            targets = np.asarray(decoding.generate(run.graphdef, run.params, batch_size=1, inputs=inputs,
-                                                   max_length=data.max_length))
-            return {'inputs': inputs, 'targets': targets}
-        tokens = run.tokenizer.encode(FLAGS.input)[:data.max_length]
-        if not tokens:
-            raise ValueError('--input is empty for this tokenizer')
-        return {'targets': np.asarray([tokens], np.int32)}
-    pipeline = registry.build_pipeline(data, tokenizer=run.tokenizer)
-    for index, batch in enumerate(pipeline.eval_batches(FLAGS.split, 1, max_examples=FLAGS.example + 1)):
+        return task.example_from_text(run, FLAGS.input)
+    for index, batch in enumerate(run.pipeline().eval_batches(FLAGS.split, 1, max_examples=FLAGS.example + 1)):
         if index == FLAGS.example:
             return {name: np.asarray(value) for name, value in batch.items()}
     raise ValueError(f'--example={FLAGS.example}: {FLAGS.split!r} has fewer examples')
@@ -59,17 +48,15 @@ def main(argv):
     del argv
     try:
         run = load(FLAGS.workdir, FLAGS.step)
-        modality = registry.dataset_named(run.config.data.name).modality
-        if FLAGS.input is not None and modality != 'text':
-            raise ValueError(f'--input is for text runs; this run is a {modality} model: use --example')
-        batch = example_batch(run)
+        task = registry.task_for(run.config.data.name)
+        batch = example_batch(run, task)
         maps = attention_weights(run, batch)
         if FLAGS.layer is not None and not 0 <= FLAGS.layer < next(iter(maps.values())).shape[0]:
             raise ValueError(f'--layer={FLAGS.layer}: the model has {next(iter(maps.values())).shape[0]} layers')
         folder = FLAGS.out or os.path.join(FLAGS.workdir, 'attention')
         os.makedirs(folder, exist_ok=True)
         choice = Choice(layer=FLAGS.layer, heads=FLAGS.head, positions=FLAGS.position)
-        paths = DRAWERS[modality](run, batch, maps, choice, folder)
+        paths = task.draw_attention(run, batch, maps, choice, folder)
     except ValueError as error:
         cli.fail(str(error))
     print('written:\n' + '\n'.join(paths))

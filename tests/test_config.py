@@ -116,6 +116,9 @@ MUSIC, IMAGE = 'configs/music_transformer_bach_chorales.py:tiny', 'configs/image
     (IMAGE, {'model.head': 'softmax'}, "model.head: 'softmax' is not one of ['categorical', 'dmol']"),
     (IMAGE, {'model.positional': 'sinusoidal_concat'}, "model.positional: 'sinusoidal_concat' is not one of"),
     (IMAGE, {'data.tokenizer': 'bytes'}, "data.tokenizer: 'bytes' is not one of ['pixels']"),
+    (MUSIC, {'eval.evaluators': ('nll', 'bleu')}, "eval.evaluators: 'bleu' does not apply to a music model; valid: nll"),
+    (IMAGE, {'eval.evaluators': ('bits_per_char',)},
+     "eval.evaluators: 'bits_per_char' does not apply to an image model; valid: bits_per_dim, nll"),
 ])
 def test_music_and_image_fields_are_validated(path, changes, message):
     config = load_config(path)

@@ -251,5 +251,5 @@ def test_past_the_trained_length_relative_models_slide_sinusoids_say_so_and_lear
     assert decoding_window(config, 100, None) == 32 and decoding_window(config, 100, 0) == 0
     assert capsys.readouterr().err == ''
     config.positional = 'learned'
-    with pytest.raises(ValueError, match='learned positions have no embedding there; sample at most 32 tokens'):
+    with pytest.raises(ValueError, match='--max_length=100 is past model.max_length=32, and learned positions have no embedding there; valid: at most 32'):
         decoding_window(config, 100, None)

@@ -14,7 +14,9 @@ from helpers import load_config
 from transformer_lab import decoding, registry
 from transformer_lab.config import ConfigDict, base_config
 from transformer_lab.data.builders import fashion_mnist_offline
+from transformer_lab.data.builders.image_folder import square_image
 from transformer_lab.models.image_transformer import ImageTransformer, generation_order
+from transformer_lab.tasks.images import HIDDEN, primer_length
 from transformer_lab.training import evaluators
 
 IMAGE_SHAPE = (5, 4, 3)   # 60 sub-pixels; 2D blocks do not divide it
@@ -173,6 +175,54 @@ def test_the_tiny_config_trains_and_samples_a_png_grid(tmp_path):
     with Image.open(tmp_path / 'samples' / 'step_20.png') as grid:
         # 3 columns x 1 row of 28x28 images with 2-pixel borders, doubled.
         assert grid.size == (2 * (3 * 30 + 2), 2 * 32)
+
+    # A picture of the user's as the primer: squared to 28x28 grey as image_folder prepares images; its
+    # first two rows of 7x7 query blocks are every completion's first 14 rows, the rest is sampled.
+    colours = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    Image.fromarray(colours).save(tmp_path / 'mine.png')
+    result = run_script('sample.py', f'--workdir={tmp_path}', f'--primer={tmp_path / "mine.png"}',
+                        '--primer_rows=14', '--num_samples=2', '--temperature=1.0')
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(tmp_path / 'samples' / 'step_20.png') as grid:
+        cells = np.asarray(grid)[::2, ::2]       # undo the doubling
+    assert cells.shape == (32, 4 * 30 + 2)   # the primer, its kept rows, 2 completions
+    primer, kept, *completions = [cells[2:30, 2 + 30 * column:30 + 30 * column] for column in range(4)]
+    expected = square_image(tmp_path / 'mine.png', 28, 1, (255, 255, 255))[..., 0]
+    np.testing.assert_array_equal(primer, expected)
+    np.testing.assert_array_equal(kept[:14], expected[:14])
+    assert (kept[14:] == HIDDEN).all()
+    for completion in completions:
+        np.testing.assert_array_equal(completion[:14], expected[:14])
+        assert not np.array_equal(completion[14:], expected[14:])
+    assert not np.array_equal(completions[0][14:], completions[1][14:])
+    for arguments, message in ((['--primer_rows=10'], 'primed with its first 7, 14, 21 rows'),
+                               ([f'--primer={tmp_path / "config.json"}'], 'not an image pillow can read')):
+        failed = run_script('sample.py', f'--workdir={tmp_path}', f'--primer={tmp_path / "mine.png"}', *arguments)
+        assert failed.returncode == 1 and failed.stderr.strip().splitlines() == [failed.stderr.strip()], failed.stderr
+        assert message in failed.stderr, failed.stderr
+
+
+@pytest.mark.parametrize('head,attention', VARIANTS)
+def test_images_become_tokens_in_generation_order_and_back(head, attention):
+    model = ImageTransformer(image_model_config(attention, head=head), 256, rngs=nnx.Rngs(0))
+    images = np.asarray(random_images(3)).reshape(3, *IMAGE_SHAPE).astype(np.uint8)
+    tokens = model.from_raster(images)
+    np.testing.assert_array_equal(model.to_raster(tokens), images)
+    step = 5      # the token of step 5 holds the value(s) of the position generated fifth
+    values = images.reshape(3, -1, model.head.values_per_position)[:, model.order[step]]
+    np.testing.assert_array_equal(np.asarray(model.head.unpack(tokens[:, step])), values)
+
+
+def test_a_primer_keeps_the_leading_rows_of_the_generation_order():
+    # Raster order: any rows; local 2D (blocks of 2 rows): whole rows of blocks; None: half, or fewer.
+    raster = ImageTransformer(image_model_config('1d'), 256, rngs=nnx.Rngs(0))
+    assert [primer_length(raster, rows) for rows in (1, 3, None)] == [(1, 12), (3, 36), (2, 24)]
+    blocks = ImageTransformer(image_model_config('2d'), 256, rngs=nnx.Rngs(0))
+    assert primer_length(blocks, 2) == (2, 24) and primer_length(blocks, None) == (2, 24)
+    assert primer_length(blocks, 4) == (4, 48)
+    for rows in (1, 3, 5, 0):
+        with pytest.raises(ValueError, match='primed with its first 2, 4 rows'):
+            primer_length(blocks, rows)
 
 
 def test_downsampling_averages_blocks():

@@ -124,6 +124,22 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
     assert reported['step'] == 20 and 0 < reported['test/nll'] < 6
 
+    # Past the trained length: windows of 4L, NLL by position in [0, L), [L, 2L), [2L, 4L), of which the
+    # NLL of all tokens is an average; within it, one bin that is that NLL; sinusoids past it: a notice.
+    trained = config.data.max_length
+    longer = run_script('evaluate.py', f'--workdir={tmp_path / "relative"}', f'--length={4 * trained}')
+    assert longer.returncode == 0 and 'notice' not in longer.stderr, longer.stderr[-3000:]
+    reported = json.loads(longer.stdout[longer.stdout.index('{'):])
+    bins = reported['nll_by_position']
+    assert list(bins) == [f'0-{trained}', f'{trained}-{2 * trained}', f'{2 * trained}-{4 * trained}']
+    assert min(bins.values()) - 1e-6 <= reported['validation/nll'] <= max(bins.values()) + 1e-6
+    assert all(0 < value < 6 for value in bins.values())
+    within = run_script('evaluate.py', f'--workdir={tmp_path / "baseline"}', f'--length={trained}')
+    reported = json.loads(within.stdout[within.stdout.index('{'):])
+    assert reported['nll_by_position'] == {f'0-{trained}': pytest.approx(reported['validation/nll'], rel=1e-6)}
+    past = run_script('evaluate.py', f'--workdir={tmp_path / "baseline"}', f'--length={2 * config.model.max_length}')
+    assert past.returncode == 0 and 'sinusoids give positions the model never trained on' in past.stderr
+
 
 def test_performance_windows_are_events_of_augmented_training_pieces():
     """Evaluation windows are the events of the pieces as stored; training pieces are transposed and

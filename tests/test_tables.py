@@ -3,6 +3,7 @@ two seeds run to its document, the document rebuilt from finished runs, a re-run
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -33,6 +34,7 @@ ROWS = {{'cpu': [
 NOTES = {{'cpu': 'Tiny models: only the mechanics are real.'}}
 EXTRA_METRICS = ('validation/accuracy',)
 COMPILED_MEMORY = True
+LONGER = 2
 '''
 
 
@@ -47,8 +49,10 @@ def reproduce(table, workdir, output, *flags):
 
 
 def table_lines(path) -> list[str]:
+    """The lines of the document's first table (the rows)."""
     with open(path) as file:
-        return [line for line in file if line.startswith('| ')]
+        text = file.read().split('\n## ')[0]
+    return [line for line in text.splitlines(keepends=True) if line.startswith('| ')]
 
 
 def test_a_table_file_is_checked_before_anything_runs(tmp_path):
@@ -130,9 +134,23 @@ def test_reproduce_writes_ours_beside_the_paper_and_collects_without_training(tm
         assert re.fullmatch(r'\d+ s', cells[7]) and int(cells[8].replace(',', '')) > 1000
         assert re.fullmatch(r'\d+ MB', cells[9])
     assert 'Ordering of the rows by the metric: ours' in text
-    for plot in ('rows.png', 'curves.png'):
+    for plot in ('rows.png', 'curves.png', 'positions.png'):
         assert os.path.getsize(tmp_path / 'results' / 'tiny' / plot) > 1000
         assert f'](tiny/{plot})' in text
+    # LONGER: each run evaluated in windows of twice its 32 tokens, the bins as evaluate.py --length gives them.
+    assert '## Past the trained length' in text
+    section = text[text.index('## Past the trained length'):]
+    longer = run_script('evaluate.py', f'--workdir={workdir / "runs" / "relative,seed=1"}', '--length=64')
+    bins = json.loads(longer.stdout[longer.stdout.index('{'):])['nll_by_position']
+    assert list(bins) == ['0-32', '32-64']
+    kept = [json.loads((workdir / 'runs' / f'relative,seed={seed}' / 'nll_by_position_x2.json').read_text())
+            for seed in (0, 1)]
+    assert kept[1] == pytest.approx(bins, rel=1e-6)
+    row = next(line for line in section.splitlines() if line.startswith('| relative |')).split(' | ')
+    for cell, name in zip(row[1:3], bins):
+        values = [run[name] for run in kept]
+        assert cell == (f'{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f} '
+                        f'({", ".join(f"{value:.3f}" for value in values)})')
 
     before = table_lines(output)
     output.unlink()

@@ -1,4 +1,4 @@
-"""Pictures of attention from a run (matplotlib), one drawer per modality (``DRAWERS``):
+"""Pictures of attention from a run (matplotlib), one drawer per modality (its Task's ``draw_attention``):
 
 - text: a token x token heatmap per head of a layer, labelled with the tokenizer's pieces, for encoder
   self, decoder self and encoder-decoder attention, and one page of all layers x heads per kind;
@@ -221,5 +221,3 @@ def draw_music(run, batch: dict, maps: dict[str, np.ndarray], choice: Choice, fo
     return [piano_roll_arcs(run.tokenizer.to_notes(tokens), onsets, head_maps, queries, choice.top,
                             f'decoder self-attention, layer {layer}', os.path.join(folder, f'music_layer{layer}.png'))]
 
-
-DRAWERS = {'text': draw_text, 'image': draw_image, 'music': draw_music}

@@ -1,4 +1,4 @@
-"""Names -> models, datasets, evaluators, attention variants: the loop only ever sees names.
+"""Names -> models, datasets, tasks, evaluators, attention variants: the loop only ever sees names.
 
 A new model is a module plus a line in ``MODELS``; a new dataset a builder plus a line in
 ``DATASETS``; a new evaluator a function plus a line in ``training/evaluators.py``.
@@ -11,14 +11,12 @@ import re
 from flax import nnx
 
 from transformer_lab.config import ConfigError, one_of, require
-from transformer_lab.data.images import ImagePipeline
-from transformer_lab.data.music import MusicPipeline
 from transformer_lab.data.source import DEFAULT_NAME, Dataset
-from transformer_lab.data.text import TextPipeline
 from transformer_lab.models.heads import head_class
 from transformer_lab.models.image_transformer import ImageTransformer
 from transformer_lab.models.stacks import check_stack
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
+from transformer_lab.tasks import TASKS, Task
 from transformer_lab.training.checkpoints import check_checkpoint
 from transformer_lab.training.evaluators import check_eval
 from transformer_lab.training.optim import check_train
@@ -86,11 +84,9 @@ DATASETS = {
 
 USER_DATASET_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
 
-PIPELINES = {'text': TextPipeline, 'image': ImagePipeline, 'music': MusicPipeline}
-
 # Tokenizers that need nothing but their name (not sentencepiece, which is trained on a dataset).
-FIXED_TOKENIZERS = {name: tokenizer for pipeline in PIPELINES.values()
-                    for name, tokenizer in pipeline.TOKENIZERS.items() if tokenizer is not None}
+FIXED_TOKENIZERS = {name: tokenizer for task in TASKS.values()
+                    for name, tokenizer in task.pipeline.TOKENIZERS.items() if tokenizer is not None}
 
 
 def check_model(config) -> None:
@@ -107,7 +103,7 @@ def validate(config) -> None:
     """Asks the owner of each config section to check it, before anything touches the disk: the first
     problem raises config.ConfigError naming the field and what would be valid."""
     check_model(config)
-    PIPELINES[dataset_named(config.data.name).modality].check_config(config.data, config.model)
+    task_for(config.data.name).check_config(config)
     check_train(config.train)
     check_eval(config)
     check_checkpoint(config.checkpoint)
@@ -136,6 +132,11 @@ def dataset_named(name: str) -> Dataset:
     return entry.named(config_name)
 
 
-def build_pipeline(data_config, *, tokenizer=None) -> TextPipeline | ImagePipeline | MusicPipeline:
+def task_for(data_name: str) -> Task:
+    """The Task of the modality of the dataset ``data.name`` names (transformer_lab/tasks/)."""
+    return TASKS[dataset_named(data_name).modality]
+
+
+def build_pipeline(data_config, *, tokenizer=None):
     dataset = dataset_named(data_config.name)
-    return PIPELINES[dataset.modality](data_config, dataset, tokenizer=tokenizer)
+    return TASKS[dataset.modality].pipeline(data_config, dataset, tokenizer=tokenizer)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from transformer_lab import registry
+from transformer_lab import registry, sampling
 from transformer_lab.config import with_added_fields
 from transformer_lab.data.tokenizers import SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
@@ -28,6 +28,10 @@ class Run:
     graphdef: nnx.GraphDef
     params: object
     step: int
+
+    def pipeline(self):
+        """The input pipeline of the run's data, read with the run's tokenizer (the dataset prepared)."""
+        return registry.build_pipeline(self.config.data, tokenizer=self.tokenizer)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -55,6 +59,18 @@ def load(workdir: str, step: int | None = None, *, average_last: int = 0) -> Run
     """
     config, tokenizer, graphdef, state = _restore(workdir, step, average_last)
     return Run(config, tokenizer, nnx.merge(graphdef, state.params), graphdef, state.params, int(state.step))
+
+
+def lengthened(run: Run, length: int) -> Run:
+    """``run`` reading windows of ``length`` tokens (data.max_length; model.max_length at least that), its
+    parameters unchanged: relative and sinusoidal models evaluated past the length they trained on
+    (``sampling.past_trained_length``: a ValueError for learned positions)."""
+    sampling.past_trained_length(run.config.model, length, '--length')
+    config = run.config.copy_and_resolve_references()
+    config.data.max_length, config.model.max_length = length, max(length, config.model.max_length)
+    model = registry.build_model(config.model, run.tokenizer.vocab_size, seed=config.seed)
+    graphdef, _ = nnx.split(model)
+    return dataclasses.replace(run, config=config, model=nnx.merge(graphdef, run.params), graphdef=graphdef)
 
 
 def save_averaged(workdir: str, output: str, last: int) -> int:

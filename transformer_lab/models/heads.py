@@ -203,6 +203,9 @@ class Head(Protocol):
     def unpack(self, tokens: Array) -> Array:
         """Decoding tokens [...] -> the values of their positions [..., values_per_position]."""
 
+    def pack(self, values: Array) -> Array:
+        """The inverse of ``unpack``: values [..., values_per_position] -> decoding tokens [...]."""
+
 
 class CategoricalHead(nnx.Module):
     """A softmax over ``classes`` values, one value per position: logits = hidden W + b, or, tied
@@ -241,6 +244,9 @@ class CategoricalHead(nnx.Module):
 
     def unpack(self, tokens: Array) -> Array:
         return tokens[..., None]
+
+    def pack(self, values: Array) -> Array:
+        return values[..., 0]
 
 
 class DMOLHead(nnx.Module):
@@ -288,11 +294,13 @@ class DMOLHead(nnx.Module):
 
     def sample(self, outputs: Array, key: Array, temperature: float, top_k: int) -> Array:
         del top_k
-        pixel = dmol_sample(outputs, key, self.values_per_position, self.mixtures, temperature)
-        return (pixel * INTENSITIES ** jnp.arange(self.values_per_position)).sum(-1)
+        return self.pack(dmol_sample(outputs, key, self.values_per_position, self.mixtures, temperature))
 
     def unpack(self, tokens: Array) -> Array:
         return tokens[..., None] // INTENSITIES ** jnp.arange(self.values_per_position) % INTENSITIES
+
+    def pack(self, values: Array) -> Array:
+        return (values * INTENSITIES ** jnp.arange(self.values_per_position)).sum(-1)
 
 
 HEADS = {'categorical': CategoricalHead, 'dmol': DMOLHead}

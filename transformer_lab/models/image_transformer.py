@@ -211,6 +211,12 @@ class ImageTransformer(nnx.Module):
         raster[:, self.order] = values
         return raster.reshape(-1, *self.image_shape).astype(np.uint8)
 
+    def from_raster(self, images: np.ndarray) -> np.ndarray:
+        """The inverse of ``to_raster``: images [batch, H, W, C] -> int32 tokens [batch, positions] in
+        generation order (a prompt to continue)."""
+        values = np.asarray(images, np.int32).reshape(len(images), -1, self.head.values_per_position)
+        return np.asarray(self.head.pack(values[:, self.order]), np.int32)
+
     # --- cached decoding -----------------------------------------------------------------------
     def init_decode_state(self, batch_size: int, max_length: int, inputs: Array | None = None) -> dict:
         """``inputs``: the low-resolution images [batch, h w C] of a super-resolution model, the class

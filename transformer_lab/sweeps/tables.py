@@ -17,6 +17,8 @@ offline datasets) and ``paper`` (the paper's configs and data, for accelerators)
     EXTRA_METRICS = ('validation/bleu', 'train/tokens_per_second')   # optional: more columns, each
                                         # the run's last value; a row's paper may then be {metric: value}
     COMPILED_MEMORY = True              # optional: a column of each row's compiled train step's temporaries
+    LONGER = 4                          # optional: each run also evaluated in windows of 4 x its trained
+                                        # length, NLL by position (sweeps/lengths.py)
 
 A row's run ``LABEL,seed=S`` (the label with characters other than letters, digits and ``._=+-``
 as ``_``) trains ``scripts/train.py --config=CONFIG --config.FIELD=VALUE ... --config.seed=S`` (the
@@ -78,6 +80,7 @@ class Table:
     notes: dict[str, str]
     extra_metrics: tuple[str, ...] = ()
     compiled_memory: bool = False
+    longer: int = 0
 
 
 def load(path: str) -> Table:
@@ -112,6 +115,9 @@ def from_module(module, path: str) -> Table:
     extra = getattr(module, 'EXTRA_METRICS', ())
     if not isinstance(extra, (tuple, list)) or not all(isinstance(name, str) for name in extra):
         raise SweepError(f"{path}: EXTRA_METRICS must be a tuple of metric names, e.g. ('validation/bleu',)")
+    longer = getattr(module, 'LONGER', 0)
+    if not isinstance(longer, int) or longer == 1 or longer < 0:
+        raise SweepError(f'{path}: LONGER={longer!r} must be a whole factor of 2 or more (0: none)')
     if not rows:
         raise SweepError(f'{path}: ROWS has no scale; valid: {", ".join(SCALES)}')
     for field, mapping in (('ROWS', rows), ('SEEDS', seeds), ('NOTES', notes), ('METRIC', metrics)):
@@ -130,7 +136,8 @@ def from_module(module, path: str) -> Table:
                  paper_metric=need('PAPER_METRIC', str, 'a string'), seeds=seeds,
                  rows={scale: [to_row(row, path, scale, index, metrics[scale], tuple(extra))
                                for index, row in enumerate(found)] for scale, found in rows.items()},
-                 notes=notes, extra_metrics=tuple(extra), compiled_memory=bool(getattr(module, 'COMPILED_MEMORY', False)))
+                 notes=notes, extra_metrics=tuple(extra), compiled_memory=bool(getattr(module, 'COMPILED_MEMORY', False)),
+                 longer=longer)
 
 
 def to_row(row, path: str, scale: str, index: int, metric: str, extra_metrics: tuple[str, ...]) -> Row:
@@ -225,6 +232,7 @@ class RowResult:
     wall_s: list[float]
     num_params: int | None
     unfinished: list[str]            # runs not complete, with their status
+    complete: list[str] = dataclasses.field(default_factory=list)   # the names of the complete runs
     compiled_mb: float | None = None
 
     @property
@@ -266,7 +274,8 @@ def collect(rows: list[Row], seeds: int, study_runs: list[Run], workdir: str, me
             row, metric, values, [int(run.attribute('steps', 0)) for run in done], [run.wall_s for run in done],
             next((run.attribute('num_params') for run in done), None),
             [f'{run_name(row, seed)}: ' + (f'{run.status}' + (f' ({run.error})' if run.error else '') if run
-                                           else 'not started') for seed, run in enumerate(found) if run not in done]))
+                                           else 'not started') for seed, run in enumerate(found) if run not in done],
+            [run.name for run in done]))
     return results
 
 

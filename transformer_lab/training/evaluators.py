@@ -73,11 +73,12 @@ def host_eval_batches(context: EvalContext, split: str, rows: int) -> list[dict]
 
 def _likelihood_sums(context: EvalContext, params, split: str, count_characters: bool) -> dict:
     rows = parallel.local_rows(context.config.eval.batch_size, 'eval.batch_size')
-    totals = {'nll_sum': 0.0, 'tokens': 0.0, 'correct': 0.0, 'characters': 0}
+    totals = {'nll_sum': 0.0, 'tokens': 0.0, 'correct': 0.0, 'characters': 0, 'nll_by_position': 0.0,
+              'tokens_by_position': 0.0}
     for batch in host_eval_batches(context, split, rows):
         sums = jax.device_get(context.eval_step(params, parallel.to_global(batch, context.mesh)))
-        for name in ('nll_sum', 'tokens', 'correct'):
-            totals[name] += float(sums[name])
+        for name in ('nll_sum', 'tokens', 'correct', 'nll_by_position', 'tokens_by_position'):
+            totals[name] += np.asarray(sums[name], np.float64)
         if count_characters:
             totals['characters'] += sum(len(context.pipeline.tokenizer.decode(row)) for row in batch['targets'])
     if count_characters and jax.process_count() > 1:  # the sums above are global, the characters per host
@@ -86,9 +87,9 @@ def _likelihood_sums(context: EvalContext, params, split: str, count_characters:
 
 
 def _token_metrics(totals: dict) -> dict[str, float]:
-    nll = totals['nll_sum'] / max(totals['tokens'], 1.0)
+    nll = float(totals['nll_sum'] / max(totals['tokens'], 1.0))
     return {'nll': nll, 'perplexity': math.exp(min(nll, 50.0)), 'bits_per_token': nll / math.log(2),
-            'accuracy': totals['correct'] / max(totals['tokens'], 1.0)}
+            'accuracy': float(totals['correct'] / max(totals['tokens'], 1.0))}
 
 
 @reports(*TOKEN_METRICS)
@@ -97,12 +98,22 @@ def negative_log_likelihood(context: EvalContext, params, split: str) -> dict[st
     return _token_metrics(_likelihood_sums(context, params, split, count_characters=False))
 
 
+def nll_by_position(context: EvalContext, params, split: str, edges: list[int]) -> dict[str, float]:
+    """NLL per target token (nats) at the positions of each bin ``[edges[i], edges[i + 1])`` of the
+    evaluation windows, named 'A-B': how well a model predicts with A to B tokens of context (e.g. past
+    the length it trained on, scripts/evaluate.py --length)."""
+    totals = _likelihood_sums(context, params, split, count_characters=False)
+    nll, tokens = totals['nll_by_position'], totals['tokens_by_position']
+    return {f'{begin}-{end}': float(nll[begin:end].sum() / max(tokens[begin:end].sum(), 1.0))
+            for begin, end in zip(edges[:-1], edges[1:])}
+
+
 @reports(*TOKEN_METRICS, 'bits_per_char')
 def bits_per_character(context: EvalContext, params, split: str) -> dict[str, float]:
     """Total NLL in bits over the number of characters of the decoded targets (any tokenizer)."""
     totals = _likelihood_sums(context, params, split, count_characters=True)
     return {**_token_metrics(totals),
-            'bits_per_char': totals['nll_sum'] / math.log(2) / max(totals['characters'], 1)}
+            'bits_per_char': float(totals['nll_sum'] / math.log(2) / max(totals['characters'], 1))}
 
 
 def split_compounds(text: str) -> str:

@@ -84,10 +84,7 @@ def setup(config, workdir: str | None = None, *, tokenizer=None):
     """Validated config -> (pipeline, model). Nothing is written anywhere."""
     registry.validate(config)
     pipeline = registry.build_pipeline(config.data, tokenizer=tokenizer)
-    classes = config.model.get('num_classes', 0)
-    if classes and classes != getattr(pipeline, 'num_classes', classes):
-        raise ConfigError('model.num_classes', f'{classes} but {config.data.name} has {pipeline.num_classes} classes; '
-                          f'valid: {pipeline.num_classes}, or 0 for an unconditional model')
+    registry.task_for(config.data.name).check_prepared(config, pipeline)
     model = registry.build_model(config.model, pipeline.tokenizer.vocab_size, seed=config.seed)
     if workdir is not None:
         check_workdir_compatible(config, workdir)

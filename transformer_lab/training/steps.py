@@ -146,7 +146,8 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
 
 
 def make_eval_step(graphdef: nnx.GraphDef):
-    """Returns eval_step(params, batch) -> sums over the batch: NLL (nats), tokens, correct argmaxes."""
+    """Returns eval_step(params, batch) -> sums over the batch: NLL (nats), tokens, correct argmaxes, and
+    the NLL and tokens at each target position (``..._by_position`` [positions])."""
     def eval_step(params, batch: dict):
         model = nnx.merge(graphdef, params)
         outputs = model(batch)
@@ -154,5 +155,6 @@ def make_eval_step(graphdef: nnx.GraphDef):
         weights = target_weights(batch)
         correct = (model.head.predict(outputs) == batch['targets']).astype(jnp.float32)
         return {'nll_sum': (nll * weights).sum(), 'tokens': weights.sum(),
-                'correct': (correct * weights).sum()}
+                'correct': (correct * weights).sum(), 'nll_by_position': (nll * weights).sum(0),
+                'tokens_by_position': weights.sum(0)}
     return eval_step

@@ -1,0 +1,52 @@
+"""The face every modality's Task shows its callers (sample.py, visualize_attention.py, translate.py,
+the loop and validation), and what the modalities share."""
+
+from __future__ import annotations
+
+from transformer_lab.config import ConfigError
+
+
+class Task:
+    """A modality: its ``pipeline`` class, the ``evaluators`` that apply to its runs, what its models are
+    conditioned on, how it samples and reads a primer file, and how it draws attention. Subclasses set
+    ``modality`` and ``pipeline`` and override what their modality does differently."""
+
+    modality: str
+    pipeline: type
+
+    def conditioning(self, config) -> str:
+        """What the run's model is conditioned on besides its own past: 'none', or a word naming it
+        ('sources', 'classes', 'low_resolution', 'melody')."""
+        return 'none'
+
+    def evaluators(self, config) -> tuple[str, ...]:
+        """The names of the evaluators (training/evaluators.py) that mean something for the run."""
+        return ('nll',)
+
+    def check_config(self, config) -> None:
+        """The ``data`` section against the model, through the pipeline, and ``eval.evaluators``."""
+        self.pipeline.check_config(config.data, config.model)
+        applicable = self.evaluators(config)
+        for name in config.eval.evaluators:
+            if name not in applicable:
+                raise ConfigError('eval.evaluators', f'{name!r} does not apply to {self.describe(config)}; '
+                                                     f'valid: {", ".join(applicable)}')
+
+    def check_prepared(self, config, pipeline) -> None:
+        """The model against what only the prepared dataset knows (e.g. its classes)."""
+
+    def describe(self, config) -> str:
+        """A few words for messages: 'a music model', 'a translation model', ..."""
+        return f'a {self.modality} model'
+
+    def sample(self, run, request) -> str:
+        """Writes samples as ``request`` (sampling.Request) says; returns what to show the user."""
+        raise NotImplementedError
+
+    def example_from_text(self, run, text: str) -> dict:
+        """One batch row made from a user's ``text`` (visualize_attention.py --input)."""
+        raise ValueError(f'--input is for text runs; this run is {self.describe(run.config)}: use --example')
+
+    def draw_attention(self, run, batch: dict, maps: dict, choice, folder: str) -> list[str]:
+        """PNGs of ``maps`` (attention_maps.attention_weights of ``batch``) into ``folder``; their paths."""
+        raise NotImplementedError

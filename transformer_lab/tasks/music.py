@@ -1,0 +1,55 @@
+"""Music: chorale grids and performance events, decoder-only models."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from transformer_lab import decoding
+from transformer_lab.data import midi
+from transformer_lab.data.music import MusicPipeline
+from transformer_lab.data.rendering import save_piano_roll_png, save_wav
+from transformer_lab.tasks.base import Task
+
+
+class MusicTask(Task):
+    modality = 'music'
+    pipeline = MusicPipeline
+
+    def read_primer(self, run, request) -> np.ndarray:
+        """The tokens to continue, int32 [n]: the score ``request.primer_file`` as the run's tokenizer
+        reads it (performances: MIDI; chorales: MIDI or MusicXML onto the S/A/T/B grid), its first
+        ``request.primer_seconds``, then at most ``request.primer_tokens`` tokens where that is set."""
+        primer = run.tokenizer.read_primer(request.primer_file, request.primer_seconds)
+        primer = primer[:request.primer_tokens or None]
+        if len(primer) >= request.options['max_length']:
+            raise ValueError(f'--primer={request.primer_file} is {len(primer)} tokens, and --max_length='
+                             f'{request.options["max_length"]} leaves none to continue: shorten it with '
+                             f'--primer_seconds or --primer_tokens')
+        return primer
+
+    def _prompt(self, run, request) -> np.ndarray | None:
+        """[rows, n]: the primer file, else the openings of the first validation pieces (None: none)."""
+        if request.primer_file:
+            return np.tile(self.read_primer(run, request), (request.rows, 1))
+        if request.primer_tokens:
+            return run.pipeline().primers(run.config.data.eval_split, request.rows, request.primer_tokens)
+        return None
+
+    def sample(self, run, request) -> str:
+        """STEM_K.mid, its audio STEM_K.wav (where FluidSynth is installed) and a piano roll STEM_K.png per
+        sample; with a primer, each sample holds the primer's tokens and then the model's continuation."""
+        tokens = decoding.generate(run.graphdef, run.params, batch_size=request.rows,
+                                   prompt=self._prompt(run, request), **request.options)
+        paths = []
+        for index, row in enumerate(np.asarray(tokens)):
+            notes = run.tokenizer.to_notes(row)
+            stem = f'{request.stem}_{index}'
+            midi.notes_to_midi(notes).write(stem + '.mid')
+            save_piano_roll_png(notes, stem + '.png')
+            heard = ' and .wav' if save_wav(stem + '.mid', stem + '.wav') else ''
+            paths.append(f'{stem}.mid{heard} ({len(notes)} notes, {notes[:, 3].max(initial=0):.1f} s)')
+        return 'written:\n' + '\n'.join(paths)
+
+    def draw_attention(self, run, batch: dict, maps: dict, choice, folder: str) -> list[str]:
+        from transformer_lab import attention_pictures   # matplotlib: only pictures need it
+        return attention_pictures.draw_music(run, batch, maps, choice, folder)
