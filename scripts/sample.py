@@ -23,6 +23,11 @@ for class-conditional models; super-resolution models read the picture, reduced,
 
     python scripts/sample.py --workdir=DIR --primer=shoe.png --primer_rows=14 --num_samples=6
 
+A melody-conditioned music model (configs/music_transformer_melody.py) accompanies ``--melody=FILE.mid``
+(its highest notes, one at a time) and writes the melody beside each sample (STEM_K_melody.mid):
+
+    python scripts/sample.py --workdir=DIR --melody=tune.mid --max_length=1024
+
 ``--max_length`` past the model's trained ``model.max_length``: relative models go on, attending to a
 sliding window of the last model.max_length positions (``--window=N`` another, ``--window=0`` all of
 them); absolute sinusoids too, after a notice; learned positions refuse.
@@ -52,6 +57,8 @@ flags.DEFINE_string('primer', None, 'A file to continue: a MIDI file (performanc
 flags.DEFINE_float('primer_seconds', 0.0, '--primer MIDI: continue its first seconds (0: all of it).')
 flags.DEFINE_integer('primer_rows', None, '--primer image: keep its first rows and sample the rest (default: half '
                      'the rows, or the nearest fewer that the model\'s generation order allows).')
+flags.DEFINE_string('melody', None, 'Melody-conditioned music models: a MIDI file to accompany (its highest '
+                    'notes, one at a time; default: the melodies of the first validation pieces).')
 flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.mark_flag_as_required('workdir')
 
@@ -82,8 +89,10 @@ def main(argv):
             sources=read_sources(FLAGS.inputs),
             primer_tokens=pick(FLAGS.primer_tokens, sample.get('primer_tokens', 0)),   # 0 in older runs
             primer_file=FLAGS.primer, primer_seconds=FLAGS.primer_seconds,
-            primer_rows=FLAGS.primer_rows)
-        print(registry.task_for(run.config.data.name).sample(run, request))
+            primer_rows=FLAGS.primer_rows, melody_file=FLAGS.melody)
+        task = registry.task_for(run.config.data.name)
+        task.check_request(run.config, request)
+        print(task.sample(run, request))
     except ValueError as error:   # a prompt or primer the run's tokenizer or data cannot serve
         cli.fail(str(error))
 

@@ -224,6 +224,30 @@ def test_maestro_metadata_reads_from_csv_and_both_json_layouts(tmp_path):
 
 # --- music21_performances: the rendering of one score --------------------------------------------------
 
+def test_the_skyline_keeps_the_highest_note_of_each_onset_cut_where_the_next_starts():
+    notes = np.array([[60, 80, 0.0, 2.0], [67, 80, 0.0, 1.0],      # onset 0: 67 over 60
+                      [64, 80, 1.004, 1.5], [62, 80, 1.0, 3.0],     # one 10 ms step apart: one onset, 64
+                      [55, 80, 1.5, 2.5],                           # the only note of its onset, low as it is
+                      [72, 90, 2.0, 4.0]], np.float32)              # cuts nothing after it: the last
+    np.testing.assert_allclose(midi.skyline(notes), [[67, 80, 0.0, 1.0], [64, 80, 1.004, 1.5],
+                                                     [55, 80, 1.5, 2.0], [72, 90, 2.0, 4.0]], atol=1e-6)
+    assert midi.skyline(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_a_scores_melody_is_its_top_part_one_note_at_a_time():
+    from music21 import chord, corpus, note, stream
+    from transformer_lab.data.builders.music21_performances import score_notes, top_part_melody
+    chorale = corpus.parse('bach/bwv66.6')
+    melody, notes = top_part_melody(chorale), score_notes(chorale)
+    soprano = score_notes(stream.Score([chorale.parts[0]]))   # the soprano alone, at the chorale's default tempo
+    np.testing.assert_allclose(melody[:3], [[73, 70, 0.0, 0.3125], [71, 70, 0.3125, 0.625], [69, 70, 0.625, 1.25]])
+    assert len(melody) == len(soprano) and {tuple(row) for row in melody[:, [0, 2, 3]]} <= {
+        tuple(row) for row in notes[:, [0, 2, 3]]}
+    upper = stream.Part([chord.Chord(['C4', 'E4', 'G4']), note.Note('A4')])
+    score = stream.Score([upper, stream.Part([note.Note('C5', quarterLength=2)])])   # a higher lower part
+    np.testing.assert_array_equal(top_part_melody(score)[:, 0], [67, 69])   # chords' top notes; part 2 unheard
+
+
 def test_a_chorale_renders_at_its_tempo_mark_with_every_voice():
     from music21 import corpus
     from transformer_lab.data.builders.music21_performances import score_notes

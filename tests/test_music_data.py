@@ -321,3 +321,52 @@ def test_a_chorale_primer_is_the_grid_of_a_score_file_and_needs_four_parts(tmp_p
     duet.write('musicxml', fp=str(tmp_path / 'duet.musicxml'))
     with pytest.raises(ValueError, match='needs four parts .* the file has 2'):
         tokenizer.read_primer(str(tmp_path / 'duet.musicxml'))
+
+
+def test_a_melody_models_encoder_reads_the_melody_under_its_window_and_nothing_else():
+    from transformer_lab.data.music import melody_window, piece_tokens
+    tokenizer, rng = PerformanceTokenizer(), np.random.default_rng(0)
+    onsets = np.cumsum(rng.uniform(0.1, 0.4, 60))
+    tune = np.stack([rng.integers(72, 84, 60), np.full(60, 80), onsets, onsets + 0.3], 1)      # high
+    chords = np.stack([rng.integers(40, 60, 60), np.full(60, 60), onsets, onsets + 0.6], 1)    # low, longer
+    notes = np.concatenate([tune, chords]).astype(np.float32)
+    melody = midi.skyline(notes)
+    targets = piece_tokens(tokenizer, notes)['targets']
+    times, length = tokenizer.token_times(targets), 64
+    np.testing.assert_allclose(times[np.isfinite(tokenizer.token_onsets(targets)[:, 0])],
+                               tokenizer.token_onsets(targets)[:, 0][np.isfinite(tokenizer.token_onsets(targets)[:, 0])])
+    for start in (0, 100, len(targets) - 10):
+        row = melody_window(tokenizer, targets, melody, start, length)
+        np.testing.assert_array_equal(row['targets'][:min(length, len(targets) - start)], targets[start:start + length])
+        begin = times[start]
+        end = times[start + length] if start + length < len(targets) else np.inf
+        expected = melody[(melody[:, 2] >= begin - 1e-6) & (melody[:, 2] < end - 1e-6)]
+        read = tokenizer.decode(row['inputs'])
+        assert len(read) == len(expected) and (len(expected) or start == len(targets) - 10)
+        np.testing.assert_array_equal(read[:, 0], expected[:, 0])                  # the tune's pitches only
+        np.testing.assert_allclose(read[:, 2], expected[:, 2] - begin, atol=0.011)  # timed from the window
+        assert row['inputs'][np.flatnonzero(row['inputs'])[-1]] == EOS_ID   # then padding
+
+
+@pytest.mark.slow
+def test_the_melody_model_trains_evaluates_and_accompanies_a_midi_file(tmp_path):
+    import json
+
+    import pretty_midi
+    from helpers import load_config, run_script, train_losses
+    from transformer_lab.training.loop import train_and_evaluate
+    config = load_config('configs/music_transformer_melody.py:relative,tiny')
+    metrics = train_and_evaluate(config, str(tmp_path))
+    losses = train_losses(str(tmp_path))
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert np.isfinite(metrics['validation/nll'])
+    tune = tmp_path / 'tune.mid'
+    midi.notes_to_midi(np.array([[72, 80, 0.0, 0.5], [60, 70, 0.0, 1.0], [74, 80, 0.5, 1.0], [76, 80, 1.0, 2.0]],
+                                np.float32)).write(str(tune))
+    sample = run_script('sample.py', f'--workdir={tmp_path}', f'--melody={tune}', '--num_samples=2', '--max_length=48')
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    heard = pretty_midi.PrettyMIDI(str(tmp_path / 'samples' / 'step_20_1_melody.mid')).instruments[0].notes
+    assert [(n.pitch, round(n.start, 2)) for n in heard] == [(72, 0.0), (74, 0.5), (76, 1.0)]   # the skyline
+    assert (tmp_path / 'samples' / 'step_20_1.mid').exists() and (tmp_path / 'samples' / 'step_20_1.wav').exists()
+    longer = run_script('evaluate.py', f'--workdir={tmp_path}', '--split=test')
+    assert longer.returncode == 0 and np.isfinite(json.loads(longer.stdout[longer.stdout.index('{'):])['test/nll'])

@@ -13,7 +13,7 @@ from PIL import Image
 from helpers import load_config, run_script, train_losses
 from test_cli_failures import assert_one_error_line, tree_checksums
 from test_text_folders import write
-from transformer_lab.data import prepare
+from transformer_lab.data import midi, prepare
 from transformer_lab.data.builders.folders import DataSourceError, by_split
 from transformer_lab.data.builders.pieces import split_of
 from transformer_lab.registry import DATASETS
@@ -68,6 +68,8 @@ def test_midi_folder_splits_by_folder_and_hash_reads_notes_and_skips_unreadable_
             assert name in pieces[split_of(name)], name
     held_out = next(e for e in builder.as_data_source(split='validation') if e['piece'] == b'validation/held_out.midi')
     np.testing.assert_allclose(held_out['notes'], [[60, 100, 0.0, 0.5], [64, 90, 0.5, 1.0]], atol=1e-3)
+    for example in builder.as_data_source(split='train'):   # the melody a melody-conditioned model reads
+        np.testing.assert_array_equal(example['melody'], midi.skyline(example['notes']))
 
 
 def test_a_small_folder_lends_validation_and_test_a_training_file_each(tmp_path):

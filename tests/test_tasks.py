@@ -43,7 +43,8 @@ def test_every_dataset_has_a_task_whose_evaluators_exist():
                                       ('configs/transformer_lm_kjv.py:tiny', 'none'),
                                       ('configs/image_transformer_fashion_mnist.py:classes,tiny', 'classes'),
                                       ('configs/image_transformer_superres.py:tiny', 'low_resolution'),
-                                      ('configs/music_transformer_bach_chorales.py:tiny', 'none')]:
+                                      ('configs/music_transformer_bach_chorales.py:tiny', 'none'),
+                                      ('configs/music_transformer_melody.py:tiny', 'melody')]:
         config = load_config(config_name)
         task = registry.task_for(config.data.name)
         assert task.conditioning(config) == conditioning, config_name
@@ -57,3 +58,13 @@ def test_a_translation_evaluator_on_a_language_model_names_what_applies():
     with pytest.raises(ConfigError, match="eval.evaluators: 'bleu' does not apply to a language model; valid: nll, "
                                           "bits_per_char"):
         registry.validate(config)
+
+
+def test_a_melody_is_refused_by_a_model_that_reads_none():
+    from transformer_lab.sampling import Request
+    config = load_config('configs/music_transformer_bach_chorales.py:tiny')
+    request = Request(rows=1, options={}, stem='unused', melody_file='tune.mid')
+    with pytest.raises(ValueError, match='--melody=tune.mid: this run is a music model, which reads no melody'):
+        registry.task_for(config.data.name).check_request(config, request)
+    melody = load_config('configs/music_transformer_melody.py:tiny')
+    registry.task_for(melody.data.name).check_request(melody, request)

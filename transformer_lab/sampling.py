@@ -17,7 +17,8 @@ class Request:
     eval split), ``primer_tokens`` of validation pieces for a music model to continue (0: none), or
     ``primer_file`` to continue (a language model: text; a music model: a score its tokenizer reads,
     its first ``primer_seconds``, then at most ``primer_tokens`` of its tokens where that is set; an
-    image model: an image whose first ``primer_rows`` rows are kept)."""
+    image model: an image whose first ``primer_rows`` rows are kept); ``melody_file``, a MIDI file for
+    a melody-conditioned model to accompany (None: the melodies of the first validation pieces)."""
     rows: int
     options: dict
     stem: str
@@ -27,6 +28,7 @@ class Request:
     primer_file: str | None = None
     primer_seconds: float = 0.0
     primer_rows: int | None = None
+    melody_file: str | None = None
 
 
 def past_trained_length(model_config, length: int, flag: str) -> bool:

@@ -18,6 +18,12 @@ time-stretched by a factor drawn from ``data.time_stretches``, drawn from the se
 in the stream, so the stream and its checkpointed position are reproducible; evaluation pieces are not
 augmented. The tokens of every piece are computed once per time stretch and kept (data/token_store.py);
 a transposition moves the kept tokens (``transpose_tokens``) instead of encoding the piece again.
+
+Melody-conditioned performances (``data.inputs_feature='melody'``, Huang et al. 2018, Sec. 5.3: an
+encoder-decoder model): each row adds ``inputs`` [rows, max_length], the events of the piece's
+``melody`` that start within the time its ``targets`` window spans (``melody_window``), ending with EOS.
+Training windows are random crops of the augmented piece, melody augmented alike; evaluation rows are
+each piece's consecutive windows, every token once.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 from transformer_lab.data import midi, token_store
 from transformer_lab.data.batching import Batches, Order
 from transformer_lab.data.packing import Windows
+from transformer_lab.config import ConfigError, require
 from transformer_lab.data.source import Dataset, TfdsPipeline, pad_to
 from transformer_lab.data.token_store import Ragged
 from transformer_lab.data.tokenizers import EOS_ID, until_eos
@@ -170,6 +177,13 @@ class PerformanceTokenizer:
                 onsets[position] = time, event - midi.NOTE_ON
         return onsets
 
+    def token_times(self, ids: np.ndarray) -> np.ndarray:
+        """float64 [n]: the time in seconds at each token, that of the TIME_SHIFTs before it."""
+        events = np.asarray(ids).reshape(-1) - self.OFFSET
+        shifts = np.where((events >= midi.TIME_SHIFT) & (events < midi.SET_VELOCITY),
+                          events - midi.TIME_SHIFT + 1, 0) / midi.STEPS_PER_SECOND
+        return np.concatenate([[0.0], np.cumsum(shifts)[:-1]])
+
     def transpose_tokens(self, tokens: np.ndarray, semitones: int) -> np.ndarray | None:
         """``encode(transpose(notes, semitones))`` from ``encode(notes)``'s tokens: every NOTE_ON and
         NOTE_OFF moved by ``semitones`` (event order depends on pitches only through their order and
@@ -191,10 +205,24 @@ class MusicPipeline(TfdsPipeline):
 
     TOKENIZERS = {'chorale': ChoraleTokenizer, 'performance': PerformanceTokenizer}
 
+    @classmethod
+    def check_config(cls, data, model) -> None:
+        super().check_config(data, model)
+        if data.inputs_feature:
+            require(data.tokenizer == 'performance', 'data.inputs_feature',
+                    f"a melody ({data.inputs_feature!r}) conditions performances, not data.tokenizer={data.tokenizer!r}")
+            require(model.name == 'encoder_decoder', 'model.name', f"{model.name!r} reads no melody "
+                    f"(data.inputs_feature={data.inputs_feature!r}); valid: 'encoder_decoder'")
+
     def __init__(self, data_config, dataset: Dataset, *, tokenizer=None):
         super().__init__(data_config, dataset)
         self.tokenizer = tokenizer or self.TOKENIZERS[data_config.tokenizer]()
         self.features = ('targets', 'targets_voices') if self.tokenizer.voices else ('targets',)
+        melody = data_config.get('inputs_feature', '')
+        if melody and melody not in self.builder.info.features.keys():
+            raise ConfigError('data.inputs_feature', f'{melody!r}: {dataset.name} was prepared without it; prepare it '
+                                                     f'again: python scripts/prepare_data.py --dataset={dataset.name} '
+                                                     f'--overwrite')
 
     def tokens(self, piece: np.ndarray) -> dict[str, np.ndarray]:
         """A piece -> its tokens ending with EOS (and each token's voice, EOS having none)."""
@@ -226,9 +254,15 @@ class MusicPipeline(TfdsPipeline):
         ``shard_index`` reads every ``shard_count``-th piece."""
         stretches = tuple(float(s) for s in self.config.get('time_stretches', ()))
         split, source = self.config.train_split, self.source(self.config.train_split)
-        stores = {stretch: self.token_ids(split, stretch) for stretch in (stretches or (None,))}
-        crops = Crops(stores, rows, self.config.max_length, self.config.transpose, stretches, self.tokenizer,
-                      Augmenter(self.tokenizer, source, self.config.targets_feature))
+        augmentation = dict(rows=rows, length=self.config.max_length, transpose=self.config.transpose,
+                            stretches=stretches, tokenizer=self.tokenizer)
+        if self.config.inputs_feature:
+            crops = MelodyCrops(**augmentation, source=source, feature=self.config.targets_feature,
+                                melody_feature=self.config.inputs_feature)
+        else:
+            stores = {stretch: self.token_ids(split, stretch) for stretch in (stretches or (None,))}
+            crops = Crops(**augmentation, stores=stores,
+                          augment=Augmenter(self.tokenizer, source, self.config.targets_feature))
         return Batches(Order.shuffled(np.arange(len(source)), seed=seed, shard_index=shard_index,
                                       shard_count=shard_count), crops)
 
@@ -239,7 +273,25 @@ class MusicPipeline(TfdsPipeline):
         ids = self.token_ids(split)
         order = Order.evaluation(len(ids['targets']), max_examples=max_examples, shard_index=shard_index,
                                  shard_count=shard_count)
+        if self.config.inputs_feature:
+            yield from self._melody_batches(split, order, rows)
+            return
         yield from Batches(order, Windows(ids, rows, self.config.max_length))
+
+    def _melody_batches(self, split: str, order: Order, rows: int) -> Iterator[dict]:
+        """Each piece's consecutive windows with their melodies, ``rows`` a batch, the last padded."""
+        source, length, batch = self.source(split), self.config.max_length, []
+        for index in order.take(0, len(order.examples)):
+            record = source[int(index)]
+            targets = self.tokens(self.piece(record))['targets']
+            for start in range(0, len(targets), length):
+                batch.append(melody_window(self.tokenizer, targets, np.asarray(record[self.config.inputs_feature]),
+                                           start, length))
+                if len(batch) == rows:
+                    yield stacked(batch, rows)
+                    batch = []
+        if batch:
+            yield stacked(batch, rows)
 
     def primers(self, split: str, count: int, length: int) -> np.ndarray:
         """int32 [count, length]: the opening ``length`` tokens of the first ``count`` pieces of
@@ -269,18 +321,17 @@ class Augmenter:
 
 
 @dataclasses.dataclass
-class Crops:
+class PieceRows:
     """Training rows of music (an ``assemble`` of data/batching.py): each row one piece of the order,
-    augmented and cropped by ``crop``, its random draws seeded by the example's place in
-    the whole stream (so hosts and workers draw the same as one process would). ``stores``: the kept
-    tokens of the training pieces per time stretch (None: no stretches)."""
-    stores: dict
+    augmented and cropped by ``crop``, its random draws seeded by the example's place in the whole stream
+    (so hosts and workers draw the same as one process would). Augmentation (Huang et al. 2018, Sec.
+    5.1-5.2): transposed by a number of semitones drawn from [-transpose, transpose] and stretched in
+    time by a factor drawn from ``stretches`` (``augmentation``)."""
     rows: int
     length: int
     transpose: int
     stretches: tuple
     tokenizer: object
-    augment: Augmenter
 
     def __call__(self, order: Order, cursor):
         position, _ = cursor
@@ -290,18 +341,68 @@ class Crops:
                  for index, place in zip(indices, places)]
         return {name: np.stack([crop[name] for crop in crops]) for name in crops[0]}, (position + self.rows, 0)
 
-    def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """One training row of piece ``index``: transposed by a number of semitones drawn from
-        [-transpose, transpose] and stretched by a factor drawn from ``stretches`` (Huang et al. 2018,
-        Sec. 5.1-5.2), then ``random_crop``-ped; the tokens are the kept ones moved by the transposition
-        where the tokenizer can (``transpose_tokens``), else the augmented notes encoded anew: the same
-        rows either way, for the same draws."""
+    def augmentation(self, rng: np.random.Generator) -> tuple[int, float | None]:
+        """(semitones, stretch or None) drawn for one row."""
         semitones = int(rng.integers(-self.transpose, self.transpose + 1)) if self.transpose else 0
-        stretch = float(rng.choice(self.stretches)) if self.stretches else None
+        return semitones, float(rng.choice(self.stretches)) if self.stretches else None
+
+    def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class Crops(PieceRows):
+    """Rows of kept tokens: ``stores`` holds the training pieces' tokens per time stretch (None: none)."""
+    stores: dict
+    augment: Augmenter
+
+    def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One training row of piece ``index``, augmented (``augmentation``), then ``random_crop``-ped; the
+        tokens are the kept ones moved by the transposition where the tokenizer can (``transpose_tokens``),
+        else the augmented notes encoded anew: the same rows either way, for the same draws."""
+        semitones, stretch = self.augmentation(rng)
         kept = {name: store[index] for name, store in self.stores[stretch].items()}
         moved = self.tokenizer.transpose_tokens(kept['targets'], semitones) if semitones else kept['targets']
         tokens = ({**kept, 'targets': moved} if moved is not None else self.augment(index, semitones, stretch))
         return random_crop(tokens, self.length, rng)
+
+
+@dataclasses.dataclass
+class MelodyCrops(PieceRows):
+    """Rows of a melody-conditioned model: a random crop of the augmented performance and the melody
+    (augmented alike) under it (``melody_window``), both encoded from the notes of ``source``."""
+    source: object          # the split's random-access TFDS source
+    feature: str
+    melody_feature: str
+
+    def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        semitones, stretch = self.augmentation(rng)
+        record = self.source[index]
+        notes, melody = (augmented(self.tokenizer, np.asarray(record[name]), semitones, stretch)
+                         for name in (self.feature, self.melody_feature))
+        targets = piece_tokens(self.tokenizer, notes)['targets']
+        start = int(rng.integers(0, max(len(targets) - self.length, 0) + 1))
+        return melody_window(self.tokenizer, targets, melody, start, self.length)
+
+
+def melody_window(tokenizer, targets: np.ndarray, melody: np.ndarray, start: int, length: int) -> dict[str, np.ndarray]:
+    """A row of a melody-conditioned model: ``targets[start:start + length]`` (a piece's tokens) and as
+    ``inputs`` the events of the ``melody`` notes that start in the time that window spans (from its
+    first token to the next window's), timed from the window's start, ending with EOS; int32 [length]
+    each, cut or zero-padded."""
+    times = tokenizer.token_times(targets)
+    begin = times[start] if start < len(times) else times[-1]
+    end = times[start + length] if start + length < len(times) else np.inf
+    inside = melody[(melody[:, midi.START] >= begin - 1e-6) & (melody[:, midi.START] < end - 1e-6)].copy()
+    inside[:, midi.START:] -= begin
+    inside[:, midi.END] = np.minimum(inside[:, midi.END], end - begin)
+    inputs = np.asarray(tokenizer.encode(inside) + [EOS_ID], np.int32)
+    return {'inputs': pad_to(inputs[:length], length), 'targets': pad_to(targets[start:start + length], length)}
+
+
+def stacked(rows: list[dict[str, np.ndarray]], count: int) -> dict[str, np.ndarray]:
+    """Rows of equal features -> a batch of ``count`` rows, zero rows after the given ones."""
+    return {name: pad_to(np.stack([row[name] for row in rows]), count, axis=0) for name in rows[0]}
 
 
 def augmented(tokenizer, piece: np.ndarray, semitones: int, stretch: float | None) -> np.ndarray:

@@ -43,6 +43,12 @@ class Task:
         """Writes samples as ``request`` (sampling.Request) says; returns what to show the user."""
         raise NotImplementedError
 
+    def check_request(self, config, request) -> None:
+        """Refuses what the run's model cannot be asked (a ValueError saying why)."""
+        if request.melody_file and self.conditioning(config) != 'melody':
+            raise ValueError(f'--melody={request.melody_file}: this run is {self.describe(config)}, which reads no '
+                             f'melody; a melody-conditioned one does (configs/music_transformer_melody.py)')
+
     def example_from_text(self, run, text: str) -> dict:
         """One batch row made from a user's ``text`` (visualize_attention.py --input)."""
         raise ValueError(f'--input is for text runs; this run is {self.describe(run.config)}: use --example')

@@ -1,4 +1,5 @@
-"""Music: chorale grids and performance events, decoder-only models."""
+"""Music: chorale grids and performance events; decoder-only models, and encoder-decoders that
+accompany a melody (Huang et al. 2018, Sec. 5.3)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,48 @@ import numpy as np
 
 from transformer_lab import decoding
 from transformer_lab.data import midi
-from transformer_lab.data.music import MusicPipeline
+from transformer_lab.data.music import MusicPipeline, melody_window
 from transformer_lab.data.rendering import save_piano_roll_png, save_wav
+from transformer_lab.data.tokenizers import EOS_ID
 from transformer_lab.tasks.base import Task
 
 
 class MusicTask(Task):
     modality = 'music'
     pipeline = MusicPipeline
+
+    def conditioning(self, config) -> str:
+        return 'melody' if config.data.inputs_feature else 'none'
+
+    def describe(self, config) -> str:
+        return 'a melody-conditioned music model' if self.conditioning(config) == 'melody' else 'a music model'
+
+    def _melodies(self, run, request) -> np.ndarray | None:
+        """[rows, data.max_length]: the encoder's input of a melody-conditioned model, the melody of
+        ``request.melody_file`` (its skyline, one note at a time), else the melody under the opening of
+        each of the first validation pieces; None for other models."""
+        if self.conditioning(run.config) != 'melody':
+            return None
+        length = run.config.data.max_length
+        if request.melody_file:
+            try:
+                notes = midi.read_notes(request.melody_file)
+            except Exception as error:   # MIDI parsers raise all kinds of errors on a file that is not MIDI
+                raise ValueError(f'--melody={request.melody_file}: not a MIDI file that can be read '
+                                 f'({type(error).__name__})') from None
+            if not len(notes):
+                raise ValueError(f'--melody={request.melody_file}: no notes')
+            melody = midi.skyline(notes)
+            row = melody_window(run.tokenizer, np.asarray([EOS_ID]), melody, 0, length)['inputs']
+            return np.tile(row, (request.rows, 1))
+        pipeline, rows = run.pipeline(), []
+        source = pipeline.source(run.config.data.eval_split)
+        for index in range(min(request.rows, len(source))):
+            record = source[index]
+            targets = pipeline.tokens(pipeline.piece(record))['targets']
+            rows.append(melody_window(run.tokenizer, targets, np.asarray(record[run.config.data.inputs_feature]),
+                                      0, length)['inputs'])
+        return np.stack([rows[index % len(rows)] for index in range(request.rows)])
 
     def read_primer(self, run, request) -> np.ndarray:
         """The tokens to continue, int32 [n]: the score ``request.primer_file`` as the run's tokenizer
@@ -37,8 +72,10 @@ class MusicTask(Task):
 
     def sample(self, run, request) -> str:
         """STEM_K.mid, its audio STEM_K.wav (where FluidSynth is installed) and a piano roll STEM_K.png per
-        sample; with a primer, each sample holds the primer's tokens and then the model's continuation."""
-        tokens = decoding.generate(run.graphdef, run.params, batch_size=request.rows,
+        sample; with a primer, each sample holds the primer's tokens and then the model's continuation; a
+        melody-conditioned model's sample accompanies ``_melodies``, written beside it (STEM_K_melody.mid)."""
+        melodies = self._melodies(run, request)
+        tokens = decoding.generate(run.graphdef, run.params, batch_size=request.rows, inputs=melodies,
                                    prompt=self._prompt(run, request), **request.options)
         paths = []
         for index, row in enumerate(np.asarray(tokens)):
@@ -48,6 +85,9 @@ class MusicTask(Task):
             save_piano_roll_png(notes, stem + '.png')
             heard = ' and .wav' if save_wav(stem + '.mid', stem + '.wav') else ''
             paths.append(f'{stem}.mid{heard} ({len(notes)} notes, {notes[:, 3].max(initial=0):.1f} s)')
+            if melodies is not None:   # what the encoder read, to hear beside it
+                midi.notes_to_midi(run.tokenizer.to_notes(melodies[index])).write(stem + '_melody.mid')
+                paths.append(f'{stem}_melody.mid (its melody)')
         return 'written:\n' + '\n'.join(paths)
 
     def draw_attention(self, run, batch: dict, maps: dict, choice, folder: str) -> list[str]:

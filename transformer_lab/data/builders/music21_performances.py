@@ -20,7 +20,9 @@ are kept once, the first in corpus order; near copies (a note or two apart) are 
 
 A piece is named by its corpus path without the extension (``bach/bwv66.6``); it is split by that name
 as the chorales are: md5 modulo 10 is 0 for ``test``, 1 for ``validation``, otherwise ``train``.
-Features: ``notes`` and ``piece``, as in the ``maestro`` dataset.
+Features: ``notes`` and ``piece``, as in the ``maestro`` dataset, and ``melody``: the top part (the
+score's first: soprano, first violin, the pianist's upper staff), one note at a time (``midi.skyline``
+of its notes, so the top note of its chords).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 
 from transformer_lab.data.builders.bach_chorales import INSTALL_HINT
 from transformer_lab.data.builders.pieces import PiecesBuilder, by_split
-from transformer_lab.data.midi import END, PITCH, START
+from transformer_lab.data.midi import END, PITCH, START, skyline
 
 # The corpus folders read; their parsing is most of the preparation's minute (the corpus's Beethoven
 # quartets or Monteverdi madrigals would each add about as much again).
@@ -94,11 +96,17 @@ def part_notes(part) -> list[list[float]]:
     return notes
 
 
-def quarter_notes(score) -> np.ndarray:
-    """A music21 score -> float64 [n, 4] notes (pitch, velocity, start, end in quarter notes), sorted by
-    start, then pitch, then end."""
-    notes = np.asarray([row for part in score.parts for row in part_notes(part)], np.float64).reshape(-1, 4)
+def quarter_notes(score, parts=None) -> np.ndarray:
+    """A music21 score's ``parts`` (default: all) -> float64 [n, 4] notes (pitch, velocity, start, end in
+    quarter notes), sorted by start, then pitch, then end."""
+    notes = np.asarray([row for part in (score.parts if parts is None else parts) for row in part_notes(part)],
+                       np.float64).reshape(-1, 4)
     return notes[np.lexsort((notes[:, END], notes[:, PITCH], notes[:, START]))]
+
+
+def top_part_melody(score) -> np.ndarray:
+    """The melody of a score: its first part's notes in seconds, one at a time (``skyline``)."""
+    return skyline(in_seconds(quarter_notes(score, score.parts[:1]), score))
 
 
 def score_notes(score) -> np.ndarray:
@@ -114,8 +122,8 @@ def in_seconds(notes: np.ndarray, score) -> np.ndarray:
     return timed.astype(np.float32)
 
 
-def read_performances() -> list[tuple[str, np.ndarray]]:
-    """(piece name, notes) of every score of COMPOSERS, duplicates removed, in corpus order."""
+def read_performances() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(piece name, notes, melody) of every score of COMPOSERS, duplicates removed, in corpus order."""
     try:
         from music21 import corpus
     except ModuleNotFoundError as error:
@@ -132,7 +140,7 @@ def read_performances() -> list[tuple[str, np.ndarray]]:
                 continue
             seen.add(digest)
             name = os.path.splitext(os.path.relpath(str(path), root))[0]
-            performances.append((name, in_seconds(notes, score)))
+            performances.append((name, in_seconds(notes, score), top_part_melody(score)))
     return performances
 
 

@@ -1,6 +1,8 @@
 """What the music builders share: a dataset of named pieces, one example each, ``{FEATURE: array,
 'piece': name}``, where the array is a chorale grid (``voices`` uint8 [steps, 4]) or a performance
-(``notes`` float32 [n, 4]); and the split by piece name of the datasets that have no split of their own.
+(``notes`` float32 [n, 4]), a performance with its ``melody`` (notes, one at a time: what a
+melody-conditioned model reads); and the split by piece name of the datasets that have no split of
+their own.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from transformer_lab.data import midi
 
 SPLITS = ('train', 'validation', 'test')
 
@@ -28,11 +32,12 @@ def by_split(pieces: list[tuple[str, np.ndarray]]) -> dict[str, list[tuple[str, 
 
 class PiecesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A builder of named pieces: a subclass sets FEATURE, HOMEPAGE (and CITATION) and makes each split
-    ``self._generate_examples(pieces)`` over (name, array) pairs, which may be read lazily. Its
+    ``self._generate_examples(pieces)`` over (name, array) pairs, which may be read lazily; performances
+    may come as (name, notes, melody), else their melody is the notes' skyline (``midi.skyline``). Its
     module's docstring is the dataset's description."""
 
-    VERSION = tfds.core.Version('1.0.0')
-    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    VERSION = tfds.core.Version('1.1.0')
+    RELEASE_NOTES = {'1.0.0': 'Initial release.', '1.1.0': 'Performances: their melody.'}
     FEATURE = 'notes'        # or 'voices'
     HOMEPAGE = ''
     CITATION = ''
@@ -44,9 +49,14 @@ class PiecesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             features=tfds.features.FeaturesDict({
                 self.FEATURE: tfds.features.Tensor(shape=(None, 4), dtype=dtype),
                 'piece': tfds.features.Text(),
+                **({'melody': tfds.features.Tensor(shape=(None, 4), dtype=np.float32)} if self.FEATURE == 'notes'
+                   else {}),
             }),
             disable_shuffling=True, homepage=self.HOMEPAGE, citation=self.CITATION or None)
 
-    def _generate_examples(self, pieces: Iterable[tuple[str, np.ndarray]]):
-        for name, array in pieces:
-            yield name, {self.FEATURE: array, 'piece': name}
+    def _generate_examples(self, pieces: Iterable[tuple]):
+        for name, array, *melody in pieces:
+            example = {self.FEATURE: array, 'piece': name}
+            if self.FEATURE == 'notes':
+                example['melody'] = melody[0] if melody else midi.skyline(array)
+            yield name, example
