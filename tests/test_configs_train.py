@@ -28,6 +28,13 @@ def test_every_config_tiny_variant_trains_and_evaluates(tmp_path, config_name, f
         assert sample.returncode == 0, sample.stderr[-3000:]
         with open(tmp_path / 'samples' / 'step_20.txt') as f:
             assert f.read().startswith(config.sample.prompt)
+        (tmp_path / 'opening.txt').write_text('In the beginning God\n')     # a text file as the primer
+        sample = run_script('sample.py', f'--workdir={tmp_path}', f'--primer={tmp_path / "opening.txt"}',
+                            '--num_samples=2', '--max_length=32')
+        assert sample.returncode == 0, sample.stderr[-3000:]
+        with open(tmp_path / 'samples' / 'step_20.txt') as f:
+            continued = f.read().split('\n\n')
+        assert len(continued) == 2 and all(text.startswith('In the beginning God') for text in continued)
 
 
 def test_bfloat16_compute_tracks_float32(tmp_path):
