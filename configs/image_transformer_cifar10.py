@@ -1,8 +1,8 @@
 """The Image Transformer on CIFAR-10 (32x32x3), the paper's models (Parmar et al. 2018; papers.md).
 
     python scripts/prepare_data.py --dataset=cifar10_files              # downloads, or a manual_dir
-    python scripts/train.py --config=configs/image_transformer_cifar10.py:1d --workdir=gs://BUCKET/cifar_1d
-    python scripts/evaluate.py --workdir=gs://BUCKET/cifar_1d --split=test      # bits/dim; the paper: 2.90
+    python scripts/train.py --config=configs/image_transformer_cifar10.py:1d --workdir=/mnt/shared/cifar_1d
+    python scripts/evaluate.py --workdir=/mnt/shared/cifar_1d --split=test      # bits/dim; the paper: 2.90
 
 Variants:
   1d    (default) the paper's categorical model: 3072 sub-pixel positions, 12 layers, d 512, 4 heads,

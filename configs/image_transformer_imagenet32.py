@@ -2,7 +2,7 @@
 attention and checkpoint averaging), from the official downsampled files in a manual_dir.
 
     python scripts/prepare_data.py --dataset=imagenet32_files --manual_dir=~/imagenet32
-    python scripts/train.py --config=configs/image_transformer_imagenet32.py --workdir=gs://BUCKET/imagenet32
+    python scripts/train.py --config=configs/image_transformer_imagenet32.py --workdir=/mnt/shared/imagenet32
 
 Model: 12 layers, d 512, 8 heads, d_ff 2048, categorical over 3072 sub-pixels, masked local 1D attention
 (query blocks of 256, memory the previous block). Variants: ``classes`` (1000-way class-conditional),

@@ -2,9 +2,9 @@
 performances: MIDI events (388 of them), crops of 2048, NLL per token.
 
     python scripts/prepare_data.py --dataset=maestro --manual_dir=DIR   # DIR: maestro-v3.0.0.csv + the MIDI files
-    python scripts/train.py --config=configs/music_transformer_maestro.py:relative --workdir=gs://BUCKET/maestro_rel
-    python scripts/evaluate.py --workdir=gs://BUCKET/maestro_rel --split=test
-    python scripts/sample.py --workdir=gs://BUCKET/maestro_rel --primer_tokens=512 --top_k=40
+    python scripts/train.py --config=configs/music_transformer_maestro.py:relative --workdir=/mnt/shared/maestro_rel
+    python scripts/evaluate.py --workdir=/mnt/shared/maestro_rel --split=test
+    python scripts/sample.py --workdir=/mnt/shared/maestro_rel --primer_tokens=512 --top_k=40
 
 Variants, the paper's Table 3 models (validation NLL per token on the Piano-e-Competition data: baseline
 1.861, relative local 1.840, relative global 1.835): ``relative`` (the default; relative global
