@@ -1,6 +1,8 @@
 """The training bar's rate and ETA: steps counted when their results are back, the compiling first
 step and the evaluation pauses kept out of the rate, the remaining evaluations added to the ETA."""
 
+import os
+
 import pytest
 
 from transformer_lab.training import logging
@@ -45,3 +47,35 @@ def test_the_evaluations_to_come_include_the_final_one(num_steps, every, step, e
     progress = logging.Progress(first_step=0, num_steps=num_steps, eval_every=every)
     assert progress.evaluations_after(step) == expected
     progress.close()
+
+
+def test_without_a_terminal_progress_is_one_plain_line_per_logged_step(capsys):
+    progress = logging.Progress(first_step=0, num_steps=20, eval_every=10, plain=True)
+    for step in range(1, 21):
+        progress.done(step)
+        if step % 5 == 0:
+            progress.set(step, loss=f'{1 / step:.3f}')
+    progress.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(':')[0] for line in lines] == ['step 5/20', 'step 10/20', 'step 15/20', 'step 20/20']
+    assert lines[1].startswith('step 10/20: loss=0.100, rate=') and 'eta=' in lines[1]
+
+
+@pytest.mark.slow
+def test_a_batch_jobs_log_has_no_bar_redraws_and_absls_flags_show_the_libraries_logs(tmp_path):
+    import re
+
+    from helpers import run_script
+    absl_line = re.compile(r'^[IWE]\d{4} ', re.MULTILINE)     # absl's own format: level, month, day
+    result = run_script('train.py', '--config=configs/music_transformer_bach_chorales.py:tiny',
+                        f'--workdir={tmp_path / "plain"}', '--config.train.log_every_steps=5')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '\r' not in result.stderr + result.stdout and not absl_line.search(result.stderr)
+    logged = [line for line in result.stderr.splitlines() if line.startswith('step ') and '/20: loss=' in line]
+    assert [line.split(':')[0] for line in logged] == ['step 5/20', 'step 10/20', 'step 15/20', 'step 20/20']
+    (tmp_path / 'logs').mkdir()
+    result = run_script('train.py', '--config=configs/music_transformer_bach_chorales.py:tiny',
+                        f'--workdir={tmp_path / "absl"}', '--config.train.num_steps=2', '--verbosity=0',
+                        '--alsologtostderr', f'--log_dir={tmp_path / "logs"}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert absl_line.search(result.stderr) and any(name.endswith('INFO') for name in os.listdir(tmp_path / 'logs'))

@@ -142,7 +142,8 @@ def run(main) -> None:
     """``app.run(main)`` with one-line errors for flags and for ``USER_ERRORS`` raised by ``main``, and
     the persistent compilation cache (``use_compilation_cache``)."""
     def guarded(argv):
-        library_log.install(FLAGS.verbose)
+        library_log.install(FLAGS.verbose, verbosity_given=FLAGS['verbosity'].present,
+                            absl_to_stderr=FLAGS.alsologtostderr or FLAGS.logtostderr, log_dir=FLAGS.log_dir)
         use_compilation_cache()
         try:
             main(argv)

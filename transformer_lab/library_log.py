@@ -23,14 +23,22 @@ _path: str | None = None
 OUR_PACKAGE = 'transformer_lab'
 
 
-def install(verbose: bool = False) -> None:
-    """Routes library output to the log (or, verbose, leaves it all on stderr at absl's INFO)."""
+def install(verbose: bool = False, *, verbosity_given: bool = False, absl_to_stderr: bool = False,
+            log_dir: str = '') -> None:
+    """Routes library output to the log (or, verbose, leaves it all on stderr at absl's INFO). absl's
+    own flags keep their meaning for the libraries' absl logs: ``--verbosity`` (``verbosity_given``)
+    their level, ``--alsologtostderr`` / ``--logtostderr`` (``absl_to_stderr``) them on stderr rather
+    than in the log, ``--log_dir`` (``log_dir``) absl's log files there as well."""
     global _stream, _path
     _stream, _path = (sys.stderr if verbose else io.StringIO()), None
-    logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+    if not verbosity_given:
+        logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+    if log_dir:
+        logging.get_absl_handler().use_absl_log_file(log_dir=log_dir)
     if verbose:
         return
-    logging.get_absl_handler().python_handler.stream = _Redirect()
+    if not absl_to_stderr:
+        logging.get_absl_handler().python_handler.stream = _Redirect()
     sys.unraisablehook = _unraisable
     threading.excepthook = _thread_exception
     warnings.showwarning = _show_warning

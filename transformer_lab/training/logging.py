@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import sys
 import time
 
 import jax
@@ -103,12 +104,17 @@ class Progress:
     last one's duration. Until an evaluation has been timed the bar says how many are left out
     (``eta=04:16 + 2 evals``) rather than guess their length: measured on a full ``make run``, they
     were 6-8% of the time left at the first minute (docs/benchmarks.md).
+
+    Where the console is not a terminal (a batch job's log, a sweep run's console.log, ``make run > log``)
+    there is no bar, whose ``\r`` redraws would fill the log: one plain line per logged step instead
+    (``plain``; default: whether stderr is not a terminal).
     """
 
-    def __init__(self, first_step: int, num_steps: int, eval_every: int):
+    def __init__(self, first_step: int, num_steps: int, eval_every: int, *, plain: bool | None = None):
         self.num_steps, self.eval_every = num_steps, eval_every
+        self.plain = not sys.stderr.isatty() if plain is None else plain
         self.bar = tqdm.tqdm(total=num_steps, initial=first_step, unit='step', dynamic_ncols=True,
-                             disable=jax.process_index() != 0, mininterval=1.0,
+                             disable=jax.process_index() != 0 or self.plain, mininterval=1.0,
                              bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]')
         self.timed_from_step, self.timed_seconds, self.started = None, 0.0, None
         self.evaluation_seconds, self.fields = 0.0, {}
@@ -159,17 +165,24 @@ class Progress:
         every = self.eval_every or self.num_steps
         return self.num_steps // every - step // every + (1 if self.num_steps % every else 0)
 
-    def set(self, **fields) -> None:
-        """Fields shown after the rate (the loop's loss and tokens/s)."""
+    def set(self, step: int, **fields) -> None:
+        """Fields shown after the rate (the loop's loss and tokens/s), logged at ``step``: on the bar, or
+        as one plain line."""
         self.fields.update(fields)
+        if self.plain and jax.process_index() == 0:
+            shown = {**self.fields, **self._timing(step)}
+            print(f'step {step}/{self.num_steps}: ' + ', '.join(f'{name}={value}' for name, value in shown.items()),
+                  file=sys.stderr, flush=True)
+
+    def _timing(self, step: int) -> dict[str, str]:
+        """The rate and ETA as shown (none until two steps are back)."""
+        rate = self.rate(step)
+        if rate is None:
+            return {}
+        return {'rate': f'{rate:.2f} step/s' if rate >= 1 else f'{1 / rate:.2f} s/step', 'eta': self.eta_text(step)}
 
     def _show(self, step: int) -> None:
-        rate = self.rate(step)
-        shown = dict(self.fields)
-        if rate is not None:
-            shown['rate'] = f'{rate:.2f} step/s' if rate >= 1 else f'{1 / rate:.2f} s/step'
-            shown['eta'] = self.eta_text(step)
-        self.bar.set_postfix(shown, refresh=False)
+        self.bar.set_postfix({**self.fields, **self._timing(step)}, refresh=False)
 
     def write(self, message: str) -> None:
         self.bar.write(message)

@@ -245,7 +245,8 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     metrics = window.summary(float(schedule(step - 1)))
                     log(step, metrics)
                     store.poll()
-                    progress.set(loss=f'{metrics["train/loss"]:.3f}', tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
+                    progress.set(step, loss=f'{metrics["train/loss"]:.3f}',
+                                 tok_s=f'{metrics["train/tokens_per_second"]:.0f}')
                 if stop_signal:
                     if saved_step != step:
                         save(step, state)
