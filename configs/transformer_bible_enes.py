@@ -17,7 +17,7 @@ d_model 128), and the search `schedule` (learning rate and warm-up drawn by Optu
         --workers=2 --config.train.num_steps=400 --config.eval.evaluators="('nll',)"
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
+from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, base_config, parse_arg,
                                     shrink_to_tiny)
 
 
@@ -41,8 +41,9 @@ def get_config(arg=None):
     config.train.num_steps = 1200
     config.train.warmup_steps = 300
     config.train.learning_rate = 1.0
-    config.eval.every_steps = 600
     config.eval.evaluators = ('nll', 'bleu')     # greedy while training; evaluate.py --beam_size=4 after
+    config.eval.every_steps = 300
+    config.eval.evaluator_every_steps = ConfigDict({'bleu': 600})   # decoding: slower than the NLL
     # The last 5 checkpoints, 100 steps apart, to average (evaluate.py --average_last=5).
     config.checkpoint.every_steps, config.checkpoint.max_to_keep = 100, 5
 

@@ -20,7 +20,8 @@ BLEU both detokenised (sacreBLEU) and tokenised as the paper's 27.3 / 28.4:
 Also `steps=N`, `layers=N`.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, for_accelerators, parse_arg,
+from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, base_config, for_accelerators,
+                                    parse_arg,
                                     shrink_to_tiny)
 
 
@@ -34,7 +35,8 @@ def get_config(arg=None):
     config.data.batch_size = 96
     config.model.max_length = 256
     config.eval.evaluators = ('nll', 'bleu')
-    config.eval.every_steps = 5000
+    config.eval.every_steps = 1000
+    config.eval.evaluator_every_steps = ConfigDict({'bleu': 5000})   # beam search over newstest2013: slow
     config.eval.beam_size, config.eval.length_penalty = 4, 0.6     # Sec. 6.1
     # Checkpoints to average (Sec. 6.1: the last 5 for base, 20 for big, written 10 minutes apart).
     config.checkpoint.every_steps, config.checkpoint.max_to_keep = 1000, 5

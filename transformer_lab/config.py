@@ -119,6 +119,7 @@ def base_config() -> ConfigDict:
 
     config.eval = evaluation = ConfigDict()
     evaluation.every_steps = 1000       # cadence of the evaluators; they also run at the end
+    evaluation.evaluator_every_steps = ConfigDict()   # {evaluator: steps} for those on a cadence of their own
     evaluation.batch_size = 64
     evaluation.evaluators = ('nll',)
     evaluation.max_examples = -1        # -1 = the whole split (decoding evaluators)
@@ -315,7 +316,7 @@ COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
 ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': 'xla',
                 **{f'model.{name}': value for name, value in BLOCKWISE_BLOCKS.items()},
                 'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
-                'parallel.stop_check_every_steps': 1, 'data.workers': 0}
+                'parallel.stop_check_every_steps': 1, 'data.workers': 0, 'eval.evaluator_every_steps': {}}
 
 
 def with_added_fields(saved: dict) -> dict:

@@ -388,14 +388,15 @@ class MelodyCrops(PieceRows):
 def melody_window(tokenizer, targets: np.ndarray, melody: np.ndarray, start: int, length: int) -> dict[str, np.ndarray]:
     """A row of a melody-conditioned model: ``targets[start:start + length]`` (a piece's tokens) and as
     ``inputs`` the events of the ``melody`` notes that start in the time that window spans (from its
-    first token to the next window's), timed from the window's start, ending with EOS; int32 [length]
-    each, cut or zero-padded."""
-    times = tokenizer.token_times(targets)
-    begin = times[start] if start < len(times) else times[-1]
-    end = times[start + length] if start + length < len(times) else np.inf
-    inside = melody[(melody[:, midi.START] >= begin - 1e-6) & (melody[:, midi.START] < end - 1e-6)].copy()
-    inside[:, midi.START:] -= begin
-    inside[:, midi.END] = np.minimum(inside[:, midi.END], end - begin)
+    first token to the next window's, on the 10 ms grid of the events, where each note's NOTE_ON falls),
+    timed from the window's start, ending with EOS; int32 [length] each, cut or zero-padded."""
+    steps = np.round(tokenizer.token_times(targets) * midi.STEPS_PER_SECOND).astype(np.int64)   # on the event grid
+    begin = steps[min(start, len(steps) - 1)]
+    end = steps[start + length] if start + length < len(steps) else np.iinfo(np.int64).max
+    onsets = np.round(melody[:, midi.START] * midi.STEPS_PER_SECOND).astype(np.int64)   # as the events place them
+    inside = melody[(onsets >= begin) & (onsets < end)].copy()
+    inside[:, midi.START:] -= begin / midi.STEPS_PER_SECOND
+    inside[:, midi.END] = np.minimum(inside[:, midi.END], (end - begin) / midi.STEPS_PER_SECOND)
     inputs = np.asarray(tokenizer.encode(inside) + [EOS_ID], np.int32)
     return {'inputs': pad_to(inputs[:length], length), 'targets': pad_to(targets[start:start + length], length)}
 

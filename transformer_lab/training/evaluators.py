@@ -19,7 +19,7 @@ import sacremoses
 from jax.experimental import multihost_utils
 
 from transformer_lab import decoding
-from transformer_lab.config import ConfigError, one_of, positive
+from transformer_lab.config import ConfigError, one_of, positive, require
 from transformer_lab.training import parallel, steps
 
 
@@ -175,11 +175,24 @@ EVALUATORS = {
 }
 
 
+def due(config, step: int, *, last: bool) -> tuple[str, ...]:
+    """The evaluators to run after ``step``: each on its cadence (``eval.evaluator_every_steps``, else
+    ``eval.every_steps``; 0: at the end only), every one of them after the ``last`` step."""
+    evaluation = config.eval
+    return tuple(name for name in evaluation.evaluators
+                 if last or ((every := evaluation.evaluator_every_steps.get(name, evaluation.every_steps))
+                             and step % every == 0))
+
+
 def check_eval(config) -> None:
     """``eval.evaluators`` by name, and ``checkpoint.best_metric`` among the metrics they report."""
     positive(config.eval, 'eval', 'batch_size')
     for name in config.eval.evaluators:
         one_of('eval.evaluators', name, EVALUATORS)
+    for name, every in config.eval.evaluator_every_steps.items():   # an evaluator not in use: no matter
+        one_of('eval.evaluator_every_steps', name, EVALUATORS)
+        require(isinstance(every, int) and every > 0, f'eval.evaluator_every_steps.{name}',
+                f'must be a positive number of steps, got {every!r}')
     if config.checkpoint.best_metric:
         reported = {f'{config.data.eval_split}/{metric}' for name in config.eval.evaluators
                     for metric in EVALUATORS[name].metrics}

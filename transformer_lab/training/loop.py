@@ -161,10 +161,11 @@ class TrainWindow:
         return summary
 
 
-def evaluate(context: evaluators.EvalContext, params, split: str) -> dict[str, float]:
-    """Runs every configured evaluator on ``split``; metric names are ``split/metric``."""
+def evaluate(context: evaluators.EvalContext, params, split: str, names=None) -> dict[str, float]:
+    """Runs the evaluators ``names`` (default: every configured one) on ``split``; metric names are
+    ``split/metric``."""
     metrics = {}
-    for name in context.config.eval.evaluators:
+    for name in context.config.eval.evaluators if names is None else names:
         for metric, value in evaluators.EVALUATORS[name](context, params, split).items():
             metrics[f'{split}/{metric}'] = value
     return metrics
@@ -212,7 +213,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
     report(layout.describe() + f' ({config.parallel.mode} mode)')
     context = evaluators.make_context(config, pipeline, graphdef, mesh, report=report)
     window = TrainWindow(config.train, store)
-    num_steps, eval_every = config.train.num_steps, config.eval.every_steps
+    num_steps = config.train.num_steps
     saved_step = first_step
 
     def save(step, state, metrics=None):
@@ -253,20 +254,22 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     store.wait()
                     raise preemption.TrainingInterrupted(stop_signal, step, workdir)
                 eval_metrics = None
-                if (eval_every and step % eval_every == 0) or step == num_steps:
+                if due := evaluators.due(config, step, last=step == num_steps):
                     window.check()
                     progress.done(step)
                     in_flight = None
                     with progress.paused():
-                        eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split)
+                        eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split,
+                                                due)
                     log(step, eval_metrics)
                     report(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
                     metrics.update(eval_metrics)
                     window.start_time = time.time()  # tokens/s counts training time only
-                if (step % config.checkpoint.every_steps == 0 or step == num_steps
-                        or (eval_metrics and config.checkpoint.best_metric)):
+                ranked = bool(eval_metrics) and config.checkpoint.best_metric in eval_metrics   # '' in {}: False
+                if step % config.checkpoint.every_steps == 0 or step == num_steps or ranked:
                     # Saved with step k: the iterator's position after batch k, where a resumed run continues.
-                    save(step, state, eval_metrics)
+                    # Metrics without the best metric (its evaluator not due) would not rank a save.
+                    save(step, state, eval_metrics if ranked or not config.checkpoint.best_metric else None)
                     saved_step = step
     finally:
         _close_all(progress.close, writer.close, store.close, train_batches.close,

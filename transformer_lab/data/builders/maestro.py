@@ -64,6 +64,9 @@ def read_metadata(path: epath.Path) -> list[dict]:
 class Maestro(PiecesBuilder):
     """MAESTRO piano performances as notes, from a manual_dir."""
 
+    VERSION = tfds.core.Version('1.1.0')
+    RELEASE_NOTES = {'1.0.0': 'Initial release.', '1.1.0': 'Each performance with its melody.'}
+
     HOMEPAGE = 'https://magenta.tensorflow.org/datasets/maestro'
     CITATION = _CITATION
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\

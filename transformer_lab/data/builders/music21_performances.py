@@ -31,6 +31,7 @@ import hashlib
 import os
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from transformer_lab.data.builders.bach_chorales import INSTALL_HINT
 from transformer_lab.data.builders.pieces import PiecesBuilder, by_split
@@ -146,6 +147,9 @@ def read_performances() -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 class Music21Performances(PiecesBuilder):
     """Scores of music21's corpus rendered as performance notes."""
+
+    VERSION = tfds.core.Version('1.1.0')
+    RELEASE_NOTES = {'1.0.0': 'Initial release.', '1.1.0': 'Each performance with its melody.'}
 
     HOMEPAGE = 'https://www.music21.org/'
 

@@ -25,8 +25,8 @@ def split_of(piece: str) -> str:
     return 'test' if bucket == 0 else 'validation' if bucket == 1 else 'train'
 
 
-def by_split(pieces: list[tuple[str, np.ndarray]]) -> dict[str, list[tuple[str, np.ndarray]]]:
-    """(name, array) pairs -> the pairs of each split (``split_of``), in their order."""
+def by_split(pieces: list[tuple]) -> dict[str, list[tuple]]:
+    """(name, array, ...) pieces -> the pieces of each split (``split_of`` of the name), in their order."""
     return {split: [piece for piece in pieces if split_of(piece[0]) == split] for split in SPLITS}
 
 
@@ -36,8 +36,8 @@ class PiecesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     may come as (name, notes, melody), else their melody is the notes' skyline (``midi.skyline``). Its
     module's docstring is the dataset's description."""
 
-    VERSION = tfds.core.Version('1.1.0')
-    RELEASE_NOTES = {'1.0.0': 'Initial release.', '1.1.0': 'Performances: their melody.'}
+    VERSION = tfds.core.Version('1.0.0')
+    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
     FEATURE = 'notes'        # or 'voices'
     HOMEPAGE = ''
     CITATION = ''
