@@ -59,6 +59,8 @@ def test_variants_combine():
                                            'steps, got 0'),
     ('train.nonfinite', 'ignore', "train.nonfinite: 'ignore' is not one of ['skip', 'stop']"),
     ('checkpoint.best_metric', 'validation/rouge', "checkpoint.best_metric: 'validation/rouge' is not one of"),
+    ('eval.evaluator_every_steps.bleu', 0, 'eval.evaluator_every_steps.bleu: must be a positive number of steps, got 0'),
+    ('eval.evaluator_every_steps.rouge', 5, "eval.evaluator_every_steps: 'rouge' is not one of"),
 ])
 def test_validation_names_the_field(field, value, message):
     config = load_config('configs/transformer_bible_enes.py:tiny')
@@ -77,6 +79,15 @@ def test_a_run_saved_before_a_field_existed_loads_with_its_own_behaviour():
     assert with_added_fields(saved)['parallel']['stop_check_every_steps'] == 1
     saved['parallel']['stop_check_every_steps'] = 7
     assert with_added_fields(saved)['parallel']['stop_check_every_steps'] == 7
+
+
+def test_each_evaluator_runs_on_its_own_cadence_and_all_of_them_at_the_end():
+    from transformer_lab.training.evaluators import due
+    config = load_config('configs/transformer_bible_enes.py')     # NLL every 300 steps, BLEU every 600
+    assert [due(config, step, last=step == 1000) for step in (300, 600, 700, 1000)] == [
+        ('nll',), ('nll', 'bleu'), (), ('nll', 'bleu')]
+    config.eval.every_steps = 0                                      # 0: at the end only
+    assert due(config, 300, last=False) == () and due(config, 1200, last=False) == ('bleu',)
 
 
 def test_unknown_attention_option_is_refused():

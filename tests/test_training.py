@@ -31,6 +31,8 @@ def test_tiny_translation_lowers_its_loss(bible_run):
     assert losses[-1] < losses[0] - 0.5, losses
     evaluations = [r for r in read_metrics(workdir) if 'validation/nll' in r]
     assert [r['step'] for r in evaluations] == [10, 20, 30, 40, 50]
+    # BLEU decodes, so it has a cadence of its own (600 steps): here only at the end of each of the two runs.
+    assert [r['step'] for r in evaluations if 'validation/bleu' in r] == [40, 50]
     assert evaluations[-1]['validation/nll'] < evaluations[0]['validation/nll']
     assert 'validation/bleu=' in first_stdout
 

@@ -19,6 +19,7 @@ import csv
 import json
 import pathlib
 
+import tensorflow_datasets as tfds
 from etils import epath
 
 from transformer_lab.data.builders import midi_folder
