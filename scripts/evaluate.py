@@ -8,10 +8,12 @@ across papers; ``tokenized_bleu``: the Transformer paper's, Moses-tokenised with
 the other models their likelihood (bits/dim, bits/char, NLL per token). ``--average_last=N`` evaluates
 the mean parameters of the last N checkpoints, the paper's checkpoint averaging.
 
-``--length=N`` evaluates in windows of N tokens, past the length the model trained on (relative and
-sinusoidal models; learned positions refuse), and adds ``nll_by_position``: NLL per token in the bins
-of window positions [0, L), [L, 2L), [2L, 4L), ... up to N, L the trained length. Whether relative
-attention generalises past L (Huang et al. 2018, Sec. 5.2): docs/results/music_transformer_length_cpu.md.
+``--length=N`` (music models) evaluates in windows of N tokens, past the length the model trained on
+(relative and sinusoidal models; learned positions refuse), and adds ``nll_by_position``: the NLL per
+token of the first N tokens of every piece, in the bins of positions [0, L), [L, 2L), [2L, 4L), ... up
+to N (L the trained length; null for a bin no piece reaches), with ``tokens_by_position``, the tokens
+in each. Whether relative attention generalises past L (Huang et al. 2018, Sec. 5.2):
+docs/results/music_transformer_length_cpu.md.
 
     python scripts/evaluate.py --workdir=DIR --length=2048     # a music run trained on 512
 """
@@ -56,12 +58,18 @@ def main(argv):
         config.eval.length_penalty = FLAGS.alpha
     registry.validate(config)
     pipeline = registry.build_pipeline(config.data, tokenizer=run.tokenizer)
-    context = evaluators.make_context(config, pipeline, run.graphdef, parallel.make_mesh())
     split = FLAGS.split or config.data.eval_split
-    metrics = evaluate(context, run.params, split)
+    openings = None
     if FLAGS.length is not None:
-        edges = position_bins(trained, FLAGS.length)
-        metrics['nll_by_position'] = evaluators.nll_by_position(context, run.params, split, edges)
+        try:
+            openings = registry.task_for(config.data.name).openings(config, pipeline, split, config.eval.batch_size)
+        except ValueError as error:
+            cli.fail(str(error))
+    context = evaluators.make_context(config, pipeline, run.graphdef, parallel.make_mesh())
+    metrics = evaluate(context, run.params, split)
+    if openings is not None:
+        metrics['nll_by_position'], metrics['tokens_by_position'] = evaluators.nll_by_position(
+            context, run.params, openings, position_bins(trained, FLAGS.length))
     averaged = {'averaged_checkpoints': FLAGS.average_last} if FLAGS.average_last else {}
     print(json.dumps({'step': run.step, **averaged, **metrics}, indent=2))
 

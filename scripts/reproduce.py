@@ -141,8 +141,9 @@ def main(argv):
     text = tables.document(table, FLAGS.scale, results, seeds=seeds, command=command,
                            environment_line=environment_line, plots=plots, output=output, smoke=FLAGS.smoke)
     if table.longer:
-        by_row = lengths.evaluate_runs(results, workdir, table.longer, os.path.join(PROJECT, 'scripts', 'evaluate.py'))
-        text += '\n'.join(lengths.section(by_row, table.longer, os.path.join(folder, 'positions.png'), output))
+        by_row, tokens = lengths.evaluate_runs(results, workdir, table.longer,
+                                               os.path.join(PROJECT, 'scripts', 'evaluate.py'))
+        text += '\n'.join(lengths.section(by_row, tokens, table.longer, os.path.join(folder, 'positions.png'), output))
     with open(output, 'w') as file:
         file.write(text)
     unfinished = sum(len(result.unfinished) for result in results)

@@ -124,19 +124,21 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
     assert reported['step'] == 20 and 0 < reported['test/nll'] < 6
 
-    # Past the trained length: windows of 4L, NLL by position in [0, L), [L, 2L), [2L, 4L), of which the
-    # NLL of all tokens is an average; within it, one bin that is that NLL; sinusoids past it: a notice.
+    # Past the trained length: the first 4L tokens of each validation piece, NLL by position in [0, L),
+    # [L, 2L), [2L, 4L); a bin holds the tokens of the pieces that reach it; sinusoids past it: a notice.
     trained = config.data.max_length
     longer = run_script('evaluate.py', f'--workdir={tmp_path / "relative"}', f'--length={4 * trained}')
     assert longer.returncode == 0 and 'notice' not in longer.stderr, longer.stderr[-3000:]
     reported = json.loads(longer.stdout[longer.stdout.index('{'):])
-    bins = reported['nll_by_position']
-    assert list(bins) == [f'0-{trained}', f'{trained}-{2 * trained}', f'{2 * trained}-{4 * trained}']
-    assert min(bins.values()) - 1e-6 <= reported['validation/nll'] <= max(bins.values()) + 1e-6
-    assert all(0 < value < 6 for value in bins.values())
-    within = run_script('evaluate.py', f'--workdir={tmp_path / "baseline"}', f'--length={trained}')
-    reported = json.loads(within.stdout[within.stdout.index('{'):])
-    assert reported['nll_by_position'] == {f'0-{trained}': pytest.approx(reported['validation/nll'], rel=1e-6)}
+    edges = [0, trained, 2 * trained, 4 * trained]
+    names = [f'{begin}-{end}' for begin, end in zip(edges, edges[1:])]
+    pipeline = registry.build_pipeline(config.data)
+    lengths = [len(pipeline.tokens(pipeline.piece(record))['targets'])
+               for record in list(pipeline.source('validation'))[:config.eval.max_examples]]
+    assert reported['tokens_by_position'] == {name: sum(min(max(length - begin, 0), end - begin) for length in lengths)
+                                              for name, begin, end in zip(names, edges, edges[1:])}
+    assert all(0 < value < 6 for value in reported['nll_by_position'].values() if value is not None)
+    assert list(reported['nll_by_position']) == names
     past = run_script('evaluate.py', f'--workdir={tmp_path / "baseline"}', f'--length={2 * config.model.max_length}')
     assert past.returncode == 0 and 'sinusoids give positions the model never trained on' in past.stderr
 

@@ -145,10 +145,10 @@ def test_reproduce_writes_ours_beside_the_paper_and_collects_without_training(tm
     assert list(bins) == ['0-32', '32-64']
     kept = [json.loads((workdir / 'runs' / f'relative,seed={seed}' / 'nll_by_position_x2.json').read_text())
             for seed in (0, 1)]
-    assert kept[1] == pytest.approx(bins, rel=1e-6)
+    assert kept[1]['nll_by_position'] == pytest.approx(bins, rel=1e-6) and kept[1]['step'] == 4
     row = next(line for line in section.splitlines() if line.startswith('| relative |')).split(' | ')
     for cell, name in zip(row[1:3], bins):
-        values = [run[name] for run in kept]
+        values = [run['nll_by_position'][name] for run in kept]
         assert cell == (f'{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f} '
                         f'({", ".join(f"{value:.3f}" for value in values)})')
 

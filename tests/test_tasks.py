@@ -68,3 +68,10 @@ def test_a_melody_is_refused_by_a_model_that_reads_none():
         registry.task_for(config.data.name).check_request(config, request)
     melody = load_config('configs/music_transformer_melody.py:tiny')
     registry.task_for(melody.data.name).check_request(melody, request)
+
+
+def test_nll_by_position_from_the_start_of_pieces_is_for_music_models():
+    config = load_config('configs/image_transformer_fashion_mnist.py:tiny')
+    with pytest.raises(ValueError, match='--length measures NLL by position from the start of each piece, for '
+                                         'music models; this run is an image model'):
+        registry.task_for(config.data.name).openings(config, None, 'validation', 2)

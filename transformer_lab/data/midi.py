@@ -17,6 +17,7 @@ converts notes from and to MIDI.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -116,6 +117,18 @@ def read_notes(path) -> np.ndarray:
     import pretty_midi  # only MIDI reading and writing needs it, not the events
     with open(path, 'rb') as file:
         return notes_from_midi(pretty_midi.PrettyMIDI(file), sustain=True)
+
+
+def read_named_notes(path: str, flag: str) -> np.ndarray:
+    """The notes of a MIDI file a user named with ``flag`` (``read_notes``), or a ValueError that says
+    why they cannot be read: no such file, or not MIDI (parsers raise all kinds of errors on such a file)."""
+    if not os.path.isfile(path):
+        raise ValueError(f'{flag}={path}: no such file')
+    try:
+        return read_notes(path)
+    except Exception as error:  # noqa: BLE001 - any parser failure means: not a MIDI file we can read
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ''
+        raise ValueError(f'{flag}={path}: not a MIDI file that can be read ({type(error).__name__}: {reason})') from None
 
 
 def notes_to_midi(notes: np.ndarray, *, program: int = 0) -> pretty_midi.PrettyMIDI:

@@ -153,11 +153,7 @@ class PerformanceTokenizer:
         """A MIDI file's opening as tokens to continue, int32 (no EOS): its notes (sustain applied, every
         non-drum instrument) that start within the first ``seconds`` (0: all), those still sounding then
         released there. A file that is not MIDI, or holds no notes there, is a ValueError that says so."""
-        try:
-            notes = midi.read_notes(path)
-        except Exception as error:   # MIDI parsers raise all kinds of errors on a file that is not MIDI
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else ''
-            raise ValueError(f'--primer={path}: not a MIDI file that can be read ({type(error).__name__}: {reason})')
+        notes = midi.read_named_notes(path, '--primer')
         if seconds:
             notes = notes[notes[:, 2] < seconds]
             notes[:, 3] = np.minimum(notes[:, 3], seconds)
@@ -274,37 +270,55 @@ class MusicPipeline(TfdsPipeline):
         order = Order.evaluation(len(ids['targets']), max_examples=max_examples, shard_index=shard_index,
                                  shard_count=shard_count)
         if self.config.inputs_feature:
-            yield from self._melody_batches(split, order, rows)
+            yield from self._piece_batches(split, order, rows, openings_only=False)
             return
         yield from Batches(order, Windows(ids, rows, self.config.max_length))
 
-    def _melody_batches(self, split: str, order: Order, rows: int) -> Iterator[dict]:
-        """Each piece's consecutive windows with their melodies, ``rows`` a batch, the last padded."""
+    def openings(self, split: str, rows: int, *, max_examples: int = -1) -> Iterator[dict]:
+        """The first ``data.max_length`` tokens of every piece of ``split`` (or its first ``max_examples``),
+        a row each (with its melody for a melody-conditioned model), zero-padded: window position p holds
+        a piece's token p, predicted from the p before it of the same piece."""
+        order = Order.evaluation(len(self.source(split)), max_examples=max_examples)
+        yield from self._piece_batches(split, order, rows, openings_only=True)
+
+    def _piece_batches(self, split: str, order: Order, rows: int, *, openings_only: bool) -> Iterator[dict]:
+        """Each piece's consecutive windows of ``data.max_length`` tokens (its first only with
+        ``openings_only``), with their melodies when the model reads one; ``rows`` a batch, the last padded."""
         source, length, batch = self.source(split), self.config.max_length, []
         for index in order.take(0, len(order.examples)):
             record = source[int(index)]
-            targets = self.tokens(self.piece(record))['targets']
-            for start in range(0, len(targets), length):
-                batch.append(melody_window(self.tokenizer, targets, np.asarray(record[self.config.inputs_feature]),
-                                           start, length))
+            tokens = self.tokens(self.piece(record))
+            for start in range(0, len(tokens['targets']), length):
+                batch.append(melody_window(self.tokenizer, tokens['targets'], np.asarray(record[self.config.inputs_feature]),
+                                           start, length) if self.config.inputs_feature else
+                             {name: pad_to(value[start:start + length], length) for name, value in tokens.items()})
                 if len(batch) == rows:
                     yield stacked(batch, rows)
                     batch = []
+                if openings_only:
+                    break
         if batch:
             yield stacked(batch, rows)
 
+    def opening_pieces(self, split: str, count: int, length: int) -> list[int]:
+        """The indices of the first ``count`` pieces of ``split`` longer than ``length`` tokens (a
+        ValueError where there are fewer): the pieces whose openings samples continue."""
+        source, found = self.source(split), []
+        for index in range(len(source)):
+            if len(self.tokens(self.piece(source[index]))['targets']) > length:
+                found.append(index)
+            if len(found) == count:
+                return found
+        raise ValueError(f'{split!r} has {len(found)} pieces longer than {length} tokens, {count} asked for; '
+                         f'ask for fewer samples or a shorter primer')
+
     def primers(self, split: str, count: int, length: int) -> np.ndarray:
         """int32 [count, length]: the opening ``length`` tokens of the first ``count`` pieces of
-        ``split`` that are that long, to continue by sampling (pieces start where decoding does)."""
-        source, openings = self.source(split), []
-        for index in range(len(source)):
-            tokens = self.tokens(self.piece(source[index]))['targets']
-            if len(tokens) > length:
-                openings.append(tokens[:length])
-            if len(openings) == count:
-                return np.stack(openings)
-        raise ValueError(f'{split!r} has {len(openings)} pieces longer than {length} tokens, {count} asked for; '
-                         f'ask for fewer samples or a shorter primer')
+        ``split`` that are longer (``opening_pieces``), to continue by sampling (pieces start where
+        decoding does)."""
+        source = self.source(split)
+        return np.stack([self.tokens(self.piece(source[index]))['targets'][:length]
+                         for index in self.opening_pieces(split, count, length)])
 
 
 @dataclasses.dataclass

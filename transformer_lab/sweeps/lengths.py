@@ -1,7 +1,7 @@
-"""A table's runs evaluated past the length they trained on (a table's ``LONGER``): each complete run in
-windows of LONGER x its trained length L, with the NLL per token in the bins of window positions [0, L),
-[L, 2L), [2L, 4L), ... (``scripts/evaluate.py --length``), written up as a section of the table's
-document with a plot. Huang et al. (2018, Sec. 3 and 5.2) claim that relative attention lets the Music
+"""A table's runs evaluated past the length they trained on (a table's ``LONGER``): each complete run on
+the first LONGER x L tokens of every piece, L its trained length, with the NLL per token in the bins of
+positions [0, L), [L, 2L), [2L, 4L), ... (``scripts/evaluate.py --length``), written up as a section of
+the table's document with a plot. Huang et al. (2018, Sec. 3 and 5.2) claim that relative attention lets the Music
 Transformer go on past the length it was trained on where absolute positions do not.
 """
 
@@ -18,55 +18,68 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 from transformer_lab.sweeps.tables import RowResult, mean_std  # noqa: E402
+from transformer_lab.training.logging import read_metrics  # noqa: E402
 
-KEPT = 'nll_by_position_x{factor}.json'   # in each run's directory: its evaluation, made once
+KEPT = 'nll_by_position_x{factor}.json'   # in each run's directory: its evaluation, made once per step
 
 
-def evaluate_runs(results: list[RowResult], workdir: str, factor: int, evaluate_script: str) -> dict[str, dict]:
-    """{row label: {bin 'A-B': [NLL of each complete run]}}, each run evaluated by ``evaluate_script`` in
-    windows of ``factor`` x its ``data.max_length`` once, the answer kept in the run's directory. A run
-    whose evaluation fails is left out, with a note."""
-    by_row = {}
+def evaluate_runs(results: list[RowResult], workdir: str, factor: int, evaluate_script: str
+                  ) -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
+    """({row label: {bin 'A-B': [NLL of each complete run]}}, {bin: tokens in it}): each run evaluated by
+    ``evaluate_script`` on the first ``factor`` x ``data.max_length`` tokens of each piece, once per
+    checkpoint step, the answer kept in the run's directory. A run whose evaluation fails is left out,
+    with a note; a bin no piece reaches has no values."""
+    by_row, tokens = {}, {}
     for result in results:
         bins: dict[str, list[float]] = {}
         for name in result.complete:
             found = evaluated(os.path.join(workdir, 'runs', name), factor, evaluate_script)
-            for label, value in (found or {}).items():
-                bins.setdefault(label, []).append(value)
+            if found is None:
+                continue
+            tokens.update(found['tokens_by_position'])
+            for label, value in found['nll_by_position'].items():
+                if value is not None:
+                    bins.setdefault(label, []).append(value)
         by_row[result.row.label] = bins
-    return by_row
+    return by_row, tokens
 
 
-def evaluated(run_dir: str, factor: int, evaluate_script: str) -> dict[str, float] | None:
-    """The run's NLL by position bin in windows of ``factor`` x its trained length, or None (a note)."""
+def evaluated(run_dir: str, factor: int, evaluate_script: str) -> dict | None:
+    """The evaluate.py --length answer for the run's latest step (kept), or None (and a note)."""
     kept = os.path.join(run_dir, KEPT.format(factor=factor))
+    step = read_metrics(run_dir)[-1]['step']
     if os.path.exists(kept):
         with open(kept) as file:
-            return json.load(file)
+            answer = json.load(file)
+        if answer.get('step') == step:
+            return answer
     with open(os.path.join(run_dir, 'config.json')) as file:
         trained = json.load(file)['data']['max_length']
     done = subprocess.run([sys.executable, evaluate_script, f'--workdir={run_dir}', f'--length={factor * trained}'],
                           capture_output=True, text=True)
-    if done.returncode:
+    if done.returncode or '{' not in done.stdout:
         print(f'note: {run_dir} was not evaluated past its length: {done.stderr.strip()[-500:]}')
         return None
-    bins = json.loads(done.stdout[done.stdout.index('{'):])['nll_by_position']
+    answer = json.loads(done.stdout[done.stdout.index('{'):])
     with open(kept, 'w') as file:
-        json.dump(bins, file)
-    return bins
+        json.dump(answer, file)
+    return answer
 
 
-def section(by_row: dict[str, dict], factor: int, plot: str, output: str) -> list[str]:
+def section(by_row: dict[str, dict], tokens: dict[str, int], factor: int, plot: str, output: str) -> list[str]:
     """The document's lines: a table of each row's NLL per bin, the change from the first bin to the
     last beside the seeds' spread, and the plot."""
-    labels = next((list(bins) for bins in by_row.values() if bins), [])
+    labels = [label for label, count in tokens.items() if count]
     if not labels:
         return []
     lines = ['', '## Past the trained length', '',
-             f'Each complete run evaluated on the validation split in windows of {factor} times the length L it '
-             f'trained on (`python scripts/evaluate.py --workdir=RUN --length={factor}L`): NLL per token (nats) '
-             f'at the window positions of each bin, mean ± standard deviation over the seeds (each seed).', '',
-             '| row | ' + ' | '.join(f'positions {label}' for label in labels) + ' | last bin - first bin |',
+             f'Each complete run evaluated on the first {factor} L tokens of every validation piece, L the length it '
+             f'trained on (`python scripts/evaluate.py --workdir=RUN --length={factor}L`): NLL per token (nats) at '
+             f'the positions of each bin, so that position p is predicted from the p tokens of its own piece before '
+             f'it; mean ± standard deviation over the seeds (each seed). Pieces shorter than a bin\'s positions '
+             f'add nothing to it: the later bins hold the longer pieces only.', '',
+             '| row | ' + ' | '.join(f'positions {label} ({tokens[label]:,} tokens)' for label in labels)
+             + ' | last bin - first bin |',
              '|---|' + '---|' * (len(labels) + 1)]
     for label, bins in by_row.items():
         cells = []
@@ -88,7 +101,7 @@ def section(by_row: dict[str, dict], factor: int, plot: str, output: str) -> lis
                          f'{compared}.')
     draw(by_row, labels, plot)
     relative = os.path.relpath(plot, os.path.dirname(os.path.abspath(output))).replace(' ', '%20')
-    return lines + ['', f'![NLL per token by window position, every seed]({relative})', '']
+    return lines + ['', f'![NLL per token by position in the piece, every seed]({relative})', '']
 
 
 def _change(bins: dict[str, list[float]], labels: list[str]) -> tuple[float, float | None] | None:
@@ -114,7 +127,7 @@ def draw(by_row: dict[str, dict], labels: list[str], path: str) -> None:
         axes.plot(range(len(labels)), means, color=f'C{index % 10}', marker='o', label=label)
     axes.set_xticks(range(len(labels)), [f'positions\n{name}' for name in labels])
     axes.set_ylabel('NLL per token (nats)')
-    axes.set_title('NLL by position in windows longer than the training crops', fontsize='small')
+    axes.set_title('NLL by position in the piece, past the length trained on', fontsize='small')
     axes.grid(alpha=0.3)
     axes.legend(fontsize='small')
     figure.tight_layout()

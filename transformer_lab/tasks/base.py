@@ -49,6 +49,13 @@ class Task:
             raise ValueError(f'--melody={request.melody_file}: this run is {self.describe(config)}, which reads no '
                              f'melody; a melody-conditioned one does (configs/music_transformer_melody.py)')
 
+    def openings(self, config, pipeline, split: str, rows: int):
+        """Batches of the opening ``data.max_length`` tokens of each example of ``split`` (at most
+        ``eval.max_examples``), a row each, so that a window position is the context within one example
+        (scripts/evaluate.py --length)."""
+        raise ValueError(f'--length measures NLL by position from the start of each piece, for music models; this '
+                         f'run is {self.describe(config)}')
+
     def example_from_text(self, run, text: str) -> dict:
         """One batch row made from a user's ``text`` (visualize_attention.py --input)."""
         raise ValueError(f'--input is for text runs; this run is {self.describe(run.config)}: use --example')

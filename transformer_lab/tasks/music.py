@@ -23,33 +23,6 @@ class MusicTask(Task):
     def describe(self, config) -> str:
         return 'a melody-conditioned music model' if self.conditioning(config) == 'melody' else 'a music model'
 
-    def _melodies(self, run, request) -> np.ndarray | None:
-        """[rows, data.max_length]: the encoder's input of a melody-conditioned model, the melody of
-        ``request.melody_file`` (its skyline, one note at a time), else the melody under the opening of
-        each of the first validation pieces; None for other models."""
-        if self.conditioning(run.config) != 'melody':
-            return None
-        length = run.config.data.max_length
-        if request.melody_file:
-            try:
-                notes = midi.read_notes(request.melody_file)
-            except Exception as error:   # MIDI parsers raise all kinds of errors on a file that is not MIDI
-                raise ValueError(f'--melody={request.melody_file}: not a MIDI file that can be read '
-                                 f'({type(error).__name__})') from None
-            if not len(notes):
-                raise ValueError(f'--melody={request.melody_file}: no notes')
-            melody = midi.skyline(notes)
-            row = melody_window(run.tokenizer, np.asarray([EOS_ID]), melody, 0, length)['inputs']
-            return np.tile(row, (request.rows, 1))
-        pipeline, rows = run.pipeline(), []
-        source = pipeline.source(run.config.data.eval_split)
-        for index in range(min(request.rows, len(source))):
-            record = source[index]
-            targets = pipeline.tokens(pipeline.piece(record))['targets']
-            rows.append(melody_window(run.tokenizer, targets, np.asarray(record[run.config.data.inputs_feature]),
-                                      0, length)['inputs'])
-        return np.stack([rows[index % len(rows)] for index in range(request.rows)])
-
     def read_primer(self, run, request) -> np.ndarray:
         """The tokens to continue, int32 [n]: the score ``request.primer_file`` as the run's tokenizer
         reads it (performances: MIDI; chorales: MIDI or MusicXML onto the S/A/T/B grid), its first
@@ -62,21 +35,41 @@ class MusicTask(Task):
                              f'--primer_seconds or --primer_tokens')
         return primer
 
-    def _prompt(self, run, request) -> np.ndarray | None:
-        """[rows, n]: the primer file, else the openings of the first validation pieces (None: none)."""
-        if request.primer_file:
-            return np.tile(self.read_primer(run, request), (request.rows, 1))
-        if request.primer_tokens:
-            return run.pipeline().primers(run.config.data.eval_split, request.rows, request.primer_tokens)
-        return None
+    def _conditions(self, run, request) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(prompt [rows, n] or None, melodies [rows, data.max_length] or None): the primer file, or the
+        openings of the first validation pieces longer than ``request.primer_tokens``; for a
+        melody-conditioned model the melody of ``request.melody_file`` (its skyline), or else the melody
+        under the opening of those same pieces, so that each sample continues the piece it hears."""
+        rows, melody_model = request.rows, self.conditioning(run.config) == 'melody'
+        pieces = []
+        if (request.primer_tokens and not request.primer_file) or (melody_model and not request.melody_file):
+            pipeline, split = run.pipeline(), run.config.data.eval_split
+            source = pipeline.source(split)
+            for index in pipeline.opening_pieces(split, rows, 0 if request.primer_file else request.primer_tokens):
+                pieces.append((pipeline.tokens(pipeline.piece(source[index]))['targets'], source[index]))
+        prompt = (np.tile(self.read_primer(run, request), (rows, 1)) if request.primer_file else
+                  np.stack([tokens[:request.primer_tokens] for tokens, _ in pieces]) if request.primer_tokens else None)
+        if not melody_model:
+            return prompt, None
+        length, feature = run.config.data.max_length, run.config.data.inputs_feature
+        if request.melody_file:
+            notes = midi.read_named_notes(request.melody_file, '--melody')
+            if not len(notes):
+                raise ValueError(f'--melody={request.melody_file}: no notes')
+            melody = midi.skyline(notes)
+            return prompt, np.tile(melody_window(run.tokenizer, np.asarray([EOS_ID]), melody, 0, length)['inputs'],
+                                   (rows, 1))
+        return prompt, np.stack([melody_window(run.tokenizer, tokens, np.asarray(record[feature]), 0, length)['inputs']
+                                 for tokens, record in pieces])
 
     def sample(self, run, request) -> str:
         """STEM_K.mid, its audio STEM_K.wav (where FluidSynth is installed) and a piano roll STEM_K.png per
         sample; with a primer, each sample holds the primer's tokens and then the model's continuation; a
-        melody-conditioned model's sample accompanies ``_melodies``, written beside it (STEM_K_melody.mid)."""
-        melodies = self._melodies(run, request)
-        tokens = decoding.generate(run.graphdef, run.params, batch_size=request.rows, inputs=melodies,
-                                   prompt=self._prompt(run, request), **request.options)
+        melody-conditioned model's sample accompanies its melody (``_conditions``), written beside it
+        (STEM_K_melody.mid)."""
+        prompt, melodies = self._conditions(run, request)
+        tokens = decoding.generate(run.graphdef, run.params, batch_size=request.rows, inputs=melodies, prompt=prompt,
+                                   **request.options)
         paths = []
         for index, row in enumerate(np.asarray(tokens)):
             notes = run.tokenizer.to_notes(row)
@@ -89,6 +82,9 @@ class MusicTask(Task):
                 midi.notes_to_midi(run.tokenizer.to_notes(melodies[index])).write(stem + '_melody.mid')
                 paths.append(f'{stem}_melody.mid (its melody)')
         return 'written:\n' + '\n'.join(paths)
+
+    def openings(self, config, pipeline, split: str, rows: int):
+        return pipeline.openings(split, rows, max_examples=config.eval.max_examples)
 
     def draw_attention(self, run, batch: dict, maps: dict, choice, folder: str) -> list[str]:
         from transformer_lab import attention_pictures   # matplotlib: only pictures need it

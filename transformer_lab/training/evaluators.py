@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import jax
 import numpy as np
@@ -71,11 +71,14 @@ def host_eval_batches(context: EvalContext, split: str, rows: int) -> list[dict]
     return batches
 
 
-def _likelihood_sums(context: EvalContext, params, split: str, count_characters: bool) -> dict:
-    rows = parallel.local_rows(context.config.eval.batch_size, 'eval.batch_size')
+def _split_batches(context: EvalContext, split: str) -> list[dict]:
+    return host_eval_batches(context, split, parallel.local_rows(context.config.eval.batch_size, 'eval.batch_size'))
+
+
+def _likelihood_sums(context: EvalContext, params, batches: Iterable[dict], count_characters: bool) -> dict:
     totals = {'nll_sum': 0.0, 'tokens': 0.0, 'correct': 0.0, 'characters': 0, 'nll_by_position': 0.0,
               'tokens_by_position': 0.0}
-    for batch in host_eval_batches(context, split, rows):
+    for batch in batches:
         sums = jax.device_get(context.eval_step(params, parallel.to_global(batch, context.mesh)))
         for name in ('nll_sum', 'tokens', 'correct', 'nll_by_position', 'tokens_by_position'):
             totals[name] += np.asarray(sums[name], np.float64)
@@ -95,23 +98,27 @@ def _token_metrics(totals: dict) -> dict[str, float]:
 @reports(*TOKEN_METRICS)
 def negative_log_likelihood(context: EvalContext, params, split: str) -> dict[str, float]:
     """NLL per target token in nats, perplexity, bits per token and next-token accuracy."""
-    return _token_metrics(_likelihood_sums(context, params, split, count_characters=False))
+    return _token_metrics(_likelihood_sums(context, params, _split_batches(context, split), count_characters=False))
 
 
-def nll_by_position(context: EvalContext, params, split: str, edges: list[int]) -> dict[str, float]:
-    """NLL per target token (nats) at the positions of each bin ``[edges[i], edges[i + 1])`` of the
-    evaluation windows, named 'A-B': how well a model predicts with A to B tokens of context (e.g. past
-    the length it trained on, scripts/evaluate.py --length)."""
-    totals = _likelihood_sums(context, params, split, count_characters=False)
+def nll_by_position(context: EvalContext, params, batches: Iterable[dict],
+                    edges: list[int]) -> tuple[dict[str, float | None], dict[str, int]]:
+    """NLL per target token (nats) at the positions of each bin ``[edges[i], edges[i + 1])`` of the rows
+    of ``batches``, named 'A-B' (None for a bin without tokens), and the tokens each bin held: how well
+    a model predicts with A to B tokens of context (e.g. past the length it trained on, evaluate.py
+    --length)."""
+    totals = _likelihood_sums(context, params, batches, count_characters=False)
     nll, tokens = totals['nll_by_position'], totals['tokens_by_position']
-    return {f'{begin}-{end}': float(nll[begin:end].sum() / max(tokens[begin:end].sum(), 1.0))
+    bins = {f'{begin}-{end}': (float(nll[begin:end].sum()), int(tokens[begin:end].sum()))
             for begin, end in zip(edges[:-1], edges[1:])}
+    return ({name: total / count if count else None for name, (total, count) in bins.items()},
+            {name: count for name, (_, count) in bins.items()})
 
 
 @reports(*TOKEN_METRICS, 'bits_per_char')
 def bits_per_character(context: EvalContext, params, split: str) -> dict[str, float]:
     """Total NLL in bits over the number of characters of the decoded targets (any tokenizer)."""
-    totals = _likelihood_sums(context, params, split, count_characters=True)
+    totals = _likelihood_sums(context, params, _split_batches(context, split), count_characters=True)
     return {**_token_metrics(totals),
             'bits_per_char': float(totals['nll_sum'] / math.log(2) / max(totals['characters'], 1))}
 
@@ -145,7 +152,7 @@ def tokenized_bleu(hypotheses: list[str], references: list[str], language: str) 
 @reports(*TOKEN_METRICS, 'bits_per_dim')
 def bits_per_dimension(context: EvalContext, params, split: str) -> dict[str, float]:
     """Images: NLL per sub-pixel in bits (the image models' bits/dim), with the token metrics."""
-    metrics = _token_metrics(_likelihood_sums(context, params, split, count_characters=False))
+    metrics = _token_metrics(_likelihood_sums(context, params, _split_batches(context, split), count_characters=False))
     return {**metrics, 'bits_per_dim': metrics['bits_per_token']}
 
 
