@@ -24,7 +24,7 @@ for class-conditional models; super-resolution models read the picture, reduced,
     python scripts/sample.py --workdir=DIR --primer=shoe.png --primer_rows=14 --num_samples=6
 
 A melody-conditioned music model (configs/music_transformer_melody.py) accompanies ``--melody=FILE.mid``
-(its highest notes, one at a time) and writes the melody beside each sample (STEM_K_melody.mid):
+(its skyline: at each onset the highest note starting there) and writes the melody beside each sample (STEM_K_melody.mid):
 
     python scripts/sample.py --workdir=DIR --melody=tune.mid --max_length=1024
 
@@ -57,8 +57,8 @@ flags.DEFINE_string('primer', None, 'A file to continue: a MIDI file (performanc
 flags.DEFINE_float('primer_seconds', 0.0, '--primer MIDI: continue its first seconds (0: all of it).')
 flags.DEFINE_integer('primer_rows', None, '--primer image: keep its first rows and sample the rest (default: half '
                      'the rows, or the nearest fewer that the model\'s generation order allows).')
-flags.DEFINE_string('melody', None, 'Melody-conditioned music models: a MIDI file to accompany (its highest '
-                    'notes, one at a time; default: the melodies of the first validation pieces).')
+flags.DEFINE_string('melody', None, 'Melody-conditioned music models: a MIDI file to accompany (its skyline; '
+                    'default: the melodies of the first validation pieces).')
 flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.mark_flag_as_required('workdir')
 

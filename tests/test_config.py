@@ -128,6 +128,8 @@ MUSIC, IMAGE = 'configs/music_transformer_bach_chorales.py:tiny', 'configs/image
     (IMAGE, {'model.positional': 'sinusoidal_concat'}, "model.positional: 'sinusoidal_concat' is not one of"),
     (IMAGE, {'data.tokenizer': 'bytes'}, "data.tokenizer: 'bytes' is not one of ['pixels']"),
     (MUSIC, {'eval.evaluators': ('nll', 'bleu')}, "eval.evaluators: 'bleu' does not apply to a music model; valid: nll"),
+    (MUSIC, {'model.name': 'encoder_decoder'}, "data.inputs_feature: '' with model.name='encoder_decoder': an "
+                                               "encoder-decoder music model reads a melody"),
     (IMAGE, {'eval.evaluators': ('bits_per_char',)},
      "eval.evaluators: 'bits_per_char' does not apply to an image model; valid: bits_per_dim, nll"),
 ])

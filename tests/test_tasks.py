@@ -60,7 +60,7 @@ def test_a_translation_evaluator_on_a_language_model_names_what_applies():
         registry.validate(config)
 
 
-def test_a_melody_is_refused_by_a_model_that_reads_none():
+def test_a_melody_or_primer_rows_are_refused_by_a_model_that_reads_none():
     from transformer_lab.sampling import Request
     config = load_config('configs/music_transformer_bach_chorales.py:tiny')
     request = Request(rows=1, options={}, stem='unused', melody_file='tune.mid')
@@ -68,6 +68,13 @@ def test_a_melody_is_refused_by_a_model_that_reads_none():
         registry.task_for(config.data.name).check_request(config, request)
     melody = load_config('configs/music_transformer_melody.py:tiny')
     registry.task_for(melody.data.name).check_request(melody, request)
+    rows = Request(rows=1, options={}, stem='unused', primer_rows=14)
+    with pytest.raises(ValueError, match="--primer_rows=14 keeps the first rows of an image model's --primer; this "
+                                         'run is a music model'):
+        registry.task_for(config.data.name).check_request(config, rows)
+    image = load_config('configs/image_transformer_fashion_mnist.py:tiny')
+    with pytest.raises(ValueError, match='--primer_rows=14 keeps the first rows of --primer=PICTURE; give one'):
+        registry.task_for(image.data.name).check_request(image, rows)
 
 
 def test_nll_by_position_from_the_start_of_pieces_is_for_music_models():

@@ -204,11 +204,12 @@ class MusicPipeline(TfdsPipeline):
     @classmethod
     def check_config(cls, data, model) -> None:
         super().check_config(data, model)
+        require(bool(data.inputs_feature) == (model.name == 'encoder_decoder'), 'data.inputs_feature',
+                f'{data.inputs_feature!r} with model.name={model.name!r}: an encoder-decoder music model reads a melody '
+                f"(data.inputs_feature='melody'), a decoder-only one none ('')")
         if data.inputs_feature:
             require(data.tokenizer == 'performance', 'data.inputs_feature',
                     f"a melody ({data.inputs_feature!r}) conditions performances, not data.tokenizer={data.tokenizer!r}")
-            require(model.name == 'encoder_decoder', 'model.name', f"{model.name!r} reads no melody "
-                    f"(data.inputs_feature={data.inputs_feature!r}); valid: 'encoder_decoder'")
 
     def __init__(self, data_config, dataset: Dataset, *, tokenizer=None):
         super().__init__(data_config, dataset)

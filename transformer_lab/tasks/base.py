@@ -13,6 +13,8 @@ class Task:
 
     modality: str
     pipeline: type
+    drawer: str                   # the function of attention_pictures.py that draws its attention
+    reads_primer_rows = False     # whether --primer_rows means anything to it
 
     def conditioning(self, config) -> str:
         """What the run's model is conditioned on besides its own past: 'none', or a word naming it
@@ -45,6 +47,11 @@ class Task:
 
     def check_request(self, config, request) -> None:
         """Refuses what the run's model cannot be asked (a ValueError saying why)."""
+        if request.primer_rows is not None and not self.reads_primer_rows:
+            raise ValueError(f'--primer_rows={request.primer_rows} keeps the first rows of an image model\'s --primer; '
+                             f'this run is {self.describe(config)}')
+        if request.primer_rows is not None and not request.primer_file:
+            raise ValueError(f'--primer_rows={request.primer_rows} keeps the first rows of --primer=PICTURE; give one')
         if request.melody_file and self.conditioning(config) != 'melody':
             raise ValueError(f'--melody={request.melody_file}: this run is {self.describe(config)}, which reads no '
                              f'melody; a melody-conditioned one does (configs/music_transformer_melody.py)')
@@ -62,4 +69,5 @@ class Task:
 
     def draw_attention(self, run, batch: dict, maps: dict, choice, folder: str) -> list[str]:
         """PNGs of ``maps`` (attention_maps.attention_weights of ``batch``) into ``folder``; their paths."""
-        raise NotImplementedError
+        from transformer_lab import attention_pictures   # matplotlib: only pictures need it
+        return getattr(attention_pictures, self.drawer)(run, batch, maps, choice, folder)

@@ -20,6 +20,8 @@ HIDDEN = 128                  # the value shown for the rows a completion sample
 class ImageTask(Task):
     modality = 'image'
     pipeline = ImagePipeline
+    drawer = 'draw_image'
+    reads_primer_rows = True
 
     def conditioning(self, config) -> str:
         if config.model.get('input_shape'):
@@ -92,10 +94,6 @@ class ImageTask(Task):
         grid_rows = [np.concatenate([image[None], kept[None], group]) for group in completions]
         return image_grid(np.concatenate(grid_rows), columns=request.rows + 2)
 
-    def draw_attention(self, run, batch: dict, maps: dict, choice, folder: str) -> list[str]:
-        from transformer_lab import attention_pictures   # matplotlib: only pictures need it
-        return attention_pictures.draw_image(run, batch, maps, choice, folder)
-
 
 def primer_length(model, rows: int | None) -> tuple[int, int]:
     """(rows, steps): the generation steps that hold an image's first ``rows`` rows (None: half of them,
@@ -112,6 +110,9 @@ def primer_length(model, rows: int | None) -> tuple[int, int]:
         return length if inside[:length].all() else None
 
     valid = [count for count in range(1, height) if leading(count) is not None]
+    if not valid:
+        raise ValueError(f'--primer: this model generates its {height} rows in blocks as high as the image: it cannot '
+                         f'be primed with some of its rows')
     if rows is None:
         rows = max([count for count in valid if count <= height // 2] or valid[:1])
     if rows not in valid:

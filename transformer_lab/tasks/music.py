@@ -16,6 +16,7 @@ from transformer_lab.tasks.base import Task
 class MusicTask(Task):
     modality = 'music'
     pipeline = MusicPipeline
+    drawer = 'draw_music'
 
     def conditioning(self, config) -> str:
         return 'melody' if config.data.inputs_feature else 'none'
@@ -85,7 +86,3 @@ class MusicTask(Task):
 
     def openings(self, config, pipeline, split: str, rows: int):
         return pipeline.openings(split, rows, max_examples=config.eval.max_examples)
-
-    def draw_attention(self, run, batch: dict, maps: dict, choice, folder: str) -> list[str]:
-        from transformer_lab import attention_pictures   # matplotlib: only pictures need it
-        return attention_pictures.draw_music(run, batch, maps, choice, folder)

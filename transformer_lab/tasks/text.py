@@ -13,6 +13,7 @@ from transformer_lab.tasks.base import Task
 class TextTask(Task):
     modality = 'text'
     pipeline = TextPipeline
+    drawer = 'draw_text'
 
     def conditioning(self, config) -> str:
         return 'sources' if config.data.inputs_feature else 'none'
@@ -72,7 +73,3 @@ class TextTask(Task):
         if not tokens:
             raise ValueError('--input is empty for this tokenizer')
         return {'targets': np.asarray([tokens], np.int32)}
-
-    def draw_attention(self, run, batch: dict, maps: dict, choice, folder: str) -> list[str]:
-        from transformer_lab import attention_pictures   # matplotlib: only pictures need it
-        return attention_pictures.draw_text(run, batch, maps, choice, folder)
