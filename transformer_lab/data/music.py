@@ -251,15 +251,12 @@ class MusicPipeline(TfdsPipeline):
         ``shard_index`` reads every ``shard_count``-th piece."""
         stretches = tuple(float(s) for s in self.config.get('time_stretches', ()))
         split, source = self.config.train_split, self.source(self.config.train_split)
-        augmentation = dict(rows=rows, length=self.config.max_length, transpose=self.config.transpose,
-                            stretches=stretches, tokenizer=self.tokenizer)
-        if self.config.inputs_feature:
-            crops = MelodyCrops(**augmentation, source=source, feature=self.config.targets_feature,
-                                melody_feature=self.config.inputs_feature)
-        else:
-            stores = {stretch: self.token_ids(split, stretch) for stretch in (stretches or (None,))}
-            crops = Crops(**augmentation, stores=stores,
-                          augment=Augmenter(self.tokenizer, source, self.config.targets_feature))
+        stores = {stretch: self.token_ids(split, stretch) for stretch in (stretches or (None,))}
+        crops = dict(rows=rows, length=self.config.max_length, transpose=self.config.transpose, stretches=stretches,
+                     tokenizer=self.tokenizer, stores=stores,
+                     augment=Augmenter(self.tokenizer, source, self.config.targets_feature))
+        crops = (MelodyCrops(**crops, source=source, melody_feature=self.config.inputs_feature)
+                 if self.config.inputs_feature else Crops(**crops))
         return Batches(Order.shuffled(np.arange(len(source)), seed=seed, shard_index=shard_index,
                                       shard_count=shard_count), crops)
 
@@ -336,17 +333,20 @@ class Augmenter:
 
 
 @dataclasses.dataclass
-class PieceRows:
+class Crops:
     """Training rows of music (an ``assemble`` of data/batching.py): each row one piece of the order,
     augmented and cropped by ``crop``, its random draws seeded by the example's place in the whole stream
     (so hosts and workers draw the same as one process would). Augmentation (Huang et al. 2018, Sec.
     5.1-5.2): transposed by a number of semitones drawn from [-transpose, transpose] and stretched in
-    time by a factor drawn from ``stretches`` (``augmentation``)."""
+    time by a factor drawn from ``stretches``. ``stores``: the kept tokens of the training pieces per
+    time stretch (None: no stretches)."""
     rows: int
     length: int
     transpose: int
     stretches: tuple
     tokenizer: object
+    stores: dict
+    augment: Augmenter
 
     def __call__(self, order: Order, cursor):
         position, _ = cursor
@@ -361,43 +361,30 @@ class PieceRows:
         semitones = int(rng.integers(-self.transpose, self.transpose + 1)) if self.transpose else 0
         return semitones, float(rng.choice(self.stretches)) if self.stretches else None
 
-    def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-
-@dataclasses.dataclass
-class Crops(PieceRows):
-    """Rows of kept tokens: ``stores`` holds the training pieces' tokens per time stretch (None: none)."""
-    stores: dict
-    augment: Augmenter
-
-    def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """One training row of piece ``index``, augmented (``augmentation``), then ``random_crop``-ped; the
-        tokens are the kept ones moved by the transposition where the tokenizer can (``transpose_tokens``),
-        else the augmented notes encoded anew: the same rows either way, for the same draws."""
-        semitones, stretch = self.augmentation(rng)
+    def tokens(self, index: int, semitones: int, stretch: float | None) -> dict[str, np.ndarray]:
+        """Piece ``index``'s tokens augmented so: the kept ones moved by the transposition where the
+        tokenizer can (``transpose_tokens``), else the augmented notes encoded anew: the same either way."""
         kept = {name: store[index] for name, store in self.stores[stretch].items()}
         moved = self.tokenizer.transpose_tokens(kept['targets'], semitones) if semitones else kept['targets']
-        tokens = ({**kept, 'targets': moved} if moved is not None else self.augment(index, semitones, stretch))
-        return random_crop(tokens, self.length, rng)
+        return {**kept, 'targets': moved} if moved is not None else self.augment(index, semitones, stretch)
+
+    def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One training row of piece ``index``: augmented (``augmentation``, ``tokens``), then ``random_crop``-ped."""
+        return random_crop(self.tokens(index, *self.augmentation(rng)), self.length, rng)
 
 
 @dataclasses.dataclass
-class MelodyCrops(PieceRows):
-    """Rows of a melody-conditioned model: a random crop of the augmented performance and the melody
-    (augmented alike) under it (``melody_window``), both encoded from the notes of ``source``."""
+class MelodyCrops(Crops):
+    """Rows of a melody-conditioned model: a random crop of the augmented performance (as ``Crops``) and
+    the melody of ``source``'s ``melody_feature``, augmented alike, under it (``melody_window``)."""
     source: object          # the split's random-access TFDS source
-    feature: str
     melody_feature: str
 
     def crop(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         semitones, stretch = self.augmentation(rng)
-        record = self.source[index]
-        notes, melody = (augmented(self.tokenizer, np.asarray(record[name]), semitones, stretch)
-                         for name in (self.feature, self.melody_feature))
-        targets = piece_tokens(self.tokenizer, notes)['targets']
-        start = int(rng.integers(0, max(len(targets) - self.length, 0) + 1))
-        return melody_window(self.tokenizer, targets, melody, start, self.length)
+        targets = self.tokens(index, semitones, stretch)['targets']
+        melody = augmented(self.tokenizer, np.asarray(self.source[index][self.melody_feature]), semitones, stretch)
+        return melody_window(self.tokenizer, targets, melody, crop_start(len(targets), self.length, rng), self.length)
 
 
 def melody_window(tokenizer, targets: np.ndarray, melody: np.ndarray, start: int, length: int) -> dict[str, np.ndarray]:
@@ -444,6 +431,10 @@ def random_crop(tokens: dict[str, np.ndarray], length: int, rng: np.random.Gener
     starting at an offset drawn uniformly from [0, n - length] (n tokens; Huang et al. 2018, Sec. 5.2,
     random crops of a piece); a piece of n < length tokens is kept whole and zero-padded. Returns each
     feature int32 [length]."""
-    size = len(tokens['targets'])
-    start = int(rng.integers(0, max(size - length, 0) + 1))
+    start = crop_start(len(tokens['targets']), length, rng)
     return {name: pad_to(value[start:start + length], length) for name, value in tokens.items()}
+
+
+def crop_start(size: int, length: int, rng: np.random.Generator) -> int:
+    """Where a random crop of ``length`` of ``size`` tokens starts: uniform over [0, size - length]."""
+    return int(rng.integers(0, max(size - length, 0) + 1))
