@@ -15,6 +15,7 @@ import sys
 from absl import flags
 
 from transformer_lab import cli
+from transformer_lab.training.logging import format_metrics
 from transformer_lab.training.loop import train_and_evaluate
 from transformer_lab.training.preemption import TrainingInterrupted
 
@@ -31,7 +32,7 @@ def main(argv):
     except TrainingInterrupted as interrupted:
         print(f'stopped: {interrupted}', file=sys.stderr)
         sys.exit(128 + interrupted.signal_number)
-    print('final: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
+    print('final: ' + format_metrics(dict(sorted(metrics.items()))))
 
 
 if __name__ == '__main__':

@@ -44,7 +44,7 @@ def test_compounds_split_as_the_papers_evaluation_does():
 def test_tokenized_bleu_counts_the_moses_tokens_and_split_compounds():
     expected = bleu_by_hand(TOKENIZED_HYPOTHESES, TOKENIZED_REFERENCES)
     assert 30 < expected < 90    # a real partial match, not a degenerate 0 or 100
-    assert tokenized_bleu(HYPOTHESES, REFERENCES, 'de') == pytest.approx(expected, abs=1e-6)
+    assert tokenized_bleu(HYPOTHESES, REFERENCES, 'de')[0] == pytest.approx(expected, abs=1e-6)
     # The hyphens count: without the split the compound is one token and the score differs.
     unsplit = [h.replace('state ##AT##-##AT## of ##AT##-##AT## the ##AT##-##AT## art', 'state-of-the-art')
                for h in TOKENIZED_HYPOTHESES]
@@ -56,5 +56,17 @@ def test_tokenized_bleu_counts_the_moses_tokens_and_split_compounds():
 def test_detokenized_bleu_counts_sacrebleus_own_tokens():
     tokenize = Tokenizer13a()
     expected = bleu_by_hand([tokenize(h) for h in HYPOTHESES], [tokenize(r) for r in REFERENCES])
-    assert detokenized_bleu(HYPOTHESES, REFERENCES) == pytest.approx(expected, abs=1e-6)
-    assert detokenized_bleu(HYPOTHESES, REFERENCES) == pytest.approx(sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score)
+    score, signature = detokenized_bleu(HYPOTHESES, REFERENCES)
+    assert score == pytest.approx(expected, abs=1e-6)
+    assert score == pytest.approx(sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score)
+    assert signature == f'nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}'
+
+
+def test_tokenized_bleu_reads_german_quotes_as_the_papers_evaluation_did():
+    # The reference quotes „ “ as German text does, the output " as a subword model trained on both writes.
+    hypotheses, references = ['Er sagte "ja" und ging.'], ['Er sagte \u201eja\u201c und ging.']
+    score, signature = tokenized_bleu(hypotheses, references, 'de')
+    assert score == pytest.approx(100.0)
+    assert signature.startswith('nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:')
+    assert signature.endswith('|prepared:quotes+moses-de+compounds')
+    assert detokenized_bleu(hypotheses, references)[0] < 60     # sacreBLEU leaves the text as it is

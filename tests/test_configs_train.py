@@ -21,7 +21,7 @@ def test_every_config_tiny_variant_trains_and_evaluates(tmp_path, config_name, f
     assert len(compiled) == 1, compiled
     losses = train_losses(str(tmp_path))
     assert losses[-1] < losses[0], losses
-    assert all(np.isfinite(v) for v in metrics.values())
+    assert all(np.isfinite(v) for v in metrics.values() if not isinstance(v, str))
     if config.data.name == 'kjv_text':
         assert 2.0 < metrics['validation/bits_per_char'] < 8.0
         sample = run_script('sample.py', f'--workdir={tmp_path}', '--num_samples=2', '--max_length=24')
@@ -64,4 +64,4 @@ def test_music_configs_on_manual_dir_data_train_and_evaluate(tmp_path, config_na
     metrics = train_and_evaluate(config, str(tmp_path))
     losses = train_losses(str(tmp_path))
     assert losses[-1] < losses[0], losses
-    assert all(np.isfinite(v) for v in metrics.values())
+    assert all(np.isfinite(v) for v in metrics.values() if not isinstance(v, str))

@@ -232,7 +232,7 @@ def test_own_data_configs_train_and_evaluate(tmp_path, config_name, own_data_dir
     metrics = train_and_evaluate(config, str(tmp_path))
     losses = train_losses(str(tmp_path))
     assert losses[-1] < losses[0], losses
-    assert metrics and all(np.isfinite(v) for v in metrics.values())
+    assert metrics and all(np.isfinite(v) for v in metrics.values() if not isinstance(v, str))
 
 
 def test_a_dataset_whose_files_changed_warns_when_training(tmp_path):

@@ -31,8 +31,10 @@ def test_tiny_translation_lowers_its_loss(bible_run):
     assert losses[-1] < losses[0] - 0.5, losses
     evaluations = [r for r in read_metrics(workdir) if 'validation/nll' in r]
     assert [r['step'] for r in evaluations] == [10, 20, 30, 40, 50]
-    # BLEU decodes, so it has a cadence of its own (600 steps): here only at the end of each of the two runs.
+    # BLEU decodes, so it has a cadence of its own (600 steps): here only at the end of each of the two runs,
+    # each time with its signature beside it.
     assert [r['step'] for r in evaluations if 'validation/bleu' in r] == [40, 50]
+    assert all(r['validation/bleu_signature'].startswith('nrefs:1|') for r in evaluations if 'validation/bleu' in r)
     assert evaluations[-1]['validation/nll'] < evaluations[0]['validation/nll']
     assert 'validation/bleu=' in first_stdout
 
@@ -137,6 +139,8 @@ def test_translate_cli_reads_stdin_and_evaluate_reports_bleu_both_ways(bible_run
     reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
     assert reported['averaged_checkpoints'] == 2 and reported['step'] == 50
     assert 0 <= reported['validation/bleu'] <= 100 and 0 <= reported['validation/tokenized_bleu'] <= 100
+    assert reported['validation/bleu_signature'].startswith('nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:')
+    assert reported['validation/tokenized_bleu_signature'].endswith('|prepared:quotes+moses-es+compounds')
 
 
 def test_visualize_attention_draws_every_kind_for_an_example_and_for_a_sentence(bible_run, tmp_path):

@@ -2,7 +2,7 @@
 
 An evaluator is ``fn(context, params, split) -> {metric: value}``, declaring its metric names with
 ``@reports`` (validation checks ``checkpoint.best_metric`` against them); the loop prefixes the split
-name. Likelihoods are unsmoothed (label smoothing is a training device only).
+name. A value may also be text that belongs beside the numbers (BLEU's signature): logged, not ranked. Likelihoods are unsmoothed (label smoothing is a training device only).
 """
 
 from __future__ import annotations
@@ -129,24 +129,33 @@ def split_compounds(text: str) -> str:
     return re.sub(r'(\S)-(\S)', r'\1 ##AT##-##AT## \2', text)
 
 
-def detokenized_bleu(hypotheses: list[str], references: list[str]) -> float:
+# The paper's evaluation (tensor2tensor's get_ende_bleu.sh) turned German quotes into ASCII ones before
+# tokenising; only these: normalize-punctuation.perl also moves quotes around commas (tensor2tensor#317).
+GERMAN_QUOTES = str.maketrans({'\u201e': '"', '\u201c': '"', '\u201d': '"'})   # „ “ ”
+
+
+def detokenized_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
     """sacreBLEU (Post 2018) of detokenised output against raw references, with its own 13a tokenisation:
-    the BLEU comparable across papers and toolkits."""
-    return sacrebleu.corpus_bleu(hypotheses, [references]).score
+    the BLEU comparable across papers and toolkits, and its signature (what to cite beside it)."""
+    metric = sacrebleu.BLEU()
+    return metric.corpus_score(hypotheses, [references]).score, metric.get_signature().format()
 
 
-def tokenized_bleu(hypotheses: list[str], references: list[str], language: str) -> float:
-    """BLEU as the Transformer paper reports it (27.3 for base on newstest2014): both sides Moses-tokenised
-    (sacremoses, as tokenizer.perl: punctuation split off, special characters escaped), compounds split
-    (``split_compounds``), then corpus BLEU over those tokens with no further tokenisation (sacreBLEU
-    with ``tokenize='none'``, the computation of multi-bleu.perl). Not comparable across tokenisations:
-    report the detokenised sacreBLEU beside it."""
+def tokenized_bleu(hypotheses: list[str], references: list[str], language: str) -> tuple[float, str]:
+    """BLEU as the Transformer paper reports it (27.3 for base on newstest2014): both sides with German
+    quotes „ “ ” made ASCII (``GERMAN_QUOTES``), Moses-tokenised (sacremoses, as tokenizer.perl:
+    punctuation split off, special characters escaped), compounds split (``split_compounds``), then corpus
+    BLEU over those tokens with no further tokenisation (sacreBLEU with ``tokenize='none'``, the
+    computation of multi-bleu.perl); and its signature, sacreBLEU's with that preparation. Not comparable
+    across tokenisations: report the detokenised sacreBLEU beside it."""
     tokenizer = sacremoses.MosesTokenizer(lang=language)
 
     def prepared(texts):
-        return [split_compounds(tokenizer.tokenize(text, return_str=True)) for text in texts]
+        return [split_compounds(tokenizer.tokenize(text.translate(GERMAN_QUOTES), return_str=True)) for text in texts]
 
-    return sacrebleu.corpus_bleu(prepared(hypotheses), [prepared(references)], tokenize='none').score
+    metric = sacrebleu.BLEU(tokenize='none')
+    score = metric.corpus_score(prepared(hypotheses), [prepared(references)]).score
+    return score, f'{metric.get_signature().format()}|prepared:quotes+moses-{language}+compounds'
 
 
 @reports(*TOKEN_METRICS, 'bits_per_dim')
@@ -157,10 +166,11 @@ def bits_per_dimension(context: EvalContext, params, split: str) -> dict[str, fl
 
 
 @reports('bleu', 'tokenized_bleu', single_host=True)
-def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
+def bleu(context: EvalContext, params, split: str) -> dict[str, float | str]:
     """BLEU of translations (``eval.beam_size``, ``eval.length_penalty``, ``eval.extra_length``) both
     ways: ``bleu`` (``detokenized_bleu``, comparable across papers) and ``tokenized_bleu`` (the
-    Transformer paper's own)."""
+    Transformer paper's own), each with its signature (``bleu_signature``, ``tokenized_bleu_signature``:
+    text, logged beside the numbers)."""
     pairs = context.pipeline.translation_pairs(split, context.config.eval.max_examples)
     evaluation, data = context.config.eval, context.config.data
     hypotheses = decoding.translate(context.graphdef, params, context.pipeline.tokenizer, [source for source, _ in pairs],
@@ -170,8 +180,10 @@ def bleu(context: EvalContext, params, split: str) -> dict[str, float]:
     for (source, reference), hypothesis in list(zip(pairs, hypotheses))[:evaluation.num_show]:
         context.report(f'  source:     {source}\n  reference:  {reference}\n  hypothesis: {hypothesis}')
     references = [reference for _, reference in pairs]
-    return {'bleu': detokenized_bleu(hypotheses, references),
-            'tokenized_bleu': tokenized_bleu(hypotheses, references, data.targets_feature)}
+    (detokenized, signature), (tokenized, tokenized_signature) = (
+        detokenized_bleu(hypotheses, references), tokenized_bleu(hypotheses, references, data.targets_feature))
+    return {'bleu': detokenized, 'tokenized_bleu': tokenized, 'bleu_signature': signature,
+            'tokenized_bleu_signature': tokenized_signature}
 
 
 EVALUATORS = {

@@ -33,10 +33,11 @@ class MetricsWriter:
             self.jsonl = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self.tensorboard = SummaryWriter(self.tensorboard_dir, purge_step=resume_step + 1)
 
-    def write(self, step: int, metrics: dict[str, float]):
+    def write(self, step: int, metrics: dict[str, float | str]):
+        """One record of ``metrics``: numbers as scalars, text (e.g. BLEU's signature) as TensorBoard text."""
         if not self.active:
             return
-        metrics = {name: float(value) for name, value in metrics.items()}
+        metrics = {name: value if isinstance(value, str) else float(value) for name, value in metrics.items()}
         line = (json.dumps({'step': step, 'time': time.time(), **metrics}) + '\n').encode()
         size = os.fstat(self.jsonl).st_size
         try:
@@ -48,7 +49,10 @@ class MetricsWriter:
                                     f'{error.strerror or error}') from error
         try:
             for name, value in metrics.items():
-                self.tensorboard.add_scalar(name, value, step)
+                if isinstance(value, str):
+                    self.tensorboard.add_text(name, value, step)
+                else:
+                    self.tensorboard.add_scalar(name, value, step)
             self.tensorboard.flush()
         except OSError as error:
             raise MetricsWriteError(f'writing the metrics of step {step} to {self.tensorboard_dir} failed: '
@@ -58,6 +62,12 @@ class MetricsWriter:
         if self.active:
             os.close(self.jsonl)
             self.tensorboard.close()
+
+
+def format_metrics(metrics: dict[str, float | str]) -> str:
+    """``name=value, ...`` for the console: numbers to 4 significant digits, text as it is."""
+    return ', '.join(f'{name}={value}' if isinstance(value, str) else f'{name}={value:.4g}'
+                     for name, value in metrics.items())
 
 
 class MetricsWriteError(OSError):

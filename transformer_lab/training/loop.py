@@ -262,14 +262,15 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                         eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split,
                                                 due)
                     log(step, eval_metrics)
-                    report(f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in eval_metrics.items()))
+                    report(f'step {step}: ' + logging.format_metrics(eval_metrics))
                     metrics.update(eval_metrics)
                     window.start_time = time.time()  # tokens/s counts training time only
                 ranked = bool(eval_metrics) and config.checkpoint.best_metric in eval_metrics   # '' in {}: False
                 if step % config.checkpoint.every_steps == 0 or step == num_steps or ranked:
                     # Saved with step k: the iterator's position after batch k, where a resumed run continues.
                     # Metrics without the best metric (its evaluator not due) would not rank a save.
-                    save(step, state, eval_metrics if ranked or not config.checkpoint.best_metric else None)
+                    numbers = {k: v for k, v in eval_metrics.items() if not isinstance(v, str)} if eval_metrics else None
+                    save(step, state, numbers if ranked or not config.checkpoint.best_metric else None)
                     saved_step = step
     finally:
         _close_all(progress.close, writer.close, store.close, train_batches.close,
