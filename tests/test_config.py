@@ -59,6 +59,7 @@ def test_variants_combine():
                                            'steps, got 0'),
     ('train.nonfinite', 'ignore', "train.nonfinite: 'ignore' is not one of ['skip', 'stop']"),
     ('checkpoint.best_metric', 'validation/rouge', "checkpoint.best_metric: 'validation/rouge' is not one of"),
+    ('train.profile_steps', (0, 2), 'train.profile_steps: 0,2: valid: START,COUNT'),
     ('eval.evaluator_every_steps.bleu', 0, 'eval.evaluator_every_steps.bleu: must be a positive number of steps, got 0'),
     ('eval.evaluator_every_steps.rouge', 5, "eval.evaluator_every_steps: 'rouge' is not one of"),
 ])

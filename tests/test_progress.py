@@ -62,7 +62,8 @@ def test_without_a_terminal_progress_is_one_plain_line_per_logged_step(capsys):
 
 
 @pytest.mark.slow
-def test_a_batch_jobs_log_has_no_bar_redraws_and_absls_flags_show_the_libraries_logs(tmp_path):
+def test_a_batch_jobs_log_has_no_bar_redraws_absls_flags_show_the_libraries_logs_and_steps_can_be_profiled(
+        tmp_path):
     import re
 
     from helpers import run_script
@@ -75,7 +76,11 @@ def test_a_batch_jobs_log_has_no_bar_redraws_and_absls_flags_show_the_libraries_
     assert [line.split(':')[0] for line in logged] == ['step 5/20', 'step 10/20', 'step 15/20', 'step 20/20']
     (tmp_path / 'logs').mkdir()
     result = run_script('train.py', '--config=configs/music_transformer_bach_chorales.py:tiny',
-                        f'--workdir={tmp_path / "absl"}', '--config.train.num_steps=2', '--verbosity=0',
-                        '--alsologtostderr', f'--log_dir={tmp_path / "logs"}')
+                        f'--workdir={tmp_path / "absl"}', '--config.train.num_steps=3', '--verbosity=0',
+                        '--alsologtostderr', f'--log_dir={tmp_path / "logs"}', '--config.train.profile_steps=2,2')
     assert result.returncode == 0, result.stderr[-3000:]
     assert absl_line.search(result.stderr) and any(name.endswith('INFO') for name in os.listdir(tmp_path / 'logs'))
+    # train.profile_steps: a trace of steps 2-3 where TensorBoard's profile tab looks for it.
+    traces = list((tmp_path / 'absl' / 'tensorboard' / 'plugins' / 'profile').glob('*/*.xplane.pb'))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
+    assert 'profile of steps 2-3 written to' in result.stdout + result.stderr

@@ -116,6 +116,7 @@ def base_config() -> ConfigDict:
     train.label_smoothing = 0.1
     train.dropout_rng = 'threefry2x32'  # the dropout masks' bit generator, or 'rbg' (XLA's; faster on a GPU)
     train.log_every_steps = 50
+    train.profile_steps = ()             # (START, COUNT): a jax.profiler trace of those steps, for TensorBoard
 
     config.eval = evaluation = ConfigDict()
     evaluation.every_steps = 1000       # cadence of the evaluators; they also run at the end
@@ -316,7 +317,8 @@ COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
 ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': 'xla',
                 **{f'model.{name}': value for name, value in BLOCKWISE_BLOCKS.items()},
                 'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
-                'parallel.stop_check_every_steps': 1, 'data.workers': 0, 'eval.evaluator_every_steps': {}}
+                'parallel.stop_check_every_steps': 1, 'data.workers': 0, 'eval.evaluator_every_steps': {},
+                'train.profile_steps': ()}
 
 
 def with_added_fields(saved: dict) -> dict:

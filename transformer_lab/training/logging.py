@@ -64,6 +64,35 @@ class MetricsWriter:
             self.tensorboard.close()
 
 
+class StepProfile:
+    """A ``jax.profiler`` trace of the steps ``train.profile_steps`` = (START, COUNT) names, into the run's
+    TensorBoard folder (its profile tab, ``plugins/profile``); host 0 only. The loop calls ``before``
+    and ``after`` every step; the trace stops once step START + COUNT - 1 has finished on the device."""
+
+    def __init__(self, steps: tuple, directory: str, report):
+        self.first, count = tuple(steps) or (0, 0)
+        self.last, self.directory, self.report = self.first + count - 1, directory, report
+        self.active = bool(steps) and jax.process_index() == 0
+        self.tracing = False
+
+    def before(self, step: int) -> None:
+        if self.active and step == self.first:
+            jax.profiler.start_trace(self.directory)
+            self.tracing = True
+
+    def after(self, step: int, outputs) -> None:
+        if self.tracing and step >= self.last:
+            jax.block_until_ready(outputs)
+            self.stop()
+            self.report(f'profile of steps {self.first}-{self.last} written to {self.directory} '
+                        f'(TensorBoard, profile tab)')
+
+    def stop(self) -> None:
+        if self.tracing:
+            jax.profiler.stop_trace()
+            self.tracing = False
+
+
 def format_metrics(metrics: dict[str, float | str]) -> str:
     """``name=value, ...`` for the console: numbers to 4 significant digits, text as it is."""
     return ', '.join(f'{name}={value}' if isinstance(value, str) else f'{name}={value:.4g}'

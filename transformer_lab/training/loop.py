@@ -213,6 +213,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
     report(layout.describe() + f' ({config.parallel.mode} mode)')
     context = evaluators.make_context(config, pipeline, graphdef, mesh, report=report)
     window = TrainWindow(config.train, store)
+    profile = logging.StepProfile(config.train.profile_steps, os.path.join(workdir, 'tensorboard'), report)
     num_steps = config.train.num_steps
     saved_step = first_step
 
@@ -234,7 +235,9 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
         with preemption.StopSignals(config.parallel.stop_check_every_steps, last_step=num_steps) as signals:
             in_flight = None   # (step, metrics) dispatched and not yet reported to the bar
             for step in range(first_step + 1, num_steps + 1):
+                profile.before(step)
                 state, step_metrics = train_step(state, strategy.put_batch(next(train_batches)))
+                profile.after(step, step_metrics)
                 window.add(step, step_metrics)
                 if in_flight is not None:   # one step stays queued behind the one waited for
                     jax.block_until_ready(in_flight[1]['loss'])
@@ -273,7 +276,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     save(step, state, numbers if ranked or not config.checkpoint.best_metric else None)
                     saved_step = step
     finally:
-        _close_all(progress.close, writer.close, store.close, train_batches.close,
+        _close_all(profile.stop, progress.close, writer.close, store.close, train_batches.close,
                    failing=sys.exc_info()[1] is not None)
     return metrics
 

@@ -49,6 +49,10 @@ def check_train(train) -> None:
     one_of('train.nonfinite', train.nonfinite, NONFINITE)
     require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
     one_of('train.dropout_rng', train.dropout_rng, DROPOUT_RNGS)
+    profile = tuple(train.profile_steps)
+    require(profile == () or (len(profile) == 2 and all(isinstance(n, int) and n >= 1 for n in profile)),
+            'train.profile_steps', f'{",".join(map(str, profile))}: valid: START,COUNT (steps from 1; a trace of '
+            f'COUNT steps from START), or () for none')
 
 
 def make_optimizer(train_config, d_model: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
