@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py --workdir=DIR [--split=test] [--evaluators=nll,bleu] [--step=N]
     python scripts/evaluate.py --workdir=DIR --split=test --average_last=5 --beam_size=4 --alpha=0.6
+    python scripts/evaluate.py --workdir=DIR --ema     # the moving average of the parameters (train.ema_decay)
 
 Translation reports NLL and BLEU both ways (``bleu``: sacreBLEU on detokenised output, comparable
 across papers; ``tokenized_bleu``: the Transformer paper's, Moses-tokenised with compounds split);
@@ -29,6 +30,8 @@ from transformer_lab.training.loop import evaluate
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A run directory written by scripts/train.py.')
+flags.DEFINE_bool('ema', False, 'Use the moving average of the parameters (a run trained with '
+                  'train.ema_decay > 0).')
 flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s data.eval_split).')
 flags.DEFINE_list('evaluators', None, 'Evaluators to run (default: the config\'s eval.evaluators).')
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
@@ -42,7 +45,7 @@ flags.mark_flag_as_required('workdir')
 
 def main(argv):
     del argv
-    run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
+    run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last, ema=FLAGS.ema)
     trained = run.config.data.max_length
     if FLAGS.length is not None:
         try:
@@ -71,7 +74,7 @@ def main(argv):
         metrics['nll_by_position'], metrics['tokens_by_position'] = evaluators.nll_by_position(
             context, run.params, openings, position_bins(trained, FLAGS.length))
     averaged = {'averaged_checkpoints': FLAGS.average_last} if FLAGS.average_last else {}
-    print(json.dumps({'step': run.step, **averaged, **metrics}, indent=2))
+    print(json.dumps({'step': run.step, **averaged, **({'ema': True} if FLAGS.ema else {}), **metrics}, indent=2))
 
 
 def position_bins(trained: int, length: int) -> list[int]:

@@ -40,6 +40,8 @@ from transformer_lab.runs import load
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A run directory written by scripts/train.py.')
+flags.DEFINE_bool('ema', False, 'Use the moving average of the parameters (a run trained with '
+                  'train.ema_decay > 0).')
 flags.DEFINE_integer('num_samples', None, 'Rows to sample (default: config.sample.num_samples).')
 flags.DEFINE_float('temperature', None, '0 = greedy (default: config.sample.temperature).')
 flags.DEFINE_integer('top_k', None, '0 = whole vocabulary (default: config.sample.top_k).')
@@ -77,7 +79,7 @@ def read_sources(path: str | None) -> list[str] | None:
 def main(argv):
     del argv
     try:
-        run = load(FLAGS.workdir)
+        run = load(FLAGS.workdir, ema=FLAGS.ema)
         sample = run.config.sample
         max_length = pick(FLAGS.max_length, sample.max_length)
         request = sampling.Request(

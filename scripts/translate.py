@@ -19,6 +19,8 @@ from transformer_lab.decoding import translate
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A translation run directory written by scripts/train.py.')
+flags.DEFINE_bool('ema', False, 'Use the moving average of the parameters (a run trained with '
+                  'train.ema_decay > 0).')
 flags.DEFINE_string('input', None, 'A file of source sentences, one per line (default: stdin).')
 flags.DEFINE_integer('batch_size', 32, 'Sentences translated at once.')
 flags.DEFINE_integer('beam_size', None, 'Beam size, 1 = greedy (default: config.eval.beam_size).')
@@ -30,7 +32,7 @@ flags.mark_flag_as_required('workdir')
 
 def main(argv):
     del argv
-    run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last)
+    run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last, ema=FLAGS.ema)
     task = registry.task_for(run.config.data.name)
     if task.conditioning(run.config) != 'sources':
         cli.fail(f'{FLAGS.workdir} holds {task.describe(run.config)}, which reads no source text; translate.py '

@@ -12,7 +12,7 @@ import pytest
 from etils import epath
 
 import transformer_lab
-from helpers import load_config, truncate_array_files
+from helpers import load_config, run_script, truncate_array_files
 from transformer_lab.data.text import TextPipeline
 from transformer_lab.training.checkpoints import CheckpointError
 from transformer_lab.training.logging import read_metrics
@@ -36,6 +36,37 @@ def params_of(workdir, step=None):
 
 def logged_train_steps(workdir):
     return [r['step'] for r in read_metrics(workdir) if 'train/loss' in r]
+
+
+def test_a_moving_average_of_the_parameters_resumes_exactly_and_is_evaluated_beside_them(tmp_path):
+    from transformer_lab import registry
+    from transformer_lab.config import ConfigError
+    from transformer_lab.training.loop import initial_state
+    options = dict(train__ema_decay=0.9, checkpoint__every_steps=4)
+    metrics = train_and_evaluate(tiny_lm(num_steps=14, **options), str(tmp_path / 'straight'))
+    assert metrics['validation_ema/nll'] != metrics['validation/nll'] and np.isfinite(metrics['validation_ema/nll'])
+    train_and_evaluate(tiny_lm(num_steps=7, **options), str(tmp_path / 'resumed'))
+    train_and_evaluate(tiny_lm(num_steps=14, **options), str(tmp_path / 'resumed'))
+
+    def averaged(workdir):
+        return [np.asarray(leaf) for leaf in jax.tree.leaves(transformer_lab.load(workdir, ema=True).params)]
+    for straight, resumed in zip(averaged(tmp_path / 'straight'), averaged(tmp_path / 'resumed')):
+        np.testing.assert_array_equal(straight, resumed)
+    # After one update the average is 0.9 x the initial parameters + 0.1 x the updated ones.
+    config = tiny_lm(num_steps=1, **options)
+    train_and_evaluate(config, str(tmp_path / 'one'))
+    model = registry.build_model(config.model, registry.FIXED_TOKENIZERS[config.data.tokenizer]().vocab_size,
+                                 seed=config.seed)
+    initial = jax.tree.leaves(initial_state(config, model)[1].params)
+    for first, start, updated in zip(averaged(tmp_path / 'one'), initial, params_of(tmp_path / 'one')):
+        np.testing.assert_allclose(first, 0.9 * np.asarray(start) + 0.1 * updated, rtol=1e-5, atol=1e-7)
+    train_and_evaluate(tiny_lm(num_steps=1), str(tmp_path / 'plain'))
+    with pytest.raises(ConfigError, match='the run kept no moving average of its parameters'):
+        transformer_lab.load(str(tmp_path / 'plain'), ema=True)
+    # The commands read it with --ema: evaluate.py's NLL of the average is the one the run logged.
+    evaluation = run_script('evaluate.py', f'--workdir={tmp_path / "straight"}', '--ema')
+    reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
+    assert reported['ema'] and reported['validation/nll'] == pytest.approx(metrics['validation_ema/nll'], rel=1e-5)
 
 
 @pytest.mark.parametrize('dropout_rng', ['threefry2x32', 'rbg'])

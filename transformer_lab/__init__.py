@@ -5,11 +5,11 @@
 """
 
 
-def load(workdir: str, step: int | None = None, *, average_last: int = 0):
-    """A trained run from its workdir, optionally its last checkpoints averaged (see
-    ``transformer_lab.runs.load``)."""
+def load(workdir: str, step: int | None = None, *, average_last: int = 0, ema: bool = False):
+    """A trained run from its workdir, optionally its last checkpoints averaged, or its moving average of
+    the parameters (see ``transformer_lab.runs.load``)."""
     from transformer_lab.runs import load as load_run
-    return load_run(workdir, step, average_last=average_last)
+    return load_run(workdir, step, average_last=average_last, ema=ema)
 
 
 def attention_weights(run_or_model, batch: dict, example: int = 0):

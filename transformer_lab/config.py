@@ -116,6 +116,7 @@ def base_config() -> ConfigDict:
     train.label_smoothing = 0.1
     train.dropout_rng = 'threefry2x32'  # the dropout masks' bit generator, or 'rbg' (XLA's; faster on a GPU)
     train.log_every_steps = 50
+    train.ema_decay = 0.0                # > 0: an exponential moving average of the parameters, evaluated too
     train.profile_steps = ()             # (START, COUNT): a jax.profiler trace of those steps, for TensorBoard
 
     config.eval = evaluation = ConfigDict()
@@ -318,7 +319,7 @@ ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': '
                 **{f'model.{name}': value for name, value in BLOCKWISE_BLOCKS.items()},
                 'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
                 'parallel.stop_check_every_steps': 1, 'data.workers': 0, 'eval.evaluator_every_steps': {},
-                'train.profile_steps': ()}
+                'train.profile_steps': (), 'train.ema_decay': 0.0}
 
 
 def with_added_fields(saved: dict) -> dict:

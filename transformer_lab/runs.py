@@ -13,7 +13,7 @@ import ml_collections
 from flax import nnx
 
 from transformer_lab import registry, sampling
-from transformer_lab.config import with_added_fields
+from transformer_lab.config import ConfigError, with_added_fields
 from transformer_lab.data.tokenizers import SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training import workdir as workdir_lib
@@ -49,16 +49,23 @@ def load_tokenizer(config, workdir: str):
     return SentencePieceTokenizer(os.path.join(workdir, 'tokenizer.model'))
 
 
-def load(workdir: str, step: int | None = None, *, average_last: int = 0) -> Run:
+def load(workdir: str, step: int | None = None, *, average_last: int = 0, ema: bool = False) -> Run:
     """Restores the latest (or the given) checkpoint of ``workdir``; needs no prepared dataset and
     writes nothing (``workdir`` may be a read-only copy of a run).
 
     ``average_last=N``: the parameters are the element-wise mean of the last N checkpoints' (up to
     ``step`` if given), the checkpoint averaging of Vaswani et al. (2017, Sec. 6.1: the last 5 for
     base models, 20 for big, written 10 minutes apart); ``step`` is then the newest of them.
+    ``ema``: the run's moving average of its parameters instead (``train.ema_decay``).
     """
     config, tokenizer, graphdef, state = _restore(workdir, step, average_last)
-    return Run(config, tokenizer, nnx.merge(graphdef, state.params), graphdef, state.params, int(state.step))
+    params = state.params
+    if ema:
+        if state.ema_params is None:
+            raise ConfigError('train.ema_decay', f'0 in {workdir}: the run kept no moving average of its parameters; '
+                                                 f'--ema reads a run trained with train.ema_decay > 0')
+        params = state.ema_params
+    return Run(config, tokenizer, nnx.merge(graphdef, params), graphdef, params, int(state.step))
 
 
 def lengthened(run: Run, length: int) -> Run:
@@ -121,10 +128,12 @@ def _restore(workdir: str, step: int | None, average_last: int):
 
 
 def average_checkpoints(store: checkpoints.Checkpoints, abstract_state, steps: list[int]):
-    """The newest of ``steps``' train states with the mean of their parameters, restoring one checkpoint
-    at a time so that memory holds two sets of parameters, not len(steps)."""
+    """The newest of ``steps``' train states with the mean of their parameters (and of their moving
+    averages), restoring one checkpoint at a time so that memory holds two sets, not len(steps)."""
     total = None
     for step in steps:
         state, _ = store.restore(abstract_state, step)
-        total = state.params if total is None else jax.tree.map(jnp.add, total, state.params)
-    return state.replace(params=jax.tree.map(lambda summed: summed / len(steps), total))
+        kept = (state.params, state.ema_params)
+        total = kept if total is None else jax.tree.map(jnp.add, total, kept)
+    params, ema_params = jax.tree.map(lambda summed: summed / len(steps), total)
+    return state.replace(params=params, ema_params=ema_params)

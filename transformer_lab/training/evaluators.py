@@ -213,6 +213,7 @@ def check_eval(config) -> None:
         require(isinstance(every, int) and every > 0, f'eval.evaluator_every_steps.{name}',
                 f'must be a positive number of steps, got {every!r}')
     if config.checkpoint.best_metric:
-        reported = {f'{config.data.eval_split}/{metric}' for name in config.eval.evaluators
+        splits = [config.data.eval_split] + ([f'{config.data.eval_split}_ema'] if config.train.ema_decay else [])
+        reported = {f'{split}/{metric}' for split in splits for name in config.eval.evaluators
                     for metric in EVALUATORS[name].metrics}
         one_of('checkpoint.best_metric', config.checkpoint.best_metric, reported)

@@ -106,7 +106,8 @@ def initial_state(config, model):
     """(graphdef, TrainState at step 0 on the default device, optimizer, schedule) for ``model``."""
     graphdef, params = nnx.split(model)
     optimizer, schedule = optim.make_optimizer(config.train, config.model.d_model)
-    state = steps.new_train_state(params, optimizer, config.seed, config.train.dropout_rng)
+    state = steps.new_train_state(params, optimizer, config.seed, config.train.dropout_rng,
+                                  ema=config.train.ema_decay > 0)
     return graphdef, state, optimizer, schedule
 
 
@@ -159,6 +160,16 @@ class TrainWindow:
                         'train/skipped_steps': float(sum(1 - m['finite'] for m in host))})
         self.steps, self.metrics, self.checked, self.start_time = [], [], 0, time.time()
         return summary
+
+
+def evaluate_state(context: evaluators.EvalContext, state, split: str, names=None) -> dict[str, float]:
+    """``evaluate`` of the state's parameters and, if it keeps them, of their moving average, whose
+    metrics are named ``split_ema/metric``."""
+    metrics = evaluate(context, state.params, split, names)
+    if state.ema_params is not None:
+        averaged = evaluate(context, state.ema_params, split, names)
+        metrics.update({f'{split}_ema/{name.partition("/")[2]}': value for name, value in averaged.items()})
+    return metrics
 
 
 def evaluate(context: evaluators.EvalContext, params, split: str, names=None) -> dict[str, float]:
@@ -229,8 +240,8 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                 f'{error}. Saved steps still on disk: {store.all_steps()}; fix the cause (disk space, '
                 f'permissions) and run again to resume from the latest of them') from error
 
-    metrics = {} if first_step < num_steps else evaluate(context, strategy.to_global(state).params,
-                                                          config.data.eval_split)
+    metrics = {} if first_step < num_steps else evaluate_state(context, strategy.to_global(state),
+                                                                config.data.eval_split)
     try:
         with preemption.StopSignals(config.parallel.stop_check_every_steps, last_step=num_steps) as signals:
             in_flight = None   # (step, metrics) dispatched and not yet reported to the bar
@@ -262,8 +273,8 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     progress.done(step)
                     in_flight = None
                     with progress.paused():
-                        eval_metrics = evaluate(context, strategy.to_global(state).params, config.data.eval_split,
-                                                due)
+                        eval_metrics = evaluate_state(context, strategy.to_global(state), config.data.eval_split,
+                                                      due)
                     log(step, eval_metrics)
                     report(f'step {step}: ' + logging.format_metrics(eval_metrics))
                     metrics.update(eval_metrics)

@@ -49,6 +49,8 @@ def check_train(train) -> None:
     one_of('train.nonfinite', train.nonfinite, NONFINITE)
     require(0 <= train.label_smoothing < 1, 'train.label_smoothing', 'must be in [0, 1)')
     one_of('train.dropout_rng', train.dropout_rng, DROPOUT_RNGS)
+    require(0 <= train.ema_decay < 1, 'train.ema_decay', f'{train.ema_decay}: valid: [0, 1), 0 for no moving average '
+            f'(e.g. 0.999: the average of about the last 1000 updates)')
     profile = tuple(train.profile_steps)
     require(profile == () or (len(profile) == 2 and all(isinstance(n, int) and n >= 1 for n in profile)),
             'train.profile_steps', f'{",".join(map(str, profile))}: valid: START,COUNT (steps from 1; a trace of '

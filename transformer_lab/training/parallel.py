@@ -140,7 +140,7 @@ class JitParallel:
     def compile_train_step(self, graphdef, optimizer, train_config, state):
         step = steps.make_train_step(graphdef, optimizer, label_smoothing=train_config.label_smoothing,
                                      grad_accum_steps=train_config.grad_accum_steps,
-                                     dropout_rng=train_config.dropout_rng)
+                                     dropout_rng=train_config.dropout_rng, ema_decay=train_config.ema_decay)
         shardings = self.state_shardings(state)
         return jax.jit(step, in_shardings=(shardings, batch_sharded(self.mesh)),
                        out_shardings=(shardings, replicated(self.mesh)), donate_argnums=0)
@@ -173,7 +173,7 @@ class PmapParallel:
         del state
         step = steps.make_train_step(graphdef, optimizer, label_smoothing=train_config.label_smoothing,
                                      grad_accum_steps=train_config.grad_accum_steps, axis_name='data',
-                                     dropout_rng=train_config.dropout_rng)
+                                     dropout_rng=train_config.dropout_rng, ema_decay=train_config.ema_decay)
         mapped = jax.pmap(step, axis_name='data', donate_argnums=0)
 
         def train_step(state, batch):

@@ -23,21 +23,31 @@ class TrainState:
 
     ``rng`` is the raw key data of the run's base key: dropout keys derive from (rng, step), so a
     restored state continues the exact random stream. ``skipped_steps`` counts updates dropped for a
-    non-finite loss or gradient.
+    non-finite loss or gradient. ``ema_params`` (with ``train.ema_decay``) average the parameters after
+    each update, as big_vision and most current recipes keep them (``moving_average``).
     """
     step: jax.Array
     params: Any
     opt_state: Any
     rng: jax.Array
     skipped_steps: jax.Array
+    ema_params: Any = None     # train.ema_decay > 0: the exponential moving average of ``params``
 
 
 def new_train_state(params, optimizer: optax.GradientTransformation, seed: int,
-                    dropout_rng: str = 'threefry2x32') -> TrainState:
+                    dropout_rng: str = 'threefry2x32', *, ema: bool = False) -> TrainState:
     """Step 0: the optimizer's initial state and the base key of the dropout masks, ``dropout_rng``
-    being its bit generator (``train.dropout_rng``: jax.random's 'threefry2x32' or 'rbg')."""
+    being its bit generator (``train.dropout_rng``: jax.random's 'threefry2x32' or 'rbg'); with ``ema``,
+    the moving average starting at a copy of the parameters."""
     return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
-                      rng=jax.random.key_data(jax.random.key(seed, impl=dropout_rng)), skipped_steps=jnp.int32(0))
+                      rng=jax.random.key_data(jax.random.key(seed, impl=dropout_rng)), skipped_steps=jnp.int32(0),
+                      ema_params=jax.tree.map(lambda x: jnp.array(x, copy=True), params) if ema else None)
+
+
+def moving_average(params, average, decay: float):
+    """The exponential moving average of the parameters after an update: decay x average + (1 - decay)
+    x params (optax.incremental_update); the average starts at the initial parameters."""
+    return optax.incremental_update(params, average, step_size=1.0 - decay)
 
 
 def target_weights(batch: dict) -> jax.Array:
@@ -103,7 +113,7 @@ def accumulated_gradients(loss_fn, params, batch: dict, key: jax.Array, micro_ba
 
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *,
                     label_smoothing: float, grad_accum_steps: int = 1, axis_name: str | None = None,
-                    dropout_rng: str = 'threefry2x32'):
+                    dropout_rng: str = 'threefry2x32', ema_decay: float = 0.0):
     """Returns train_step(state, batch) -> (state, metrics): one optimizer update on the whole batch.
 
     Under ``jax.jit`` the batch is the global batch. Under ``jax.pmap`` (``axis_name`` given) it is one
@@ -114,7 +124,8 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
 
     A step whose loss, gradient norm or update norm is not finite keeps the previous parameters and
     optimizer state (``metrics['finite'] == 0``, ``state.skipped_steps`` + 1); the loop decides whether
-    that stops the run (``train.nonfinite``). optax.apply_if_finite checks the gradients only.
+    that stops the run (``train.nonfinite``). optax.apply_if_finite checks the gradients only. A state
+    with ``ema_params`` moves them towards the updated parameters by ``ema_decay`` (``moving_average``).
     """
     loss_fn = make_loss_fn(graphdef, label_smoothing)
 
@@ -135,9 +146,12 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         def if_finite(new, old):
             return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
+        ema = state.ema_params
+        if ema is not None:
+            ema = if_finite(moving_average(params, ema, ema_decay), ema)
         new_state = TrainState(step=state.step + 1, params=if_finite(params, state.params),
                                opt_state=if_finite(opt_state, state.opt_state), rng=state.rng,
-                               skipped_steps=state.skipped_steps + (~finite).astype(jnp.int32))
+                               skipped_steps=state.skipped_steps + (~finite).astype(jnp.int32), ema_params=ema)
         metrics = {'loss': loss, 'nll': sums['nll_sum'] / tokens, 'tokens': sums['tokens'],
                    'grad_norm': grad_norm, 'finite': finite.astype(jnp.float32)}
         return new_state, metrics
