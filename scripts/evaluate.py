@@ -11,9 +11,9 @@ the mean parameters of the last N checkpoints, the paper's checkpoint averaging.
 
 ``--length=N`` (music models) evaluates in windows of N tokens, past the length the model trained on
 (relative and sinusoidal models; learned positions refuse), and adds ``nll_by_position``: the NLL per
-token of the first N tokens of every piece, in the bins of positions [0, L), [L, 2L), [2L, 4L), ... up
-to N (L the trained length; null for a bin no piece reaches), with ``tokens_by_position``, the tokens
-in each. Whether relative attention generalises past L (Huang et al. 2018, Sec. 5.2):
+token of the first N tokens of every piece at least N long (the same pieces in every bin), in the bins
+of positions [0, L), [L, 2L), [2L, 4L), ... up to N (L the trained length), with ``tokens_by_position``,
+the tokens in each. Whether relative attention generalises past L (Huang et al. 2018, Sec. 5.2):
 docs/results/music_transformer_length_cpu.md.
 
     python scripts/evaluate.py --workdir=DIR --length=2048     # a music run trained on 512

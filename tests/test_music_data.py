@@ -124,8 +124,8 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     reported = json.loads(evaluation.stdout[evaluation.stdout.index('{'):])
     assert reported['step'] == 20 and 0 < reported['test/nll'] < 6
 
-    # Past the trained length: the first 4L tokens of each validation piece, NLL by position in [0, L),
-    # [L, 2L), [2L, 4L); a bin holds the tokens of the pieces that reach it; sinusoids past it: a notice.
+    # Past the trained length: the first 4L tokens of each validation piece that long, NLL by position
+    # in [0, L), [L, 2L), [2L, 4L), the same pieces in every bin; sinusoids past it: a notice.
     trained = config.data.max_length
     longer = run_script('evaluate.py', f'--workdir={tmp_path / "relative"}', f'--length={4 * trained}')
     assert longer.returncode == 0 and 'notice' not in longer.stderr, longer.stderr[-3000:]
@@ -135,8 +135,9 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     pipeline = registry.build_pipeline(config.data)
     lengths = [len(pipeline.tokens(pipeline.piece(record))['targets'])
                for record in list(pipeline.source('validation'))[:config.eval.max_examples]]
-    assert reported['tokens_by_position'] == {name: sum(min(max(length - begin, 0), end - begin) for length in lengths)
-                                              for name, begin, end in zip(names, edges, edges[1:])}
+    long_enough = sum(length >= 4 * trained for length in lengths)      # the pieces that fill the window
+    assert long_enough and reported['tokens_by_position'] == {
+        name: long_enough * (end - begin) for name, begin, end in zip(names, edges, edges[1:])}
     assert all(0 < value < 6 for value in reported['nll_by_position'].values() if value is not None)
     assert list(reported['nll_by_position']) == names
     past = run_script('evaluate.py', f'--workdir={tmp_path / "baseline"}', f'--length={2 * config.model.max_length}')

@@ -273,11 +273,16 @@ class MusicPipeline(TfdsPipeline):
         yield from Batches(order, Windows(ids, rows, self.config.max_length))
 
     def openings(self, split: str, rows: int, *, max_examples: int = -1) -> Iterator[dict]:
-        """The first ``data.max_length`` tokens of every piece of ``split`` (or its first ``max_examples``),
-        a row each (with its melody for a melody-conditioned model), zero-padded: window position p holds
-        a piece's token p, predicted from the p before it of the same piece."""
-        order = Order.evaluation(len(self.source(split)), max_examples=max_examples)
-        yield from self._piece_batches(split, order, rows, openings_only=True)
+        """The first ``data.max_length`` tokens of every piece of ``split`` (or of its first
+        ``max_examples``) that is that long, a row each (with its melody for a melody-conditioned model):
+        window position p holds a piece's token p, predicted from the p before it of the same piece, and
+        every position holds the same pieces. A ValueError where no piece is that long."""
+        length, source = self.config.max_length, self.source(split)
+        count = len(source) if max_examples < 0 else min(max_examples, len(source))
+        long_enough = [index for index in range(count) if len(self.tokens(self.piece(source[index]))['targets']) >= length]
+        if not long_enough:
+            raise ValueError(f'no piece of {split!r} is {length} tokens long; evaluate a shorter --length')
+        return self._piece_batches(split, Order.in_order(long_enough), rows, openings_only=True)
 
     def _piece_batches(self, split: str, order: Order, rows: int, *, openings_only: bool) -> Iterator[dict]:
         """Each piece's consecutive windows of ``data.max_length`` tokens (its first only with

@@ -73,11 +73,10 @@ def section(by_row: dict[str, dict], tokens: dict[str, int], factor: int, plot: 
     if not labels:
         return []
     lines = ['', '## Past the trained length', '',
-             f'Each complete run evaluated on the first {factor} L tokens of every validation piece, L the length it '
-             f'trained on (`python scripts/evaluate.py --workdir=RUN --length={factor}L`): NLL per token (nats) at '
-             f'the positions of each bin, so that position p is predicted from the p tokens of its own piece before '
-             f'it; mean ± standard deviation over the seeds (each seed). Pieces shorter than a bin\'s positions '
-             f'add nothing to it: the later bins hold the longer pieces only.', '',
+             f'Each complete run evaluated on the first {factor} L tokens of every validation piece that long, L '
+             f'the length it trained on (`python scripts/evaluate.py --workdir=RUN --length={factor}L`): NLL per '
+             f'token (nats) at the positions of each bin, position p predicted from the p tokens of its own piece '
+             f'before it, the same pieces in every bin; mean ± standard deviation over the seeds (each seed).', '',
              '| row | ' + ' | '.join(f'positions {label} ({tokens[label]:,} tokens)' for label in labels)
              + ' | last bin - first bin |',
              '|---|' + '---|' * (len(labels) + 1)]
