@@ -82,7 +82,7 @@ def test_encoder_decoder_depends_on_source(tiny_model_config):
 
 
 @pytest.mark.parametrize('model_cls', [EncoderDecoder, DecoderOnly])
-@pytest.mark.parametrize('norm,positional', [('post', 'sinusoidal'), ('pre', 'learned')])
+@pytest.mark.parametrize('norm,positional', [('post', 'sinusoidal'), ('pre', 'learned'), ('pre', 'none')])
 def test_cached_decoding_equals_full_forward(tiny_model_config, model_cls, norm, positional):
     tiny_model_config.norm, tiny_model_config.positional = norm, positional
     model = model_cls(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
@@ -146,6 +146,17 @@ def test_concatenated_sinusoids_fill_the_last_dimensions(tiny_model_config):
     assert embedded.shape == (2, 7, tiny_model_config.d_model)
     np.testing.assert_allclose(embedded[..., -12:], sinusoidal_position_encoding(positions, 12), atol=1e-6)
     np.testing.assert_allclose(embedded[..., :-12], model.target_embedder.embedding(targets), atol=1e-6)
+
+
+def test_without_absolute_positions_a_relative_decoder_reads_no_position(tiny_model_config):
+    # Where the rows say the tokens sit (packed rows carry positions) changes nothing but with sinusoids.
+    batch = {'targets': tokens(2, 7), 'targets_positions': jnp.broadcast_to(jnp.arange(7), (2, 7))}
+    later = {**batch, 'targets_positions': batch['targets_positions'] + 100}
+    tiny_model_config.attention = {'type': 'relative', 'max_relative_position': 4}
+    for positional, moved in (('none', False), ('sinusoidal', True)):
+        tiny_model_config.positional = positional
+        model = DecoderOnly(tiny_model_config, VOCAB, rngs=nnx.Rngs(0))
+        assert np.allclose(model(batch), model(later), atol=1e-6) != moved, positional
 
 
 def voices_of(length):

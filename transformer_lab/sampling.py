@@ -41,7 +41,7 @@ def past_trained_length(model_config, length: int, flag: str) -> bool:
     if model_config.positional == 'learned':
         raise ValueError(f'{flag}={length} is past model.max_length={trained}, and learned positions have no '
                          f'embedding there; valid: at most {trained}')
-    if not model_config.attention.type.startswith('relative'):
+    if model_config.positional != 'none' and not model_config.attention.type.startswith('relative'):
         print(f'notice: past model.max_length={trained} the sinusoids give positions the model never trained on; '
               f'relative attention (Huang et al. 2018) is what is meant to carry on', file=sys.stderr)
     return True

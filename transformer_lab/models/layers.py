@@ -92,15 +92,17 @@ class PositionEncoding(nnx.Module):
     ``sinusoidal_concat``  ``features`` sinusoid dimensions concatenated to embeddings of
                            d_model - features dimensions (the Music Transformer's "concatenated
                            positional sinusoids", Huang et al. 2018, Table 1), so that the position
-                           never shares dimensions with what the token says.
+                           never shares dimensions with what the token says;
+    ``none``               nothing: order comes from relative attention alone (or, in a causal
+                           decoder, from the mask), so no position is ever outside what trained.
     """
 
-    KINDS = ('sinusoidal', 'learned', 'sinusoidal_concat')
+    KINDS = ('sinusoidal', 'learned', 'sinusoidal_concat', 'none')
 
     def __init__(self, kind: str, max_length: int, d_model: int, *, features: int = 0, rngs: nnx.Rngs):
         if kind not in self.KINDS:
             raise ValueError(f'positional must be one of {self.KINDS}, got {kind!r}')
-        self.concatenated = kind == 'sinusoidal_concat'
+        self.concatenated, self.absent = kind == 'sinusoidal_concat', kind == 'none'
         self.features = features if self.concatenated else d_model
         self.table = (nnx.Param(nnx.initializers.normal(stddev=d_model ** -0.5)(
             rngs.params(), (max_length, d_model))) if kind == 'learned' else None)
@@ -113,7 +115,9 @@ class PositionEncoding(nnx.Module):
 
     def with_positions(self, embedded: Array, positions: Array) -> Array:
         """embedded [batch, length, embedding_features] -> [batch, length, d_model], positions added
-        or concatenated."""
+        or concatenated (or none)."""
+        if self.absent:
+            return embedded
         encoding = self(positions).astype(embedded.dtype)
         if self.concatenated:
             return jnp.concatenate([embedded, encoding], axis=-1)
