@@ -82,6 +82,19 @@ def test_a_run_saved_before_a_field_existed_loads_with_its_own_behaviour():
     assert with_added_fields(saved)['parallel']['stop_check_every_steps'] == 7
 
 
+def test_a_run_saved_before_the_newest_fields_resumes_without_drift():
+    import json
+
+    from transformer_lab.config import ADDED_FIELDS
+    from transformer_lab.training.loop import config_drift
+    config = load_config('configs/transformer_lm_kjv.py:tiny')
+    saved = json.loads(config.to_json_best_effort())      # as config.json holds it
+    for path in ADDED_FIELDS:
+        section, name = path.split('.')
+        del saved[section][name]
+    assert config_drift(with_added_fields(saved), json.loads(config.to_json_best_effort())) == []
+
+
 def test_each_evaluator_runs_on_its_own_cadence_and_all_of_them_at_the_end():
     from transformer_lab.training.evaluators import due
     config = load_config('configs/transformer_bible_enes.py')     # NLL every 300 steps, BLEU every 600

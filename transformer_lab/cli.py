@@ -142,6 +142,8 @@ def run(main) -> None:
     """``app.run(main)`` with one-line errors for flags and for ``USER_ERRORS`` raised by ``main``, and
     the persistent compilation cache (``use_compilation_cache``)."""
     def guarded(argv):
+        if FLAGS.log_dir and not os.path.isdir(FLAGS.log_dir):
+            fail(f'--log_dir={FLAGS.log_dir}: no such directory; create it, or leave absl\'s log files out')
         library_log.install(FLAGS.verbose, verbosity_given=FLAGS['verbosity'].present,
                             absl_to_stderr=FLAGS.alsologtostderr or FLAGS.logtostderr, log_dir=FLAGS.log_dir)
         use_compilation_cache()

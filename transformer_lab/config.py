@@ -319,7 +319,7 @@ ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': '
                 **{f'model.{name}': value for name, value in BLOCKWISE_BLOCKS.items()},
                 'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
                 'parallel.stop_check_every_steps': 1, 'data.workers': 0, 'eval.evaluator_every_steps': {},
-                'train.profile_steps': (), 'train.ema_decay': 0.0}
+                'train.profile_steps': [], 'train.ema_decay': 0.0}
 
 
 def with_added_fields(saved: dict) -> dict:

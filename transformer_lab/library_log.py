@@ -37,7 +37,7 @@ def install(verbose: bool = False, *, verbosity_given: bool = False, absl_to_std
         logging.get_absl_handler().use_absl_log_file(log_dir=log_dir)
     if verbose:
         return
-    if not absl_to_stderr:
+    if not absl_to_stderr and not log_dir:   # absl's own files (--log_dir) keep them otherwise
         logging.get_absl_handler().python_handler.stream = _Redirect()
     sys.unraisablehook = _unraisable
     threading.excepthook = _thread_exception

@@ -80,6 +80,9 @@ class Decoding(nnx.Module):
     def check_config(model) -> None:
         """Positions by kind; concatenated sinusoids need room beside narrower token embeddings."""
         one_of('model.positional', model.positional, PositionEncoding.KINDS)
+        require(model.positional != 'none' or model.name == 'decoder_only', 'model.positional',
+                f"'none' leaves {model.name}'s encoder a bag of tokens: without absolute positions only a causal "
+                f"decoder has an order (its mask, and relative attention); valid for it: {PositionEncoding.KINDS[:3]}")
         if model.positional == 'sinusoidal_concat':
             require(0 < model.position_features < model.d_model and model.position_features % 2 == 0,
                     'model.position_features', f'must be even and in (0, d_model={model.d_model}) with '

@@ -133,8 +133,7 @@ def check(sweep: Sweep, runs: list[tuple[str, dict]], metric: str) -> None:
         runs = [('(a sampled point)', dict(trial.params))]
     for run, overrides in runs:
         config = sweep.build_config(overrides, run)
-        reported = sorted(f'{config.data.eval_split}/{name}' for evaluator in config.eval.evaluators
-                          for name in evaluators.EVALUATORS[evaluator].metrics)
+        reported = evaluators.reported_metrics(config)
         if metric not in reported:
             raise SweepError(f'--metric={metric}: run {run} does not report it; its evaluation metrics: '
                              f'{", ".join(reported)} (config.eval.evaluators={tuple(config.eval.evaluators)})')

@@ -203,6 +203,14 @@ def due(config, step: int, *, last: bool) -> tuple[str, ...]:
                              and step % every == 0))
 
 
+def reported_metrics(config) -> list[str]:
+    """The numbers a run's evaluations report, ``split/metric`` (and ``split_ema/metric`` for a run that
+    keeps a moving average of its parameters)."""
+    splits = [config.data.eval_split] + ([f'{config.data.eval_split}_ema'] if config.train.ema_decay else [])
+    return sorted(f'{split}/{metric}' for split in splits for name in config.eval.evaluators
+                  for metric in EVALUATORS[name].metrics)
+
+
 def check_eval(config) -> None:
     """``eval.evaluators`` by name, and ``checkpoint.best_metric`` among the metrics they report."""
     positive(config.eval, 'eval', 'batch_size')
@@ -213,7 +221,4 @@ def check_eval(config) -> None:
         require(isinstance(every, int) and every > 0, f'eval.evaluator_every_steps.{name}',
                 f'must be a positive number of steps, got {every!r}')
     if config.checkpoint.best_metric:
-        splits = [config.data.eval_split] + ([f'{config.data.eval_split}_ema'] if config.train.ema_decay else [])
-        reported = {f'{split}/{metric}' for split in splits for name in config.eval.evaluators
-                    for metric in EVALUATORS[name].metrics}
-        one_of('checkpoint.best_metric', config.checkpoint.best_metric, reported)
+        one_of('checkpoint.best_metric', config.checkpoint.best_metric, reported_metrics(config))

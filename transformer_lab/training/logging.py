@@ -224,7 +224,10 @@ class Progress:
         self.bar.set_postfix({**self.fields, **self._timing(step)}, refresh=False)
 
     def write(self, message: str) -> None:
+        """A line of the run (an evaluation's results) on stdout, at once: a batch job's log keeps it in
+        order with the progress lines and keeps it if the job is killed."""
         self.bar.write(message)
+        sys.stdout.flush()
 
     def close(self) -> None:
         self.bar.close()

@@ -31,7 +31,7 @@ SAFE_ON_RESUME = ('model.attention_implementation', 'model.attention_query_block
                   'train.num_steps', 'train.log_every_steps', 'train.nonfinite', 'train.max_consecutive_skips',
                   'train.grad_accum_steps', 'eval', 'checkpoint.every_steps', 'checkpoint.max_to_keep',
                   'checkpoint.best_metric', 'checkpoint.best_mode', 'sample', 'parallel', 'data.data_dir',
-                  'data.workers')
+                  'data.workers', 'train.profile_steps')
 
 
 LOG_FILE = 'train.log'   # the libraries' detail: orbax and TFDS logs, tracebacks (library_log)
