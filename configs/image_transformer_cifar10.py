@@ -43,7 +43,7 @@ def get_config(arg=None):
     config.eval.batch_size = 64
     config.eval.max_examples = 2000      # the full test split: scripts/evaluate.py --split=test
     config.checkpoint.every_steps = 10_000
-    config.sample.num_samples = 16
+    config.sample.num_samples, config.sample.every_steps = 16, 10_000
 
     if arg.tiny:
         shrink_image_to_tiny(config, max_examples=8, batch_size=2, eval_batch_size=4)

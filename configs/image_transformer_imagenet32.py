@@ -31,7 +31,7 @@ def get_config(arg=None):
     config.eval.max_examples = 2000
     config.checkpoint.every_steps = 20_000
     config.checkpoint.max_to_keep = 20          # the last checkpoints, for averaging
-    config.sample.num_samples = 16
+    config.sample.num_samples, config.sample.every_steps = 16, 20_000
 
     if arg.tiny:
         shrink_image_to_tiny(config, max_examples=8, batch_size=2, eval_batch_size=4)

@@ -26,7 +26,7 @@ def get_config(arg=None):
                                       'memory_flange': (8, 16)})
         config.data.batch_size = 32
         config.train.num_steps, config.train.learning_rate, config.train.warmup_steps = 200_000, 0.5, 4000
-        config.eval.every_steps = config.checkpoint.every_steps = 10_000
+        config.eval.every_steps = config.checkpoint.every_steps = config.sample.every_steps = 10_000
     else:
         config = image_config('fashion_mnist_offline', (28, 28, 1))
         model = config.model

@@ -29,5 +29,5 @@ def get_config(arg=None):
     config.eval.every_steps, config.eval.batch_size = 500, 16
     config.checkpoint.every_steps = 500
     config.checkpoint.best_metric = 'validation/nll'
-    config.sample.max_length = 1024
+    config.sample.max_length, config.sample.every_steps = 1024, 500
     return apply_music_variants(config, arg, max_relative_position=256, block_length=256)

@@ -35,5 +35,5 @@ def get_config(arg=None):
     config.eval.every_steps, config.eval.batch_size = 5000, 16
     config.checkpoint.every_steps = 5000
     config.checkpoint.best_metric = 'validation/nll'
-    config.sample.max_length = 2048
+    config.sample.max_length, config.sample.every_steps = 2048, 5000
     return apply_music_variants(config, arg, max_relative_position=2048 if arg.local else 1024, block_length=512)

@@ -44,6 +44,7 @@ def get_config(arg=None):
     config.eval.evaluators = ('nll', 'bleu')     # greedy while training; evaluate.py --beam_size=4 after
     config.eval.every_steps = 300
     config.eval.evaluator_every_steps = ConfigDict({'bleu': 600})   # decoding: slower than the NLL
+    config.sample.every_steps = 600
     # The last 5 checkpoints, 100 steps apart, to average (evaluate.py --average_last=5).
     config.checkpoint.every_steps, config.checkpoint.max_to_keep = 100, 5
 

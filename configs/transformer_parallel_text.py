@@ -29,7 +29,7 @@ def get_config(arg=None):
     model.norm, model.dropout_rate = 'pre', 0.0
 
     config.train.num_steps, config.train.warmup_steps = 1200, 300
-    config.eval.every_steps = 600
+    config.eval.every_steps = config.sample.every_steps = 600
     config.eval.evaluators = ('nll', 'bleu')
     config.checkpoint.every_steps = 200
     if arg.tiny:

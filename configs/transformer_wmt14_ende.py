@@ -37,6 +37,7 @@ def get_config(arg=None):
     config.eval.evaluators = ('nll', 'bleu')
     config.eval.every_steps = 1000
     config.eval.evaluator_every_steps = ConfigDict({'bleu': 5000})   # beam search over newstest2013: slow
+    config.sample.every_steps = 5000
     config.eval.beam_size, config.eval.length_penalty = 4, 0.6     # Sec. 6.1
     # Checkpoints to average (Sec. 6.1: the last 5 for base, 20 for big, written 10 minutes apart).
     config.checkpoint.every_steps, config.checkpoint.max_to_keep = 1000, 5

@@ -22,7 +22,7 @@ from absl import flags
 from transformer_lab import cli, registry
 from transformer_lab.benchmarking import heading, publish
 from transformer_lab.training import checkpoints, parallel
-from transformer_lab.training.loop import initial_state
+from transformer_lab.training.steps import initial_state
 
 FLAGS = flags.FLAGS
 cli.define_config_flag()

@@ -65,10 +65,6 @@ flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.mark_flag_as_required('workdir')
 
 
-def pick(flag_value, config_value):
-    return config_value if flag_value is None else flag_value
-
-
 def read_sources(path: str | None) -> list[str] | None:
     if path is None:
         return None
@@ -80,18 +76,12 @@ def main(argv):
     del argv
     try:
         run = load(FLAGS.workdir, ema=FLAGS.ema)
-        sample = run.config.sample
-        max_length = pick(FLAGS.max_length, sample.max_length)
-        request = sampling.Request(
-            rows=pick(FLAGS.num_samples, sample.num_samples),
-            options=dict(temperature=pick(FLAGS.temperature, sample.temperature), top_k=pick(FLAGS.top_k, sample.top_k),
-                         seed=FLAGS.seed, max_length=max_length,
-                         window=sampling.decoding_window(run.config.model, max_length, FLAGS.window)),
-            stem=sampling.samples_stem(FLAGS.workdir, run.step), prompt=pick(FLAGS.prompt, sample.prompt),
-            sources=read_sources(FLAGS.inputs),
-            primer_tokens=pick(FLAGS.primer_tokens, sample.get('primer_tokens', 0)),   # 0 in older runs
-            primer_file=FLAGS.primer, primer_seconds=FLAGS.primer_seconds,
-            primer_rows=FLAGS.primer_rows, melody_file=FLAGS.melody)
+        request = sampling.configured_request(
+            run.config, sampling.samples_stem(FLAGS.workdir, run.step), seed=FLAGS.seed, window=FLAGS.window,
+            rows=FLAGS.num_samples, temperature=FLAGS.temperature, top_k=FLAGS.top_k, max_length=FLAGS.max_length,
+            prompt=FLAGS.prompt, sources=read_sources(FLAGS.inputs), primer_tokens=FLAGS.primer_tokens,
+            primer_file=FLAGS.primer, primer_seconds=FLAGS.primer_seconds, primer_rows=FLAGS.primer_rows,
+            melody_file=FLAGS.melody)
         task = registry.task_for(run.config.data.name)
         task.check_request(run.config, request)
         print(task.sample(run, request))

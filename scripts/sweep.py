@@ -3,6 +3,8 @@
     python scripts/sweep.py --config=configs/transformer_bible_enes.py --sweep=lr --workdir=sweeps/bible_lr \
         [--workers=2] [--config.train.num_steps=400 ...] [--metric=validation/nll --mode=min] \
         [--prune=median] [--trials=20 --sampler=tpe] [--storage=postgresql://...] [--join]
+    python scripts/sweep.py ... --storage=postgresql://... --launcher=slurm --workers=8 \
+        --slurm_partition=gpu --slurm_gpus_per_worker=1 --slurm_time_minutes=720   # 8 SLURM jobs (submitit)
     python scripts/sweep.py ... --list       # the runs and their flags; nothing is written or run
     python scripts/sweep.py ... --status     # the results table as it stands
 
@@ -11,7 +13,8 @@ search of ``--trials`` runs). ``--config.a.b=V`` flags apply to every run. Every
 and checked before anything is written. Runs train in WORKDIR/runs/NAME; results in WORKDIR/results.md,
 results.csv and plots/. Running the same command again resumes the sweep: finished runs are kept,
 interrupted ones resume from their checkpoints. ``--join`` adds this machine's workers to a sweep that
-another machine started on the same ``--storage``.
+another machine started on the same ``--storage``; ``--launcher=slurm`` starts the workers as SLURM jobs
+(submitit), ``--launcher=local`` the same jobs on this machine.
 
 Exit status: 0 when every run is complete (or pruned); 1 with one ``error:`` line on a bad flag or
 sweep, or when a run failed (each failure is listed); 128 + signal number after SIGTERM / SIGINT, which
@@ -51,6 +54,16 @@ flags.DEFINE_integer('seed', 0, "The sampler's seed.")
 flags.DEFINE_bool('retry_failed', False, 'Enqueue the failed runs again (e.g. after fixing their cause).')
 flags.DEFINE_bool('list', False, 'Print the runs and their flags, and exit; nothing is written.')
 flags.DEFINE_bool('status', False, "Print the sweep's results table as it stands, and exit.")
+flags.DEFINE_enum('launcher', 'processes', list(launch_lib.LAUNCHERS), "How the workers start: 'processes' of "
+                  "this machine; 'slurm': SLURM jobs through submitit, each a --join worker (needs --storage on a "
+                  "database server); 'local': the same jobs on this machine (submitit's local executor).")
+flags.DEFINE_string('slurm_partition', '', '--launcher=slurm: the partition of the jobs (default: the cluster\'s).')
+flags.DEFINE_integer('slurm_gpus_per_worker', 0, '--launcher=slurm: GPUs of each worker\'s job (its runs see them).',
+                     lower_bound=0)
+flags.DEFINE_integer('slurm_cpus_per_worker', 0, '--launcher=slurm: CPUs of each worker\'s job (0: the cluster\'s '
+                     'default).', lower_bound=0)
+flags.DEFINE_integer('slurm_time_minutes', 24 * 60, '--launcher=slurm: the time limit of each worker\'s job; runs it '
+                     'cuts off resume when the same command runs again.', lower_bound=1)
 flags.DEFINE_integer('heartbeat_interval', 10, 'Seconds between the heartbeats of a running run.', lower_bound=1)
 flags.DEFINE_integer('grace_period', 60, "Seconds without a heartbeat before a run's worker is taken for lost "
                      'and the run is handed to another worker.', lower_bound=1)
@@ -79,7 +92,9 @@ def main(argv):
         heartbeat_interval=FLAGS.heartbeat_interval, grace_period=FLAGS.grace_period,
         train_script=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'))
     launch = launch_lib.Launch(options=options, workers=FLAGS.workers, join=FLAGS.join, mode=FLAGS.mode,
-                               trials=FLAGS.trials, retry_failed=FLAGS.retry_failed,
+                               trials=FLAGS.trials, retry_failed=FLAGS.retry_failed, launcher=FLAGS.launcher,
+                               slurm=launch_lib.SlurmRequest(FLAGS.slurm_partition, FLAGS.slurm_gpus_per_worker,
+                                                             FLAGS.slurm_cpus_per_worker, FLAGS.slurm_time_minutes),
                                command=shlex.join(['python', 'scripts/sweep.py', *map(launch_lib.without_password, sys.argv[1:])]))
     if FLAGS.list:
         print(launch_lib.describe_runs(sweep, runs, workdir, FLAGS.trials, FLAGS.sampler))
@@ -91,6 +106,10 @@ def main(argv):
     if FLAGS.status:
         print(launch_lib.status(launch, sweep), end='')
         return
+    try:
+        launch_lib.check_launcher(launch, storage_given=bool(FLAGS.storage))
+    except ValueError as error:
+        cli.fail(str(error))
     sys.exit(launch_lib.launch(launch, sweep, runs))
 
 

@@ -58,6 +58,15 @@ def train_losses(workdir):
     return [r['train/loss'] for r in read_metrics(workdir) if 'train/loss' in r]
 
 
+def tensorboard_events(workdir):
+    """The run's TensorBoard folder read back as TensorBoard itself reads it (every event kept)."""
+    from tensorboard.backend.event_processing import event_accumulator
+    events = event_accumulator.EventAccumulator(os.path.join(workdir, 'tensorboard'), size_guidance=dict.fromkeys(
+        ('scalars', 'images', 'audio', 'tensors'), 0))
+    events.Reload()
+    return events
+
+
 def device_env(devices: int = 1) -> dict:
     """The environment of a subprocess on ``devices`` fake CPU devices, with unbuffered output."""
     return {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}',

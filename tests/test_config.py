@@ -62,6 +62,8 @@ def test_variants_combine():
     ('train.profile_steps', (0, 2), 'train.profile_steps: 0,2: valid: START,COUNT'),
     ('eval.evaluator_every_steps.bleu', 0, 'eval.evaluator_every_steps.bleu: must be a positive number of steps, got 0'),
     ('eval.evaluator_every_steps.rouge', 5, "eval.evaluator_every_steps: 'rouge' is not one of"),
+    ('sample.every_steps', -5, 'sample.every_steps: must be a number of steps, 0 for none, got -5'),
+    ('sample.num_samples', 0, 'sample.num_samples: must be positive, got 0'),
 ])
 def test_validation_names_the_field(field, value, message):
     config = load_config('configs/transformer_bible_enes.py:tiny')

@@ -93,17 +93,30 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     import json
 
     import pretty_midi
-    from helpers import load_config, run_script, train_losses
+    from PIL import Image
+
+    from helpers import load_config, run_script, tensorboard_events, train_losses
     from transformer_lab import registry
     from transformer_lab.training.loop import train_and_evaluate
     for variant in ('baseline', 'relative', 'local,concat,voices'):
         config = load_config(f'configs/music_transformer_bach_chorales.py:{variant},tiny')
+        if variant == 'local,concat,voices':   # the loop's samples at the end
+            config.sample.every_steps, config.sample.num_samples = 20, 2
         workdir = str(tmp_path / variant)
         metrics = train_and_evaluate(config, workdir)
         losses = train_losses(workdir)
         assert losses[-1] < losses[0] - 0.5, (variant, losses)
         assert np.isfinite(metrics['validation/nll'])
     workdir = tmp_path / 'local,concat,voices'
+    # The loop's samples in TensorBoard: each one's piano roll as an image and its audio as written.
+    events = tensorboard_events(str(workdir))
+    assert sorted(events.Tags()['audio']) == ['samples/0.wav', 'samples/1.wav']
+    for index in range(2):
+        with open(workdir / 'samples' / f'step_20_{index}.wav', 'rb') as f:
+            assert events.Audio(f'samples/{index}.wav')[0].encoded_audio_string == f.read()
+        image = events.Images(f'samples/{index}.png')[0]
+        with Image.open(workdir / 'samples' / f'step_20_{index}.png') as roll:
+            assert (image.step, image.width, image.height) == (20, *roll.size)
     sample = run_script('sample.py', f'--workdir={workdir}', '--num_samples=2', '--primer_tokens=8',
                         '--max_length=40', '--top_k=8')
     assert sample.returncode == 0, sample.stderr[-3000:]

@@ -2,6 +2,7 @@
 step and the evaluation pauses kept out of the rate, the remaining evaluations added to the ETA."""
 
 import os
+import sys
 
 import pytest
 
@@ -84,3 +85,7 @@ def test_a_batch_jobs_log_has_no_bar_redraws_absls_flags_show_the_libraries_logs
     traces = list((tmp_path / 'absl' / 'tensorboard' / 'plugins' / 'profile').glob('*/*.xplane.pb'))
     assert len(traces) == 1 and traces[0].stat().st_size > 1000
     assert 'profile of steps 2-3 written to' in result.stdout + result.stderr
+    # The README's `tensorboard --logdir WORKDIR` and its profile tab: installed by `make`, from the lock.
+    from importlib.metadata import entry_points
+    assert os.path.exists(os.path.join(os.path.dirname(sys.executable), 'tensorboard'))
+    assert 'profile' in {plugin.name for plugin in entry_points(group='tensorboard_plugins')}

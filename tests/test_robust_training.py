@@ -41,7 +41,7 @@ def logged_train_steps(workdir):
 def test_a_moving_average_of_the_parameters_resumes_exactly_and_is_evaluated_beside_them(tmp_path):
     from transformer_lab import registry
     from transformer_lab.config import ConfigError
-    from transformer_lab.training.loop import initial_state
+    from transformer_lab.training.steps import initial_state
     options = dict(train__ema_decay=0.9, checkpoint__every_steps=4)
     metrics = train_and_evaluate(tiny_lm(num_steps=14, **options), str(tmp_path / 'straight'))
     assert metrics['validation_ema/nll'] != metrics['validation/nll'] and np.isfinite(metrics['validation_ema/nll'])
@@ -247,7 +247,7 @@ def test_a_checkpoint_with_the_earlier_parameter_names_is_read_under_the_current
     from transformer_lab.config import base_config
     from transformer_lab.models.image_transformer import ImageTransformer
     from transformer_lab.training.checkpoints import Checkpoints, abstract_like
-    from transformer_lab.training.loop import initial_state
+    from transformer_lab.training.steps import initial_state
     config = base_config()
     config.model = image_model_config('1d')
     graphdef, state, _, _ = initial_state(config, ImageTransformer(config.model, 256, rngs=nnx.Rngs(3)))

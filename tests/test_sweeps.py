@@ -4,6 +4,7 @@ and resumed, median pruning, a search, and a shared PostgreSQL storage started b
 
 import contextlib
 import csv
+import dataclasses
 import glob
 import os
 import shutil
@@ -16,7 +17,7 @@ import time
 import optuna
 import pytest
 
-from helpers import ROOT, device_env, run_script
+from helpers import ROOT, device_env, run_script, tensorboard_events
 from transformer_lab.sweeps import spec, study
 
 pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
@@ -153,7 +154,7 @@ def test_two_workers_train_each_run_once_and_the_same_command_again_starts_nothi
     assert len(trials(workdir, 'two/two')) == 2
     for plot in ('validation_nll_vs_train.learning_rate.png', 'learning_curves.png'):
         assert os.path.getsize(os.path.join(workdir, 'plots', plot)) > 1000
-    assert glob.glob(os.path.join(workdir, 'runs', '*', 'hparams', 'events.out.tfevents.*'))
+    assert all(tensorboard_events(os.path.join(workdir, 'runs', run)).PluginTagToContent('hparams') for run in rows)
     with open(os.path.join(workdir, 'results.md')) as f:
         assert '| learning_rate=' in f.read()
 
@@ -164,6 +165,53 @@ def test_two_workers_train_each_run_once_and_the_same_command_again_starts_nothi
     with open(os.path.join(workdir, 'results.csv')) as f:
         assert f.read() == table
     assert all(launches(workdir, run) == 1 for run in rows) and len(trials(workdir, 'two/two')) == 2
+
+
+def test_the_local_launcher_trains_the_sweep_in_submitit_jobs_and_slurm_needs_a_server_and_sbatch(
+        sweep_config, tmp_path):
+    workdir = str(tmp_path / 'jobs')
+    result = sweep(sweep_config, workdir, '--sweep=two', '--workers=2', '--launcher=local')
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = results(workdir)
+    assert sorted(row['status'] for row in rows.values()) == ['complete', 'complete']
+    assert all(launches(workdir, run) == 1 for run in rows)
+    # Two jobs, each a worker: its log names it, and its runs are what the study holds.
+    submitted = [line for line in result.stdout.splitlines() if line.startswith('submitted job ')]
+    assert len(submitted) == 2
+    logs = sorted(glob.glob(os.path.join(workdir, 'jobs', '*_0_log.out')))
+    assert [line.rpartition(' ')[2] for line in submitted] == logs
+
+    for flags, message in (((), '--launcher=slurm: SLURM runs the workers on other machines, which cannot share '
+                                'the SQLite file of --workdir; start a database server and give '
+                                '--storage=postgresql://'),
+                           (('--storage=postgresql://sweeper@/postgres?host=/nowhere',),
+                            "--launcher=slurm: sbatch is not on this machine's PATH")):
+        refused = sweep(sweep_config, tmp_path / 'slurm', '--sweep=two', '--launcher=slurm', *flags)
+        assert refused.returncode == 1 and 'Traceback' not in refused.stderr
+        assert refused.stderr.strip().splitlines()[-1].startswith(f'error: {message}'), refused.stderr[-2000:]
+        assert not (tmp_path / 'slurm').exists()
+
+
+def test_each_slurm_job_asks_for_its_partition_gpus_cpus_and_time(tmp_path, monkeypatch):
+    """The sbatch script submitit makes of a worker's job parameters (rendered: no cluster needed; submitit
+    looks for srun, so a stand-in is on the PATH)."""
+    import submitit
+    from submitit.slurm import slurm
+    from transformer_lab.sweeps import launch, worker
+    (tmp_path / 'srun').write_text('#!/bin/sh\n')
+    (tmp_path / 'srun').chmod(0o755)
+    monkeypatch.setenv('PATH', f'{tmp_path}:{os.environ["PATH"]}')
+    options = worker.Options(**{field.name: '' for field in dataclasses.fields(worker.Options)})
+    request = launch.SlurmRequest(partition='gpu', gpus_per_worker=2, cpus_per_worker=8, time_minutes=90)
+    executor = submitit.AutoExecutor(folder=str(tmp_path / 'jobs'), cluster='slurm')
+    executor.update_parameters(**launch.job_parameters(launch.Launch(
+        dataclasses.replace(options, study_name='bible/lr'), 4, False, 'min', 1, False, '', 'slurm', request)))
+    script = slurm._make_sbatch_string(command='python -m submitit', folder=str(tmp_path / 'jobs'),
+                                       **executor._executor.parameters).splitlines()
+    for line in ('#SBATCH --partition=gpu', '#SBATCH --gpus-per-node=2', '#SBATCH --cpus-per-task=8',
+                 '#SBATCH --time=90', '#SBATCH --nodes=1', '#SBATCH --ntasks-per-node=1',
+                 '#SBATCH --job-name=sweep:bible/lr'):
+        assert line in script, script
 
 
 @pytest.mark.parametrize('storage', ['default', 'postgresql'])
@@ -292,3 +340,19 @@ def test_one_stop_request_delivered_twice_counts_once(monkeypatch):
     assert [deliveries.new(number) for number in (signal.SIGTERM, signal.SIGTERM, signal.SIGINT, signal.SIGINT)] == [
         True, False, True, True]
     assert deliveries.count == 3
+
+
+def test_submitits_time_limit_notice_stops_a_worker_and_its_run_as_sigterm_does():
+    from transformer_lab.sweeps import worker
+    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
+    run = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        stops = worker.StopRequests()
+        stops.process = run
+        os.kill(os.getpid(), signal.SIGUSR2)   # submitit: SIGUSR2 90 s before a SLURM job's time limit
+        assert run.wait(timeout=30) == -signal.SIGTERM
+        assert stops.count == 1 and stops.first == signal.SIGUSR2
+    finally:
+        run.kill()
+        for number, handler in saved.items():
+            signal.signal(number, handler)

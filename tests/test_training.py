@@ -6,7 +6,7 @@ import os
 import pytest
 
 import transformer_lab
-from helpers import run_script, train_losses
+from helpers import run_script, tensorboard_events, train_losses
 from transformer_lab.training.logging import read_metrics
 
 pytestmark = pytest.mark.slow   # end-to-end: the command lines, several processes
@@ -14,10 +14,12 @@ pytestmark = pytest.mark.slow   # end-to-end: the command lines, several process
 
 @pytest.fixture(scope='module')
 def bible_run(tmp_path_factory):
-    """The CLI trains the tiny translation config 40 steps, then resumes it to 50 in the same workdir."""
+    """The CLI trains the tiny translation config 40 steps (sampling translations every 20), then resumes it
+    to 50 in the same workdir."""
     workdir = str(tmp_path_factory.mktemp('bible'))
     config = '--config=configs/transformer_bible_enes.py:tiny'
-    first = run_script('train.py', config, f'--workdir={workdir}', '--config.train.num_steps=40')
+    first = run_script('train.py', config, f'--workdir={workdir}', '--config.train.num_steps=40',
+                       '--config.sample.every_steps=20', '--config.sample.num_samples=2')
     assert first.returncode == 0, first.stderr[-3000:]
     steps_after_first = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
     second = run_script('train.py', config, f'--workdir={workdir}', '--config.train.num_steps=50')
@@ -46,6 +48,32 @@ def test_run_writes_checkpoints_metrics_and_config(bible_run):
         assert json.load(f)['model']['d_model'] == 32
     assert os.path.exists(os.path.join(workdir, 'tokenizer.model'))
     assert os.listdir(os.path.join(workdir, 'tensorboard'))
+
+
+def test_tensorboard_shows_the_runs_hyperparameters_metrics_signatures_and_sampled_translations(bible_run):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    workdir = bible_run[0]
+    events = tensorboard_events(workdir)
+    assert [event.step for event in events.Scalars('validation/nll')] == [10, 20, 30, 40, 50]
+    signature = events.Tensors('validation/bleu_signature/text_summary')[-1].tensor_proto.string_val[0].decode()
+    assert signature.startswith('nrefs:1|')
+    # Translations sampled by the loop every 20 steps of the first run: files and TensorBoard text alike.
+    texts = events.Tensors('samples/txt/text_summary')
+    assert [event.step for event in texts] == [20, 40]
+    with open(os.path.join(workdir, 'samples', 'step_40.txt')) as f:
+        assert texts[-1].tensor_proto.string_val[0].decode() == ''.join('    ' + line for line in f)
+    # One HParams session (the resumed run adds none): every config field, the evaluations' metrics.
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    folder = os.path.join(workdir, 'tensorboard')
+    assert len(os.listdir(folder)) == 2   # an events file per run
+    assert sum(value.tag == '_hparams_/session_start_info' for name in os.listdir(folder)
+               for event in EventFileLoader(os.path.join(folder, name)).Load() for value in event.summary.value) == 1
+    sessions = events.PluginTagToContent('hparams')
+    start = plugin_data_pb2.HParamsPluginData.FromString(sessions['_hparams_/session_start_info'])
+    assert start.session_start_info.hparams['model.d_model'].number_value == 32
+    assert start.session_start_info.hparams['data.name'].string_value == 'bible_translation'
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(sessions['_hparams_/experiment']).experiment
+    assert {'validation/nll', 'validation/bleu'} <= {info.name.tag for info in experiment.metric_infos}
 
 
 def test_second_run_resumes_from_the_saved_step(bible_run):

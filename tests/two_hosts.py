@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from helpers import load_config
-from transformer_lab.training import evaluators, loop, parallel, preemption
+from transformer_lab.training import evaluators, loop, parallel, preemption, steps
 
 NUM_STEPS = 10
 
@@ -69,7 +69,7 @@ def reference(output: str):
     pipeline, model = loop.setup(config)
     mesh = parallel.make_mesh()
     strategy = parallel.make_parallel(config.parallel, mesh)
-    graphdef, state, optimizer, _ = loop.initial_state(config, model)
+    graphdef, state, optimizer, _ = steps.initial_state(config, model)
     state = jax.device_put(state, strategy.state_shardings(state))
     train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
     streams = [iter(pipeline.train_batches(config.data.batch_size // 2, seed=config.data.shuffle_seed,

@@ -40,7 +40,7 @@ def train_step_on(config, *, batches: int = 4, vocab_size: int | None = None, ho
     step, initial state, batches on the devices)."""
     from transformer_lab import registry   # the heading alone needs none of the training stack
     from transformer_lab.training import parallel
-    from transformer_lab.training.loop import initial_state
+    from transformer_lab.training.steps import initial_state
     if host_batches is None:
         pipeline = registry.build_pipeline(config.data)
         vocab_size = pipeline.tokenizer.vocab_size

@@ -152,6 +152,7 @@ def base_config() -> ConfigDict:
     sample.temperature = 1.0            # 0 = greedy
     sample.top_k = 0                    # 0 = the whole vocabulary
     sample.prompt = ''                  # decoder-only models: text to continue
+    sample.every_steps = 1000           # the training loop's samples (files + TensorBoard) every N steps; 0 = none
     return config
 
 
@@ -204,7 +205,7 @@ def cpu_music_config(dataset: str, *, targets_feature: str, tokenizer: str, wind
     model.max_length, model.dropout_rate = 1024, 0.1
     config.train.num_steps, config.train.warmup_steps = 2000, 200
     config.eval.every_steps, config.eval.batch_size = 500, 32
-    config.checkpoint.every_steps = 500
+    config.checkpoint.every_steps = config.sample.every_steps = 500
     config.sample.max_length = window
     return config
 
@@ -268,7 +269,7 @@ def shrink_to_tiny(config: ConfigDict, *, num_steps: int = 20, max_examples: int
     config.train.num_steps, config.train.warmup_steps, config.train.log_every_steps = num_steps, 5, 5
     config.eval.every_steps, config.eval.batch_size, config.eval.max_examples = 10, 8, max_examples
     config.checkpoint.every_steps = 10
-    config.sample.max_length = 48
+    config.sample.max_length, config.sample.every_steps = 48, 0   # decoding would double a tiny run's time
     return config
 
 
@@ -319,7 +320,7 @@ ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': '
                 **{f'model.{name}': value for name, value in BLOCKWISE_BLOCKS.items()},
                 'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
                 'parallel.stop_check_every_steps': 1, 'data.workers': 0, 'eval.evaluator_every_steps': {},
-                'train.profile_steps': [], 'train.ema_decay': 0.0}
+                'train.profile_steps': [], 'train.ema_decay': 0.0, 'sample.every_steps': 0}
 
 
 def with_added_fields(saved: dict) -> dict:

@@ -16,6 +16,7 @@ from transformer_lab.models.heads import head_class
 from transformer_lab.models.image_transformer import ImageTransformer
 from transformer_lab.models.stacks import check_stack
 from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
+from transformer_lab.sampling import check_sample
 from transformer_lab.tasks import TASKS, Task
 from transformer_lab.training.checkpoints import check_checkpoint
 from transformer_lab.training.evaluators import check_eval
@@ -108,6 +109,7 @@ def validate(config) -> None:
     check_eval(config)
     check_checkpoint(config.checkpoint)
     check_parallel(config.parallel)
+    check_sample(config.sample)
 
 
 def build_model(model_config, vocab_size: int, *, seed: int) -> nnx.Module:

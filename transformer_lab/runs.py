@@ -17,7 +17,7 @@ from transformer_lab.config import ConfigError, with_added_fields
 from transformer_lab.data.tokenizers import SentencePieceTokenizer
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training import workdir as workdir_lib
-from transformer_lab.training.loop import initial_state
+from transformer_lab.training.steps import initial_state
 
 
 @dataclasses.dataclass

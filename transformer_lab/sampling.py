@@ -1,5 +1,7 @@
-"""What every modality's sampler (``Task.sample``, transformer_lab/tasks/) is asked: a ``Request``, the
-decoding window past the trained length, and where samples go. ``scripts/sample.py`` is its command line.
+"""What every modality's sampler (``Task.sample``, transformer_lab/tasks/) is asked: a ``Request`` (the
+config's ``sample`` section, ``configured_request``), the decoding window past the trained length, and
+where samples go. ``scripts/sample.py`` is its command line; the training loop samples through it too
+(training/samples.py).
 """
 
 from __future__ import annotations
@@ -7,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+
+from transformer_lab.config import require
 
 
 @dataclasses.dataclass
@@ -29,6 +33,30 @@ class Request:
     primer_seconds: float = 0.0
     primer_rows: int | None = None
     melody_file: str | None = None
+
+
+def configured_request(config, stem: str, *, seed: int = 0, window: int | None = None, **given) -> Request:
+    """The Request that ``config.sample`` describes (num_samples rows, its temperature, top_k,
+    max_length, prompt, primer_tokens), written next to ``stem``; ``given`` fields (``rows``, ``temperature``,
+    ..., and Request's other fields) that are not None take the place of the config's values. ``window``:
+    as ``decoding_window``."""
+    sample, given = config.sample, {name: value for name, value in given.items() if value is not None}
+    options = {'temperature': sample.temperature, 'top_k': sample.top_k, 'max_length': sample.max_length}
+    options.update({name: given.pop(name) for name in list(given) if name in options})
+    options.update(seed=seed, window=decoding_window(config.model, options['max_length'], window))
+    fields = {'rows': sample.num_samples, 'prompt': sample.prompt, 'primer_tokens': sample.get('primer_tokens', 0),
+              **given}
+    return Request(options=options, stem=stem, **fields)
+
+
+def check_sample(sample) -> None:
+    """The ``sample`` section: how many rows, how long, and how often the training loop samples."""
+    require(sample.num_samples > 0, 'sample.num_samples', f'must be positive, got {sample.num_samples}')
+    require(sample.max_length > 0, 'sample.max_length', f'must be positive, got {sample.max_length}')
+    require(sample.temperature >= 0, 'sample.temperature', f'must be 0 (greedy) or more, got {sample.temperature}')
+    require(sample.top_k >= 0, 'sample.top_k', f'must be 0 (the whole vocabulary) or more, got {sample.top_k}')
+    require(isinstance(sample.every_steps, int) and sample.every_steps >= 0, 'sample.every_steps',
+            f'must be a number of steps, 0 for none, got {sample.every_steps!r}')
 
 
 def past_trained_length(model_config, length: int, flag: str) -> bool:

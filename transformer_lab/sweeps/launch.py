@@ -1,10 +1,16 @@
 """Starting, joining and watching a sweep: what ``scripts/sweep.py`` does.
 
 ``launch`` checks every run's config (nothing is written before they all pass), opens the study,
-enqueues the runs it does not hold yet (unless ``join``), starts the workers as processes of their
-own, and watches: a line per finished run, a bar of runs done with an ETA, the results rewritten
-after every run and at the end. SIGTERM / SIGINT are passed on to the workers once, which stop their
-runs with a checkpoint; the same command then resumes them.
+enqueues the runs it does not hold yet (unless ``join``), starts the workers and watches: a line per
+finished run, a bar of runs done with an ETA, the results rewritten after every run and at the end.
+SIGTERM / SIGINT are passed on to the workers once, which stop their runs with a checkpoint; the same
+command then resumes them.
+
+Workers start by ``launcher``: 'processes' of this machine (multiprocessing), or submitit jobs, each a
+``--join`` worker on the study's storage: 'slurm' submits them to a SLURM cluster (a partition, GPUs
+per worker, a time limit; logs in WORKDIR/jobs/), 'local' runs the same jobs as processes of this
+machine through submitit's local executor. SLURM workers on other machines share the study through a
+database server (``--storage=postgresql://...``), not the SQLite file of the workdir.
 
 Devices: each worker's runs see their own GPUs (``CUDA_VISIBLE_DEVICES``, the machine's GPUs split
 evenly) when there are at least as many GPUs as workers; with more workers than GPUs, workers share
@@ -19,6 +25,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +41,18 @@ from transformer_lab.sweeps import worker as worker_lib
 WATCH_SECONDS = 2.0
 
 
+LAUNCHERS = ('processes', 'local', 'slurm')
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmRequest:
+    """What each SLURM job of a sweep asks for: one task on one node."""
+    partition: str = ''          # '' = the cluster's default partition
+    gpus_per_worker: int = 0
+    cpus_per_worker: int = 0     # 0 = the cluster's default
+    time_minutes: int = 24 * 60
+
+
 @dataclasses.dataclass(frozen=True)
 class Launch:
     options: worker_lib.Options
@@ -43,6 +62,21 @@ class Launch:
     trials: int
     retry_failed: bool
     command: str
+    launcher: str = 'processes'
+    slurm: SlurmRequest = SlurmRequest()
+
+
+def check_launcher(launch: Launch, storage_given: bool) -> None:
+    """Refuses (a ValueError naming the flag) a launcher this machine or storage cannot serve."""
+    if launch.launcher != 'slurm':
+        return
+    if not storage_given:
+        raise ValueError('--launcher=slurm: SLURM runs the workers on other machines, which cannot share the SQLite '
+                         'file of --workdir; start a database server and give --storage=postgresql://... '
+                         '(docs/sweeps.md, "On a SLURM cluster")')
+    if shutil.which('sbatch') is None:
+        raise ValueError('--launcher=slurm: sbatch is not on this machine\'s PATH; run the sweep on a login node '
+                         'of the SLURM cluster (or --launcher=local to try the jobs on this machine)')
 
 
 def planned_runs(sweep: spec_lib.Sweep, metric: str) -> list[tuple[str, dict]]:
@@ -93,17 +127,11 @@ def launch(launch: Launch, sweep: spec_lib.Sweep, runs: list[tuple[str, dict]]) 
                                       retry_failed=launch.retry_failed)
         print(f'{options.study_name}: {added} runs enqueued, {len(study_lib.runs(study))} known; storage '
               f'{study_lib.printable(options.storage_url)}', flush=True)
-    processes = []
-    stopping = _SweepStops(processes)
-    context = multiprocessing.get_context('spawn')
-    for index, environment in enumerate(worker_environments(launch.workers)):
-        if stopping.count:
-            break
-        processes.append(context.Process(target=_worker_main, args=(options, environment),
-                                         name=f'sweep-worker-{index}'))
-        processes[-1].start()
+    workers = []
+    stopping = _SweepStops(workers)
+    start_workers(launch, workers, stopping)
     total = len(runs) if not sweep.is_search else launch.trials
-    watch(study, processes, launch, total)
+    watch(study, workers, launch, total)
     final = study_lib.runs(study)
     results_lib.write_all(final, metric=options.metric, mode=launch.mode, workdir=options.workdir,
                           command=launch.command)
@@ -115,7 +143,7 @@ def launch(launch: Launch, sweep: spec_lib.Sweep, runs: list[tuple[str, dict]]) 
     failed = [run for run in final if run.status == 'failed']
     for run in failed:
         print(f'failed: {run.name}: {run.error}', file=sys.stderr)
-    lost = [f'{process.name} (exit {process.exitcode})' for process in processes if process.exitcode != 0]
+    lost = [f'{worker.name} (exit {worker.exitcode})' for worker in workers if worker.exitcode != 0]
     unfinished = study_lib.unfinished(study)
     if lost:   # their runs were handed over; only runs left unfinished make the sweep fail
         print(f'{"error" if unfinished else "note"}: workers lost: {", ".join(lost)}; {unfinished} runs are not '
@@ -123,31 +151,112 @@ def launch(launch: Launch, sweep: spec_lib.Sweep, runs: list[tuple[str, dict]]) 
     return 1 if failed or unfinished else 0
 
 
+def start_workers(launch: Launch, workers: list, stopping: worker_lib.StopRequests) -> None:
+    """Appends ``launch.workers`` started workers to ``workers`` (fewer once a stop is requested)."""
+    if launch.launcher == 'processes':
+        context = multiprocessing.get_context('spawn')
+        for index, environment in enumerate(worker_environments(launch.workers)):
+            if stopping.count:
+                return
+            process = context.Process(target=_worker_main, args=(launch.options, environment),
+                                      name=f'sweep-worker-{index}')
+            process.start()
+            workers.append(ProcessWorker(process))
+        return
+    import submitit   # only sweeps that launch jobs need it
+    executor = submitit.AutoExecutor(folder=os.path.join(launch.options.workdir, 'jobs'), cluster=launch.launcher)
+    executor.update_parameters(**job_parameters(launch))
+    # SLURM: each job's environment is the node's, with the GPUs SLURM gave it; local: this machine's shares.
+    environments = [None] * launch.workers if launch.launcher == 'slurm' else worker_environments(launch.workers)
+    for environment in environments:
+        if stopping.count:
+            return
+        workers.append(JobWorker(executor.submit(_job_main, launch.options, environment)))
+        print(f'submitted {workers[-1].name}: its log {workers[-1].job.paths.stdout}', flush=True)
+
+
+def job_parameters(launch: Launch) -> dict:
+    """submitit's parameters of each worker's job (AutoExecutor names; slurm_ ones only reach SLURM)."""
+    request = launch.slurm
+    parameters = {'name': f'sweep:{launch.options.study_name}', 'timeout_min': request.time_minutes,
+                  'nodes': 1, 'tasks_per_node': 1, 'gpus_per_node': request.gpus_per_worker}
+    if request.cpus_per_worker:
+        parameters['cpus_per_task'] = request.cpus_per_worker
+    if request.partition:
+        parameters['slurm_partition'] = request.partition
+    return parameters
+
+
 def _worker_main(options: worker_lib.Options, environment: dict) -> None:
     os.setsid()   # the terminal's Ctrl-C reaches the sweep's process, which passes it on once
     worker_lib.work(options, environment)
 
 
+def _job_main(options: worker_lib.Options, environment: dict | None) -> None:
+    """A submitit job's function: a worker whose runs see the job's own environment (None: the node's)."""
+    worker_lib.work(options, environment or {**os.environ, 'PYTHONUNBUFFERED': '1'})
+
+
+class ProcessWorker:
+    """A worker process of this machine, as ``watch`` and the stop signals see workers."""
+
+    def __init__(self, process):
+        self.process, self.name = process, process.name
+
+    def is_alive(self) -> bool:
+        return self.process.is_alive()
+
+    def join(self) -> None:
+        self.process.join()
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.exitcode
+
+    def stop(self) -> None:
+        os.kill(self.process.pid, signal.SIGTERM)
+
+
+class JobWorker:
+    """A worker's submitit job (SLURM or local), as ``watch`` and the stop signals see workers."""
+
+    def __init__(self, job):
+        self.job, self.name = job, f'job {job.job_id}'
+
+    def is_alive(self) -> bool:
+        return not self.job.done()
+
+    def join(self) -> None:
+        self.job.wait()
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self.is_alive() else int(self.job.exception() is not None)
+
+    def stop(self) -> None:
+        self.job.cancel(check=False)   # SLURM: scancel (SIGTERM); local: SIGINT; either stops the run with a checkpoint
+
+
 class _SweepStops(worker_lib.StopRequests):
     """The sweep's own SIGTERM / SIGINT, passed on to its workers, which pass them on to their runs."""
 
-    def __init__(self, processes):
-        self.processes = processes
+    def __init__(self, workers):
+        self.workers = workers
         super().__init__()
 
     def pass_on(self) -> None:
-        for process in self.processes:
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
+        for worker in self.workers:
+            if worker.is_alive():
+                worker.stop()
 
 
-def watch(study, processes, launch: Launch, total: int) -> None:
+def watch(study, workers, launch: Launch, total: int) -> None:
     """Until the workers end: a line per run that finishes, the bar, the results rewritten."""
     metric, workdir = launch.options.metric, launch.options.workdir
     finished = {run.name for run in study_lib.runs(study) if run.status in study_lib.FINISHED}
     bar = tqdm.tqdm(total=max(total, len(finished)), initial=len(finished), unit='run', dynamic_ncols=True)
     while True:
-        alive = any(process.is_alive() for process in processes)
+        alive = any(worker.is_alive() for worker in workers)
         runs = study_lib.runs(study)
         newly = [run for run in runs if run.status in study_lib.FINISHED and run.name not in finished]
         for run in newly:
@@ -159,8 +268,8 @@ def watch(study, processes, launch: Launch, total: int) -> None:
         if not alive:
             break
         time.sleep(WATCH_SECONDS)
-    for process in processes:
-        process.join()
+    for worker in workers:
+        worker.join()
     bar.close()
 
 

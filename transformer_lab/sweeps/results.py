@@ -4,25 +4,22 @@
   time, parameter count, workdir, error;
 - ``results.md``: the same as a Markdown table sorted by the metric (failed and pruned runs last);
 - ``plots/``: the final metric against each swept field (one line per value of a second swept field)
-  and the learning curves of every run (the metric, the training loss), with matplotlib;
-- ``runs/NAME/hparams/``: TensorBoard HParams summaries (tensorboardX), so that
-  ``tensorboard --logdir SWEEP`` shows a table of the runs beside their curves.
+  and the learning curves of every run (the metric, the training loss), with matplotlib.
+
+Each run's own TensorBoard folder holds its config as an HParams session (training/logging.py), so that
+``tensorboard --logdir SWEEP`` shows a table of the runs beside their curves.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 import os
-import shutil
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
-from tensorboardX import SummaryWriter  # noqa: E402
-from tensorboardX.summary import hparams  # noqa: E402
 
 from transformer_lab.sweeps.study import Run  # noqa: E402
 from transformer_lab.training.logging import read_metrics  # noqa: E402
@@ -57,9 +54,6 @@ def write_all(runs: list[Run], *, metric: str, mode: str, workdir: str, command:
     for field in swept_fields(runs):
         plot_metric(runs, field, metric, os.path.join(workdir, 'plots', f'{metric_file(metric)}_vs_{field}.png'))
     plot_learning_curves(runs, metric, workdir, os.path.join(workdir, 'plots', 'learning_curves.png'))
-    for run in runs:
-        if run.status in ('complete', 'pruned'):
-            write_hparams(run, metric, os.path.join(workdir, 'runs', run.name, 'hparams'))
 
 
 def metric_file(metric: str) -> str:
@@ -179,24 +173,3 @@ def plot_learning_curves(runs: list[Run], metric: str, workdir: str, path: str) 
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def write_hparams(run: Run, metric: str, directory: str) -> None:
-    """The run's swept values and results as a TensorBoard HParams session in ``directory``, rewritten
-    only when they changed."""
-    values = {field: (value if isinstance(value, (int, float, str, bool)) else repr(value))
-              for field, value in run.overrides.items()}
-    results = {f'hparam/{name}': float(run.attribute(key)) for name, key in
-               ((f'final_{metric}', 'final'), (f'best_{metric}', 'best'), ('steps', 'steps'))
-               if run.attribute(key) is not None and math.isfinite(float(run.attribute(key)))}
-    stamp = repr((sorted(values.items()), sorted(results.items()), run.status))
-    marker = os.path.join(directory, 'written')
-    if os.path.exists(marker) and open(marker).read() == stamp:
-        return
-    shutil.rmtree(directory, ignore_errors=True)
-    with SummaryWriter(logdir=directory) as writer:
-        for summary in hparams({**values, 'status': run.status}, results):
-            writer.file_writer.add_summary(summary)
-        for name, value in results.items():
-            writer.add_scalar(name, value)
-    _atomic_write(marker, stamp)

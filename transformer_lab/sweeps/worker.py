@@ -70,12 +70,13 @@ def open_study(options: Options) -> optuna.Study:
 
 
 class StopRequests:
-    """SIGTERM / SIGINT ask the worker to stop; each new one is passed on to the run's process (train.py
-    saves a checkpoint on the first and exits at once on a second), copies of one are not."""
+    """SIGTERM / SIGINT (and SIGUSR2: submitit's notice, 90 s ahead, of a SLURM job's time limit) ask the
+    worker to stop; each new one is passed on to the run's process (train.py saves a checkpoint on the
+    first and exits at once on a second), copies of one are not."""
 
     def __init__(self):
         self.deliveries, self.process, self.first = preemption.Deliveries(), None, None
-        for number in (signal.SIGTERM, signal.SIGINT):
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
             signal.signal(number, self._handle)
 
     @property

@@ -1,4 +1,5 @@
-"""Metrics to ``WORKDIR/metrics.jsonl`` and TensorBoard (tensorboardX), progress to the console (tqdm)."""
+"""Metrics to ``WORKDIR/metrics.jsonl`` and TensorBoard (tensorboardX): scalars, text, the run's
+hyperparameters and its samples (text, images, audio); progress to the console (tqdm)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import json
 import os
 import sys
 import time
+import wave
 
 import jax
+import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
+from tensorboardX.proto.summary_pb2 import Summary
+from tensorboardX.summary import hparams
 
 
 class MetricsWriter:
@@ -47,21 +52,80 @@ class MetricsWriter:
             os.ftruncate(self.jsonl, size)
             raise MetricsWriteError(f'writing the metrics of step {step} to {self.path} failed: '
                                     f'{error.strerror or error}') from error
-        try:
+        def add_all():
             for name, value in metrics.items():
                 if isinstance(value, str):
                     self.tensorboard.add_text(name, value, step)
                 else:
                     self.tensorboard.add_scalar(name, value, step)
+        self._guarded(step, add_all)
+
+    def write_hparams(self, config, metrics: list[str]) -> None:
+        """The run's config as one TensorBoard HParams session (every field, dotted; lists and mappings as
+        text) whose metrics are the scalars ``metrics`` of this run: the HParams tab lists runs side by side."""
+        if not self.active:
+            return
+        values = {name: value if isinstance(value, (bool, int, float, str)) else repr(value)
+                  for name, value in flat_config(config.to_dict()).items()}
+        experiment, session_start, _ = hparams(values, dict.fromkeys(metrics, 0.0))
+        self._guarded(0, lambda: [self.tensorboard.file_writer.add_summary(summary)
+                                  for summary in (experiment, session_start)])
+
+    def write_files(self, step: int, files: dict[str, str]) -> None:
+        """Files shown in TensorBoard in their natural form, {tag: path}: ``.txt`` text (as written: a
+        code block), ``.png`` images, ``.wav`` audio (as written); other files (MIDI) stay files only."""
+        if not self.active:
+            return
+
+        def add_all():
+            for tag, path in files.items():
+                extension = os.path.splitext(path)[1]
+                if extension == '.txt':
+                    with open(path) as f:
+                        self.tensorboard.add_text(tag, ''.join('    ' + line for line in f), step)
+                elif extension == '.png':
+                    from PIL import Image   # pillow: only pictures need it
+                    image = np.asarray(Image.open(path).convert('RGB'))
+                    self.tensorboard.add_image(tag, image, step, dataformats='HWC')
+                elif extension == '.wav':
+                    self.tensorboard.file_writer.add_summary(wav_summary(tag, path), step)
+        self._guarded(step, add_all)
+
+    def _guarded(self, step: int, write) -> None:
+        try:
+            write()
             self.tensorboard.flush()
         except OSError as error:
-            raise MetricsWriteError(f'writing the metrics of step {step} to {self.tensorboard_dir} failed: '
-                                    f'{error.strerror or error}') from error
+            raise MetricsWriteError(f'writing the TensorBoard events of step {step} to {self.tensorboard_dir} '
+                                    f'failed: {error.strerror or error}') from error
 
     def close(self):
         if self.active:
             os.close(self.jsonl)
             self.tensorboard.close()
+
+
+def flat_config(tree: dict, prefix: str = '') -> dict:
+    """A nested config dict as {dotted.path: value}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+def wav_summary(tag: str, path: str) -> Summary:
+    """A WAV file (data/rendering.save_wav) as TensorBoard's audio summary, its bytes as they are (what
+    tensorboardX's add_audio would encode again, through the soundfile package)."""
+    with wave.open(path) as audio:
+        channels, rate, frames = audio.getnchannels(), audio.getframerate(), audio.getnframes()
+    with open(path, 'rb') as f:
+        encoded = f.read()
+    return Summary(value=[Summary.Value(tag=tag, audio=Summary.Audio(
+        sample_rate=rate, num_channels=channels, length_frames=frames, encoded_audio_string=encoded,
+        content_type='audio/wav'))])
 
 
 class StepProfile:

@@ -17,12 +17,11 @@ import time
 
 import jax
 import numpy as np
-from flax import nnx
 
 from transformer_lab import library_log, registry
-from transformer_lab.config import ConfigError, with_added_fields
+from transformer_lab.config import with_added_fields
 from transformer_lab.data.source import in_workers
-from transformer_lab.training import checkpoints, evaluators, logging, optim, parallel, preemption, steps
+from transformer_lab.training import checkpoints, evaluators, logging, parallel, preemption, samples, steps
 from transformer_lab.training import workdir as workdir_lib
 
 # Config fields that may change when a run resumes: cadences, lengths, evaluation, topology, how attention
@@ -45,19 +44,9 @@ class NonFiniteLossError(RuntimeError):
     """The loss or gradient became NaN or infinite; nothing after the last good checkpoint was saved."""
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
-
-
 def config_drift(saved: dict, new: dict) -> list[str]:
     """Fields (dotted paths) whose values differ between two configs and may not change on resume."""
-    saved, new = _flatten(saved), _flatten(new)
+    saved, new = logging.flat_config(saved), logging.flat_config(new)
     return [f'{path}: {saved.get(path)!r} in the run, {new.get(path)!r} now'
             for path in sorted(set(saved) | set(new))
             if saved.get(path) != new.get(path)
@@ -100,15 +89,6 @@ def _write_run_files(config, workdir: str, pipeline) -> None:
     model_path = getattr(pipeline.tokenizer, 'model_path', None)
     if model_path:
         shutil.copyfile(model_path, os.path.join(workdir, 'tokenizer.model'))
-
-
-def initial_state(config, model):
-    """(graphdef, TrainState at step 0 on the default device, optimizer, schedule) for ``model``."""
-    graphdef, params = nnx.split(model)
-    optimizer, schedule = optim.make_optimizer(config.train, config.model.d_model)
-    state = steps.new_train_state(params, optimizer, config.seed, config.train.dropout_rng,
-                                  ema=config.train.ema_decay > 0)
-    return graphdef, state, optimizer, schedule
 
 
 class TrainWindow:
@@ -197,7 +177,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
     layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
     mesh = parallel.make_mesh()
     strategy = parallel.make_parallel(config.parallel, mesh)
-    graphdef, state, optimizer, schedule = initial_state(config, model)
+    graphdef, state, optimizer, schedule = steps.initial_state(config, model)
     shardings = strategy.state_shardings(state)
 
     store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep,
@@ -218,12 +198,15 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
     train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
     state = strategy.from_global(state)
     writer = logging.MetricsWriter(workdir, resume_step=first_step)
+    if first_step == 0:
+        writer.write_hparams(config, evaluators.reported_metrics(config))
     progress = logging.Progress(first_step, config.train.num_steps, config.eval.every_steps)
     report = progress.write if jax.process_index() == 0 else lambda message: None
     report(_describe_start(store, workdir, restored is not None, first_step, data_restored))
     report(layout.describe() + f' ({config.parallel.mode} mode)')
     context = evaluators.make_context(config, pipeline, graphdef, mesh, report=report)
     window = TrainWindow(config.train, store)
+    loop_samples = samples.LoopSamples(config, workdir, pipeline.tokenizer, graphdef, report)
     profile = logging.StepProfile(config.train.profile_steps, os.path.join(workdir, 'tensorboard'), report)
     num_steps = config.train.num_steps
     saved_step = first_step
@@ -232,9 +215,12 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
         window.check()
         store.save(step, strategy.to_global(state), train_batches, metrics)
 
-    def log(step, metrics):
+    def log(step, metrics=None, files=None):
         try:
-            writer.write(step, metrics)
+            if metrics is not None:
+                writer.write(step, metrics)
+            if files:
+                writer.write_files(step, files)
         except logging.MetricsWriteError as error:
             raise logging.MetricsWriteError(
                 f'{error}. Saved steps still on disk: {store.all_steps()}; fix the cause (disk space, '
@@ -268,16 +254,24 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     store.wait()
                     raise preemption.TrainingInterrupted(stop_signal, step, workdir)
                 eval_metrics = None
-                if due := evaluators.due(config, step, last=step == num_steps):
+                due, sampling_due = evaluators.due(config, step, last=step == num_steps), loop_samples.due(step)
+                if due or sampling_due:
                     window.check()
                     progress.done(step)
                     in_flight = None
                     with progress.paused():
-                        eval_metrics = evaluate_state(context, strategy.to_global(state), config.data.eval_split,
-                                                      due)
-                    log(step, eval_metrics)
-                    report(f'step {step}: ' + logging.format_metrics(eval_metrics))
-                    metrics.update(eval_metrics)
+                        if due:
+                            eval_metrics = evaluate_state(context, strategy.to_global(state),
+                                                          config.data.eval_split, due)
+                        written = loop_samples.write(step, strategy.to_global(state).params) if sampling_due else {}
+                    if due:
+                        log(step, eval_metrics)
+                        report(f'step {step}: ' + logging.format_metrics(eval_metrics))
+                        metrics.update(eval_metrics)
+                    if written:
+                        log(step, files=written)
+                        report(f'step {step}: samples in {os.path.dirname(next(iter(written.values())))}: '
+                               + ', '.join(os.path.basename(path) for path in written.values()))
                     window.start_time = time.time()  # tokens/s counts training time only
                 ranked = bool(eval_metrics) and config.checkpoint.best_metric in eval_metrics   # '' in {}: False
                 if step % config.checkpoint.every_steps == 0 or step == num_steps or ranked:
