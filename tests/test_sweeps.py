@@ -142,10 +142,16 @@ def test_sweeps_expand_to_named_checked_runs_and_a_bad_field_is_refused_before_a
 
 
 def test_two_workers_train_each_run_once_and_the_same_command_again_starts_nothing(sweep_config, tmp_path):
+    """The workers as submitit jobs on this machine (--launcher=local, the path of --launcher=slurm); the
+    other tests start them as processes (the default)."""
     workdir = str(tmp_path / 'two')
-    first = sweep(sweep_config, workdir, '--sweep=two', '--workers=2')
+    first = sweep(sweep_config, workdir, '--sweep=two', '--workers=2', '--launcher=local')
     assert first.returncode == 0, first.stderr[-3000:]
     assert '2 runs enqueued' in first.stdout
+    # Two jobs, each a worker, each named with its log.
+    submitted = [line for line in first.stdout.splitlines() if line.startswith('submitted job ')]
+    assert sorted(line.rpartition(' ')[2] for line in submitted) == sorted(
+        glob.glob(os.path.join(workdir, 'jobs', '*_0_log.out')))
     rows = results(workdir)
     assert sorted(rows) == ['learning_rate=0.5', 'learning_rate=2']
     assert all(row['status'] == 'complete' and float(row['final validation/nll']) > 0 for row in rows.values())
@@ -167,20 +173,7 @@ def test_two_workers_train_each_run_once_and_the_same_command_again_starts_nothi
     assert all(launches(workdir, run) == 1 for run in rows) and len(trials(workdir, 'two/two')) == 2
 
 
-def test_the_local_launcher_trains_the_sweep_in_submitit_jobs_and_slurm_needs_a_server_and_sbatch(
-        sweep_config, tmp_path):
-    workdir = str(tmp_path / 'jobs')
-    result = sweep(sweep_config, workdir, '--sweep=two', '--workers=2', '--launcher=local')
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = results(workdir)
-    assert sorted(row['status'] for row in rows.values()) == ['complete', 'complete']
-    assert all(launches(workdir, run) == 1 for run in rows)
-    # Two jobs, each a worker: its log names it, and its runs are what the study holds.
-    submitted = [line for line in result.stdout.splitlines() if line.startswith('submitted job ')]
-    assert len(submitted) == 2
-    logs = sorted(glob.glob(os.path.join(workdir, 'jobs', '*_0_log.out')))
-    assert [line.rpartition(' ')[2] for line in submitted] == logs
-
+def test_slurm_needs_a_database_server_and_sbatch_and_says_so_in_one_line(sweep_config, tmp_path):
     for flags, message in (((), '--launcher=slurm: SLURM runs the workers on other machines, which cannot share '
                                 'the SQLite file of --workdir; start a database server and give '
                                 '--storage=postgresql://'),
