@@ -13,7 +13,8 @@ import math
 import numpy as np
 from absl import flags
 
-from transformer_lab import cli, registry
+from transformer_lab import cli, tasks
+from transformer_lab.training.validation import validate
 
 FLAGS = flags.FLAGS
 cli.define_config_flag()
@@ -33,8 +34,8 @@ def token_counts(pipeline, split: str, vocab_size: int) -> np.ndarray:
 def main(argv):
     del argv
     config = FLAGS.config
-    registry.validate(config)
-    pipeline = registry.build_pipeline(config.data)
+    validate(config)
+    pipeline = tasks.build_pipeline(config.data)
     vocab_size = pipeline.tokenizer.vocab_size
     split = FLAGS.split or config.data.eval_split
     train = token_counts(pipeline, config.data.train_split, vocab_size) + 1

@@ -212,8 +212,8 @@ def decode(load: benchmarking.Workload) -> dict:
     """Translation: greedy or beam decoding of random sources, counting the new tokens up to each
     row's EOS (random weights: rarely any). Music and images: sampling whole sequences from nothing,
     counting every position (a fixed-shape loop computes them all)."""
-    from transformer_lab import registry
-    model = registry.build_model(load.config.model, load.vocab_size, seed=0)
+    from transformer_lab.models.catalog import build_model
+    model = build_model(load.config.model, load.vocab_size, seed=0)
     graphdef, params = nnx.split(model)
     rows = FLAGS.batch or benchmarking.DECODE_BATCH
     if FLAGS.model == 'transformer':
@@ -296,12 +296,12 @@ def input_config(variant: str):
 
 def input_main():
     """Times each variant's training input pipeline (--mode=input); one line and one JSON result each."""
-    from transformer_lab import registry
+    from transformer_lab import tasks
     from transformer_lab.data.source import in_workers
     for variant in FLAGS.variant:
         config = input_config(variant)
         start = time.perf_counter()   # opening includes computing the token ids on a pipeline's first use
-        pipeline = registry.build_pipeline(config.data)
+        pipeline = tasks.build_pipeline(config.data)
         batches = in_workers(pipeline.train_batches(config.data.batch_size, seed=0), config.data.workers)
         open_s = time.perf_counter() - start
         result = benchmarking.input_throughput(batches, count=FLAGS.steps, warmup=FLAGS.warmup)

@@ -19,8 +19,9 @@ import jax
 import numpy as np
 from absl import flags
 
-from transformer_lab import cli, registry
+from transformer_lab import cli, tasks
 from transformer_lab.benchmarking import heading, publish
+from transformer_lab.models.catalog import build_model
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training.steps import initial_state
 
@@ -40,8 +41,8 @@ def main(argv):
     del argv
     config = FLAGS.config
     tokenizer = config.data.tokenizer
-    vocab_size = registry.FIXED_TOKENIZERS[tokenizer]().vocab_size if tokenizer in registry.FIXED_TOKENIZERS else config.data.vocab_size
-    model = registry.build_model(config.model, vocab_size, seed=config.seed)
+    vocab_size = tasks.FIXED_TOKENIZERS[tokenizer]().vocab_size if tokenizer in tasks.FIXED_TOKENIZERS else config.data.vocab_size
+    model = build_model(config.model, vocab_size, seed=config.seed)
     _, state, _, _ = initial_state(config, model)
     state = jax.device_put(state, parallel.replicated(parallel.make_mesh()))
     megabytes = sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20

@@ -17,8 +17,9 @@ from absl import app, flags, logging
 from flax import nnx
 from ml_collections import config_flags
 
-from transformer_lab import decoding, registry
+from transformer_lab import decoding
 from transformer_lab.benchmarking import heading, publish
+from transformer_lab.models.catalog import build_model
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, optionally with :variant.', lock_config=False)
@@ -32,7 +33,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     config = FLAGS.config
     vocab = 256 if config.data.tokenizer == 'pixels' else config.data.vocab_size
-    model = registry.build_model(config.model, vocab, seed=0)
+    model = build_model(config.model, vocab, seed=0)
     graphdef, params = nnx.split(model)
     length = config.model.max_length
     generate = dict(batch_size=FLAGS.batch, max_length=length, temperature=1.0)

@@ -23,10 +23,11 @@ import json
 
 from absl import flags
 
-from transformer_lab import cli, registry
+from transformer_lab import cli, tasks
 from transformer_lab.runs import lengthened, load
 from transformer_lab.training import evaluators, parallel
 from transformer_lab.training.loop import evaluate
+from transformer_lab.training.validation import validate
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A run directory written by scripts/train.py.')
@@ -59,13 +60,13 @@ def main(argv):
         config.eval.beam_size = FLAGS.beam_size
     if FLAGS.alpha is not None:
         config.eval.length_penalty = FLAGS.alpha
-    registry.validate(config)
-    pipeline = registry.build_pipeline(config.data, tokenizer=run.tokenizer)
+    validate(config)
+    pipeline = tasks.build_pipeline(config.data, tokenizer=run.tokenizer)
     split = FLAGS.split or config.data.eval_split
     openings = None
     if FLAGS.length is not None:
         try:
-            openings = registry.task_for(config.data.name).openings(config, pipeline, split, config.eval.batch_size)
+            openings = tasks.task_for(config.data.name).openings(config, pipeline, split, config.eval.batch_size)
         except ValueError as error:
             cli.fail(str(error))
     context = evaluators.make_context(config, pipeline, run.graphdef, parallel.make_mesh())

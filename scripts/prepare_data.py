@@ -18,8 +18,8 @@ from absl import flags
 
 from transformer_lab import cli
 from transformer_lab.data import prepare
+from transformer_lab.data.catalog import DATASETS, USER_DATASET_NAME
 from transformer_lab.data.source import resolve_data_dir
-from transformer_lab.registry import DATASETS, USER_DATASET_NAME
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_enum('dataset', None, sorted(DATASETS), 'Datasets to prepare.')

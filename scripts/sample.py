@@ -35,7 +35,7 @@ them); absolute sinusoids too, after a notice; learned positions refuse.
 
 from absl import flags
 
-from transformer_lab import cli, registry, sampling
+from transformer_lab import cli, sampling, tasks
 from transformer_lab.runs import load
 
 FLAGS = flags.FLAGS
@@ -82,7 +82,7 @@ def main(argv):
             prompt=FLAGS.prompt, sources=read_sources(FLAGS.inputs), primer_tokens=FLAGS.primer_tokens,
             primer_file=FLAGS.primer, primer_seconds=FLAGS.primer_seconds, primer_rows=FLAGS.primer_rows,
             melody_file=FLAGS.melody)
-        task = registry.task_for(run.config.data.name)
+        task = tasks.task_for(run.config.data.name)
         task.check_request(run.config, request)
         print(task.sample(run, request))
     except ValueError as error:   # a prompt or primer the run's tokenizer or data cannot serve

@@ -13,9 +13,9 @@ import sys
 
 from absl import flags
 
-from transformer_lab import cli, registry
-from transformer_lab.runs import load
+from transformer_lab import cli, tasks
 from transformer_lab.decoding import translate
+from transformer_lab.runs import load
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A translation run directory written by scripts/train.py.')
@@ -33,7 +33,7 @@ flags.mark_flag_as_required('workdir')
 def main(argv):
     del argv
     run = load(FLAGS.workdir, FLAGS.step, average_last=FLAGS.average_last, ema=FLAGS.ema)
-    task = registry.task_for(run.config.data.name)
+    task = tasks.task_for(run.config.data.name)
     if task.conditioning(run.config) != 'sources':
         cli.fail(f'{FLAGS.workdir} holds {task.describe(run.config)}, which reads no source text; translate.py '
                  f'needs a translation run')

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from absl import flags
 
-from transformer_lab import cli, registry
+from transformer_lab import cli, tasks
 from transformer_lab.attention_maps import attention_weights
 from transformer_lab.attention_pictures import Choice
 from transformer_lab.runs import load
@@ -48,7 +48,7 @@ def main(argv):
     del argv
     try:
         run = load(FLAGS.workdir, FLAGS.step)
-        task = registry.task_for(run.config.data.name)
+        task = tasks.task_for(run.config.data.name)
         batch = example_batch(run, task)
         maps = attention_weights(run, batch)
         if FLAGS.layer is not None and not 0 <= FLAGS.layer < next(iter(maps.values())).shape[0]:

@@ -6,7 +6,8 @@ import numpy as np
 from flax import nnx
 from helpers import load_config, run_script
 
-from transformer_lab import attention_memory, benchmarking, registry
+from transformer_lab import attention_memory, benchmarking
+from transformer_lab.models.catalog import build_model
 
 
 def test_keys_per_query_follow_each_cores_memory():
@@ -26,7 +27,7 @@ def test_relative_attention_costs_its_logits_not_its_embedding_table():
     plain.attention = {'type': 'dot_product'}
     counts = {}
     for name, model_config in (('relative', relative), ('plain', plain)):
-        _, params = nnx.split(registry.build_model(model_config, 390, seed=0), nnx.Param)
+        _, params = nnx.split(build_model(model_config, 390, seed=0), nnx.Param)
         counts[name] = benchmarking.decoder_train_flops(params, model_config, rows=2, length=256)
     width, layers = relative.attention_dims, relative.num_decoder_layers
     assert counts['relative'] - counts['plain'] == 6 * 2 * 256 * 256 * width * layers

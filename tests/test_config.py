@@ -5,8 +5,8 @@ import re
 import pytest
 
 from helpers import load_config
-from transformer_lab import registry
 from transformer_lab.config import ConfigError, parse_arg, with_added_fields
+from transformer_lab.training.validation import validate
 
 
 def test_parse_arg_flags_values_and_errors():
@@ -73,7 +73,7 @@ def test_validation_names_the_field(field, value, message):
         target = target[part]
     target[name] = value
     with pytest.raises(ConfigError, match=message.replace('[', r'\[').replace(']', r'\]')):
-        registry.validate(config)
+        validate(config)
 
 
 def test_a_run_saved_before_a_field_existed_loads_with_its_own_behaviour():
@@ -110,14 +110,14 @@ def test_unknown_attention_option_is_refused():
     config = load_config('configs/transformer_bible_enes.py:tiny')
     config.model.attention.block_size = 8
     with pytest.raises(ConfigError, match=r"model.attention.block_size: not an option of attention type 'dot_product'"):
-        registry.validate(config)
+        validate(config)
 
 
 def test_pmap_mode_cannot_shard_parameters():
     config = load_config('configs/transformer_bible_enes.py:tiny')
     config.parallel.mode, config.parallel.shard_parameters = 'pmap', True
     with pytest.raises(ConfigError, match="parallel.shard_parameters: pmap replicates parameters"):
-        registry.validate(config)
+        validate(config)
 
 
 def test_a_batch_that_does_not_split_over_devices_and_micro_batches_names_both():
@@ -155,7 +155,7 @@ def test_music_and_image_fields_are_validated(path, changes, message):
         section, name = field.split('.')
         config[section][name] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
-        registry.validate(config)
+        validate(config)
 
 
 def test_music_configs_are_the_papers_models():
@@ -168,7 +168,7 @@ def test_music_configs_are_the_papers_models():
     for config in (relative, local, baseline):
         assert (config.model.num_decoder_layers, config.model.d_model, config.model.attention_dims) == (6, 256, 512)
         assert config.data.max_length == 2048 and tuple(config.data.time_stretches) == (0.95, 0.975, 1.0, 1.025, 1.05)
-        registry.validate(config)
+        validate(config)
     assert relative.model.attention.max_relative_position == 1024 and relative.model.d_ff == 2048
     assert local.model.attention.to_dict() == {'type': 'relative_local_1d', 'max_relative_position': 2048,
                                                'block_length': 512}

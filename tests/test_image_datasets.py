@@ -77,10 +77,11 @@ def test_every_image_config_validates_and_builds(config_name):
     import jax
     from flax import nnx
 
-    from transformer_lab import registry
+    from transformer_lab.models.catalog import build_model
+    from transformer_lab.training.validation import validate
     config = load_config(f'configs/{config_name}')
-    registry.validate(config)
-    model = nnx.eval_shape(lambda: registry.build_model(config.model, 256, seed=0))
+    validate(config)
+    model = nnx.eval_shape(lambda: build_model(config.model, 256, seed=0))
     parameters = sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
     if config_name == 'image_transformer_cifar10.py:1d':
         # 12 layers of 4 d^2 attention + 2 d d_ff feed-forward weights (d 512, d_ff 2048): ~37.8M.

@@ -11,10 +11,11 @@ import tensorflow_datasets as tfds
 from flax import nnx
 
 from helpers import load_config
-from transformer_lab import decoding, registry
+from transformer_lab import decoding, tasks
 from transformer_lab.config import ConfigDict, base_config
 from transformer_lab.data.builders import fashion_mnist_offline
 from transformer_lab.data.builders.image_folder import square_image
+from transformer_lab.models.catalog import build_model
 from transformer_lab.models.image_transformer import ImageTransformer, generation_order
 from transformer_lab.tasks.images import HIDDEN, primer_length
 from transformer_lab.training import evaluators
@@ -108,12 +109,12 @@ def test_class_conditioning_changes_the_prediction_and_samples_need_labels():
 @pytest.fixture(scope='module')
 def fashion_pipeline():
     config = load_config('configs/image_transformer_fashion_mnist.py:tiny')
-    return config, registry.build_pipeline(config.data)
+    return config, tasks.build_pipeline(config.data)
 
 
 def test_uniform_logits_score_exactly_8_bits_per_dim(fashion_pipeline):
     config, pipeline = fashion_pipeline
-    model = registry.build_model(config.model, 256, seed=0)
+    model = build_model(config.model, 256, seed=0)
     projection = model.head.projection
     projection.kernel[...] = jnp.zeros_like(projection.kernel[...])
     projection.bias[...] = jnp.zeros_like(projection.bias[...])

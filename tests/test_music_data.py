@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from music21 import corpus
 
+from transformer_lab.data import midi
 from transformer_lab.data.builders.bach_chorales import chorale_grid
 from transformer_lab.data.builders.pieces import split_of
-from transformer_lab.data import midi
 from transformer_lab.data.music import ChoraleTokenizer, PerformanceTokenizer
 from transformer_lab.data.tokenizers import EOS_ID
 
@@ -47,9 +47,9 @@ def test_chorale_tokens_round_trip_and_transposition_keeps_rests():
 
 def test_chorale_evaluation_windows_hold_every_token_once():
     from helpers import load_config
-    from transformer_lab import registry
+    from transformer_lab import tasks
     config = load_config('configs/music_transformer_bach_chorales.py:tiny')
-    pipeline = registry.build_pipeline(config.data)
+    pipeline = tasks.build_pipeline(config.data)
     batches = list(pipeline.eval_batches('validation', 4, max_examples=5))
     source = pipeline.source('validation')
     expected = sum(4 * len(source[i]['voices']) + 1 for i in range(5))     # S, A, T, B per step, then EOS
@@ -60,9 +60,9 @@ def test_chorale_evaluation_windows_hold_every_token_once():
 
 def test_voices_follow_the_tokens_through_the_windows():
     from helpers import load_config
-    from transformer_lab import registry
+    from transformer_lab import tasks
     config = load_config('configs/music_transformer_bach_chorales.py:voices,tiny')
-    pipeline = registry.build_pipeline(config.data)
+    pipeline = tasks.build_pipeline(config.data)
     batches = [next(iter(pipeline.train_batches(4, seed=0)))] + list(pipeline.eval_batches('validation', 4,
                                                                                           max_examples=3))
     for batch in batches:
@@ -96,7 +96,7 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     from PIL import Image
 
     from helpers import load_config, run_script, tensorboard_events, train_losses
-    from transformer_lab import registry
+    from transformer_lab import tasks
     from transformer_lab.training.loop import train_and_evaluate
     for variant in ('baseline', 'relative', 'local,concat,voices'):
         config = load_config(f'configs/music_transformer_bach_chorales.py:{variant},tiny')
@@ -120,7 +120,7 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     sample = run_script('sample.py', f'--workdir={workdir}', '--num_samples=2', '--primer_tokens=8',
                         '--max_length=40', '--top_k=8')
     assert sample.returncode == 0, sample.stderr[-3000:]
-    primer = registry.build_pipeline(config.data).primers('validation', 2, 8)
+    primer = tasks.build_pipeline(config.data).primers('validation', 2, 8)
     tokenizer = ChoraleTokenizer()
     for index in range(2):
         midi = pretty_midi.PrettyMIDI(str(workdir / 'samples' / f'step_20_{index}.mid'))
@@ -145,7 +145,7 @@ def test_music_variants_train_sample_midi_and_evaluate(tmp_path):
     reported = json.loads(longer.stdout[longer.stdout.index('{'):])
     edges = [0, trained, 2 * trained, 4 * trained]
     names = [f'{begin}-{end}' for begin, end in zip(edges, edges[1:])]
-    pipeline = registry.build_pipeline(config.data)
+    pipeline = tasks.build_pipeline(config.data)
     lengths = [len(pipeline.tokens(pipeline.piece(record))['targets'])
                for record in list(pipeline.source('validation'))[:config.eval.max_examples]]
     long_enough = sum(length >= 4 * trained for length in lengths)      # the pieces that fill the window
@@ -161,10 +161,10 @@ def test_performance_windows_are_events_of_augmented_training_pieces():
     """Evaluation windows are the events of the pieces as stored; training pieces are transposed and
     stretched, the same way for the same seed."""
     from helpers import load_config
-    from transformer_lab import registry
+    from transformer_lab import tasks
     from transformer_lab.data.music import PerformanceTokenizer
     config = load_config('configs/music_transformer_music21_performances.py:tiny')
-    pipeline = registry.build_pipeline(config.data)
+    pipeline = tasks.build_pipeline(config.data)
     tokenizer = PerformanceTokenizer()
     first = pipeline.source('validation')[0]['notes']
     stream = np.concatenate([b['targets'] for b in pipeline.eval_batches('validation', 4, max_examples=1)]).reshape(-1)
@@ -175,7 +175,7 @@ def test_performance_windows_are_events_of_augmented_training_pieces():
     def pipeline_with(transpose, time_stretches):
         data = config.data.copy_and_resolve_references()
         data.transpose, data.time_stretches = transpose, time_stretches
-        return registry.build_pipeline(data)
+        return tasks.build_pipeline(data)
 
     plain, augmented = pipeline_with(0, ()), pipeline_with(3, (0.5, 2.0))   # stretches that always change times
     plain_tokens, augmented_tokens = (next(iter(p.train_batches(8, seed=0)))['targets'] for p in (plain, augmented))
@@ -234,10 +234,10 @@ def test_training_rows_are_random_crops_of_distinct_pieces_and_resume_exactly():
     offset (a stream of consecutive windows would put one or two pieces in a batch, at offsets a
     multiple of the row length); a restored iterator goes on with the same batches."""
     from helpers import load_config
-    from transformer_lab import registry
+    from transformer_lab import tasks
     config = load_config('configs/music_transformer_bach_chorales.py:tiny')
     config.data.transpose = 0   # untransposed, every row is found verbatim in its piece
-    pipeline = registry.build_pipeline(config.data)
+    pipeline = tasks.build_pipeline(config.data)
     train = pipeline.source('train')
     pieces = [pipeline.tokens(pipeline.piece(train[i]))['targets'] for i in range(len(train))]
     length = config.data.max_length
@@ -299,12 +299,12 @@ def test_training_crops_from_kept_tokens_equal_the_augmented_pieces_encoded_for_
     by the transposition, or (a note pushed out of range) the augmented notes encoded anew, against the
     piece augmented and encoded from its notes."""
     from helpers import load_config
-    from transformer_lab import registry
+    from transformer_lab import tasks
     from transformer_lab.data.music import augmented, piece_tokens, random_crop
     config = load_config('configs/music_transformer_music21_performances.py:tiny')
     config.data.transpose = 80     # wide enough that some transpositions push notes out of 0..127
     config.data.time_stretches = (0.95, 1.0, 1.05)
-    pipeline = registry.build_pipeline(config.data)
+    pipeline = tasks.build_pipeline(config.data)
     crops = pipeline.train_batches(4, seed=0).assemble
     train, tokenizer, length = pipeline.source('train'), pipeline.tokenizer, config.data.max_length
     paths = set()

@@ -16,7 +16,7 @@ from test_text_folders import write
 from transformer_lab.data import midi, prepare
 from transformer_lab.data.builders.folders import DataSourceError, by_split
 from transformer_lab.data.builders.pieces import split_of
-from transformer_lab.registry import DATASETS
+from transformer_lab.data.catalog import DATASETS
 
 ALL = ('train', 'validation', 'test')
 

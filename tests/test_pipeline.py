@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from helpers import load_config
-from transformer_lab import registry
+from transformer_lab import tasks
 from transformer_lab.data.source import DatasetNotPreparedError
 from transformer_lab.data.tokenizers import EOS_ID, ByteTokenizer
 
 
 @pytest.fixture(scope='module')
 def translation():
-    return registry.build_pipeline(load_config('configs/transformer_bible_enes.py:tiny').data)
+    return tasks.build_pipeline(load_config('configs/transformer_bible_enes.py:tiny').data)
 
 
 def test_packed_batches_have_fixed_shapes_and_consistent_segments(translation):
@@ -51,7 +51,7 @@ def test_eval_batches_cover_every_example_once(translation):
 
 def test_language_model_windows_are_the_contiguous_text():
     config = load_config('configs/transformer_lm_kjv.py:tiny').data
-    pipeline = registry.build_pipeline(config)
+    pipeline = tasks.build_pipeline(config)
     assert isinstance(pipeline.tokenizer, ByteTokenizer)
     windows = [b['targets'] for b in itertools.islice(pipeline.eval_batches('validation', 4), 3)]
     text = ''.join(pipeline.tokenizer.decode(row) for batch in windows for row in batch)
@@ -64,4 +64,4 @@ def test_missing_dataset_names_the_command_that_prepares_it(tmp_path):
     config = load_config('configs/transformer_bible_enes.py:tiny').data
     config.data_dir = str(tmp_path)
     with pytest.raises(DatasetNotPreparedError, match='scripts/prepare_data.py --dataset=bible_translation'):
-        registry.build_pipeline(config)
+        tasks.build_pipeline(config)

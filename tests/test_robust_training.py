@@ -39,8 +39,9 @@ def logged_train_steps(workdir):
 
 
 def test_a_moving_average_of_the_parameters_resumes_exactly_and_is_evaluated_beside_them(tmp_path):
-    from transformer_lab import registry
+    from transformer_lab import tasks
     from transformer_lab.config import ConfigError
+    from transformer_lab.models.catalog import build_model
     from transformer_lab.training.steps import initial_state
     options = dict(train__ema_decay=0.9, checkpoint__every_steps=4)
     metrics = train_and_evaluate(tiny_lm(num_steps=14, **options), str(tmp_path / 'straight'))
@@ -55,7 +56,7 @@ def test_a_moving_average_of_the_parameters_resumes_exactly_and_is_evaluated_bes
     # After one update the average is 0.9 x the initial parameters + 0.1 x the updated ones.
     config = tiny_lm(num_steps=1, **options)
     train_and_evaluate(config, str(tmp_path / 'one'))
-    model = registry.build_model(config.model, registry.FIXED_TOKENIZERS[config.data.tokenizer]().vocab_size,
+    model = build_model(config.model, tasks.FIXED_TOKENIZERS[config.data.tokenizer]().vocab_size,
                                  seed=config.seed)
     initial = jax.tree.leaves(initial_state(config, model)[1].params)
     for first, start, updated in zip(averaged(tmp_path / 'one'), initial, params_of(tmp_path / 'one')):

@@ -89,7 +89,7 @@ def test_the_shipped_tables_build_every_row(tmp_path):
 def test_smoke_rows_keep_each_rows_model_on_two_rows_of_stand_in_data(tmp_path):
     """--smoke: the paper rows' own models and sequence lengths, 2 steps of 2 rows, read from a stand-in
     of the paper's dataset that the row's pipeline reads at the model's shapes."""
-    from transformer_lab import registry
+    from transformer_lab import tasks
     path = 'configs/tables/music_transformer_jsb.py'
     table = tables.load(path)
     rows, sweep = tables.scale_named(table, 'paper'), spec.load(path, 'paper')
@@ -104,7 +104,7 @@ def test_smoke_rows_keep_each_rows_model_on_two_rows_of_stand_in_data(tmp_path):
         assert smoke.model == paper.model and smoke.data.max_length == paper.data.max_length
         assert (smoke.data.batch_size, smoke.train.num_steps, smoke.data.workers) == (tables.SMOKE_ROWS, tables.SMOKE_STEPS, 0)
         assert smoke.data.data_dir == str(tmp_path) and paper.data.data_dir != str(tmp_path)
-    batch = next(iter(registry.build_pipeline(smoke.data).train_batches(smoke.data.batch_size, seed=0)))
+    batch = next(iter(tasks.build_pipeline(smoke.data).train_batches(smoke.data.batch_size, seed=0)))
     assert batch['targets'].shape == (tables.SMOKE_ROWS, paper.data.max_length)
 
 

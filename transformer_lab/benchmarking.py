@@ -38,16 +38,17 @@ def train_step_on(config, *, batches: int = 4, vocab_size: int | None = None, ho
     """``config``'s train step as the loop jits it, on ``batches`` real batches of its data (or on
     ``host_batches``, e.g. random tokens, for a model of ``vocab_size``), not yet compiled: (jitted
     step, initial state, batches on the devices)."""
-    from transformer_lab import registry   # the heading alone needs none of the training stack
+    from transformer_lab import tasks   # the heading alone needs none of the training stack
+    from transformer_lab.models.catalog import build_model
     from transformer_lab.training import parallel
     from transformer_lab.training.steps import initial_state
     if host_batches is None:
-        pipeline = registry.build_pipeline(config.data)
+        pipeline = tasks.build_pipeline(config.data)
         vocab_size = pipeline.tokenizer.vocab_size
         layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
         iterator = iter(pipeline.train_batches(layout.host_rows, seed=0))
         host_batches = [next(iterator) for _ in range(batches)]
-    model = registry.build_model(config.model, vocab_size, seed=config.seed)
+    model = build_model(config.model, vocab_size, seed=config.seed)
     strategy = parallel.make_parallel(config.parallel, parallel.make_mesh())
     graphdef, state, optimizer, _ = initial_state(config, model)
     state = jax.device_put(state, strategy.state_shardings(state))
@@ -137,7 +138,7 @@ def translation_train_flops(params, shape: dict) -> float:
 def decoder_workload(config, *, batch: int | None = None, steps: int = 2, seed: int = 0) -> Workload:
     """A decoder-only config (the Music or Image Transformer) on random tokens of its tokenizer's
     vocabulary, ``batch`` rows (default the config's) of ``data.max_length`` tokens per step."""
-    from transformer_lab.registry import FIXED_TOKENIZERS
+    from transformer_lab.tasks import FIXED_TOKENIZERS
     config = config.copy_and_resolve_references()
     if batch:
         config.data.batch_size = batch

@@ -26,16 +26,15 @@ from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
 from transformer_lab import library_log
-from transformer_lab.config import ConfigError
-from transformer_lab.training.checkpoints import CheckpointError
-from transformer_lab.training.loop import NonFiniteLossError, WorkdirConflictError
+from transformer_lab.config import ConfigError, UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool('verbose', False, "Show the libraries' logs, warnings and tracebacks on stderr.")
 
-# OSError covers ours that are about files (DatasetNotPreparedError, WorkdirError, MetricsWriteError, a
-# missing run) and the system's own (a full disk, a path that cannot be written).
-USER_ERRORS = (ConfigError, WorkdirConflictError, CheckpointError, NonFiniteLossError, OSError)
+# UserError: ours (a config, a workdir another run holds, an unreadable checkpoint, a loss gone non-finite);
+# OSError: ours that are about files (DatasetNotPreparedError, WorkdirError, MetricsWriteError, a missing
+# run) and the system's own (a full disk, a path that cannot be written).
+USER_ERRORS = (UserError, OSError)
 
 
 class ConfigFileParser(config_flags_lib.ConfigFileFlagParser):

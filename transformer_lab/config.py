@@ -4,7 +4,7 @@ A config file's ``get_config(arg)`` receives what follows the colon of ``--confi
 (big_vision style): ``tiny``, ``big,tiny`` or ``layers=4,tiny``; ``parse_arg`` turns it into typed
 options. ``base_config`` gives every section with its defaults so a config file states only what it
 changes. ``require`` / ``one_of`` are the steps of the checks that each section's owner makes of it
-(``registry.validate`` asks them all before anything touches the disk).
+(``training.validation.validate`` asks them all before anything touches the disk).
 """
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ import ml_collections
 ConfigDict = ml_collections.ConfigDict
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A mistake of the user's or a damaged input, said in one line: the commands (cli.run) print its
+    message as ``error: ...`` and exit 1, never a traceback. Every module's own kinds derive from it."""
+
+
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message names the field and what would be valid."""
 
     def __init__(self, field: str, message: str):

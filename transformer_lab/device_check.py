@@ -34,8 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from transformer_lab import benchmarking, cli, registry
+from transformer_lab import benchmarking, cli
 from transformer_lab.attention import IMPLEMENTATIONS, XLA, Implementation, make_core, padding_mask
+from transformer_lab.training.validation import validate
 
 # Errors are max |got - reference| / max(1, max |reference|) (``scaled_error``). float32: rounding (2^-24 per
 # operation) of the same sums in another order, measured below 1e-6 on a CPU. bfloat16: 8 mantissa bits, ~2^-8
@@ -246,7 +247,7 @@ def training_losses(config) -> np.ndarray | None:
     loop compiles it, from the initial state of ``config.seed`` on the first batches of its data in order
     (``benchmarking.compiled_train_step``: the same for every run of a config and seed). None where cuDNN
     was asked for and XLA's attention ran instead."""
-    registry.validate(config)
+    validate(config)
     with _precision(config.model.dtype):
         compiled, _, state, batches = benchmarking.compiled_train_step(config, batches=config.train.num_steps)
     if config.model.attention_implementation == 'cudnn' and CUDNN_CALL not in compiled.as_text():

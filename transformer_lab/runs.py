@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 
@@ -12,41 +11,41 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from transformer_lab import registry, sampling
-from transformer_lab.config import ConfigError, with_added_fields
+from transformer_lab import sampling, tasks
+from transformer_lab.config import ConfigError
 from transformer_lab.data.tokenizers import SentencePieceTokenizer
+from transformer_lab.models.catalog import build_model
+from transformer_lab.sampling import Run
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training import workdir as workdir_lib
 from transformer_lab.training.steps import initial_state
 
 
-@dataclasses.dataclass
-class Run:
-    config: ml_collections.ConfigDict
-    tokenizer: object
-    model: nnx.Module          # holds the restored parameters
-    graphdef: nnx.GraphDef
-    params: object
-    step: int
-
-    def pipeline(self):
-        """The input pipeline of the run's data, read with the run's tokenizer (the dataset prepared)."""
-        return registry.build_pipeline(self.config.data, tokenizer=self.tokenizer)
-
-
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The run's resolved config (WORKDIR/config.json); a missing or damaged file is one error naming it."""
     workdir_lib.check_usable(workdir)
-    path = os.path.join(workdir, 'config.json')
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'{path} not found: --workdir must be a directory written by scripts/train.py')
-    with open(path) as f:
-        return ml_collections.ConfigDict(with_added_fields(json.load(f)))
+    saved = workdir_lib.saved_config(workdir)
+    if saved is None:
+        raise FileNotFoundError(f'{os.path.join(workdir, workdir_lib.CONFIG_FILE)} not found: --workdir must be a '
+                                f'directory written by scripts/train.py')
+    return ml_collections.ConfigDict(saved)
 
 
 def load_tokenizer(config, workdir: str):
-    if config.data.tokenizer in registry.FIXED_TOKENIZERS:
-        return registry.FIXED_TOKENIZERS[config.data.tokenizer]()
-    return SentencePieceTokenizer(os.path.join(workdir, 'tokenizer.model'))
+    """The run's tokenizer: by name, or its sentencepiece model (WORKDIR/tokenizer.model, one error if
+    missing or damaged)."""
+    if config.data.tokenizer in tasks.FIXED_TOKENIZERS:
+        return tasks.FIXED_TOKENIZERS[config.data.tokenizer]()
+    path = os.path.join(workdir, 'tokenizer.model')
+    if not os.path.exists(path):
+        raise workdir_lib.DamagedRunError(f'{path} is missing: the run\'s sentencepiece model (data.tokenizer='
+                              f'{config.data.tokenizer!r}) is needed to read and write its text; restore it from a '
+                              f'copy of the run')
+    try:
+        return SentencePieceTokenizer(path)
+    except (OSError, RuntimeError) as error:   # sentencepiece: a file that is not a model
+        raise workdir_lib.DamagedRunError(f'{path} is damaged ({str(error).strip()[:120]}): not a sentencepiece model; restore '
+                              f'it from a copy of the run') from None
 
 
 def load(workdir: str, step: int | None = None, *, average_last: int = 0, ema: bool = False) -> Run:
@@ -75,7 +74,7 @@ def lengthened(run: Run, length: int) -> Run:
     sampling.past_trained_length(run.config.model, length, '--length')
     config = run.config.copy_and_resolve_references()
     config.data.max_length, config.model.max_length = length, max(length, config.model.max_length)
-    model = registry.build_model(config.model, run.tokenizer.vocab_size, seed=config.seed)
+    model = build_model(config.model, run.tokenizer.vocab_size, seed=config.seed)
     graphdef, _ = nnx.split(model)
     return dataclasses.replace(run, config=config, model=nnx.merge(graphdef, run.params), graphdef=graphdef)
 
@@ -104,7 +103,7 @@ def _restore(workdir: str, step: int | None, average_last: int):
     ``average_last`` checkpoints if > 0."""
     config = load_config(workdir)
     tokenizer = load_tokenizer(config, workdir)
-    model = registry.build_model(config.model, tokenizer.vocab_size, seed=config.seed)
+    model = build_model(config.model, tokenizer.vocab_size, seed=config.seed)
     mesh = parallel.make_mesh()
     graphdef, state, _, _ = initial_state(config, model)
     abstract = checkpoints.abstract_like(state, jax.tree.map(lambda _: parallel.replicated(mesh), state))

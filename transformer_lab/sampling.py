@@ -1,4 +1,5 @@
-"""What every modality's sampler (``Task.sample``, transformer_lab/tasks/) is asked: a ``Request`` (the
+"""What every modality's sampler (``Task.sample``, transformer_lab/tasks/) is given: the ``Run`` to sample
+(a model, its parameters, config and tokenizer) and a ``Request`` (the
 config's ``sample`` section, ``configured_request``), the decoding window past the trained length, and
 where samples go. ``scripts/sample.py`` is its command line; the training loop samples through it too
 (training/samples.py).
@@ -10,7 +11,25 @@ import dataclasses
 import os
 import sys
 
+import ml_collections
+from flax import nnx
+
+from transformer_lab import tasks
 from transformer_lab.config import require
+
+
+@dataclasses.dataclass
+class Run:
+    config: ml_collections.ConfigDict
+    tokenizer: object
+    model: nnx.Module          # holds the restored parameters
+    graphdef: nnx.GraphDef
+    params: object
+    step: int
+
+    def pipeline(self):
+        """The input pipeline of the run's data, read with the run's tokenizer (the dataset prepared)."""
+        return tasks.build_pipeline(self.config.data, tokenizer=self.tokenizer)
 
 
 @dataclasses.dataclass

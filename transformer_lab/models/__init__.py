@@ -1,6 +1,6 @@
 """Models: the Transformer family, each an embedder, the shared stacks (stacks.py) and a head (heads.py).
 
-``Model`` is the one face the training loop, the evaluators and decoding use; the registry builds a
+``Model`` is the one face the training loop, the evaluators and decoding use; models/catalog.py builds a
 model by name from the ``model`` section of a config and a vocabulary size.
 """
 

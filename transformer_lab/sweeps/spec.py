@@ -30,8 +30,9 @@ import re
 import ml_collections
 import optuna
 
-from transformer_lab import cli, registry
+from transformer_lab import cli
 from transformer_lab.training import evaluators
+from transformer_lab.training.validation import validate
 
 MAX_NAME_LENGTH = 120
 RUN_CONFIG = 'config'   # the override naming a run's own --config=FILE[:ARG] (no config has such a field)
@@ -62,7 +63,7 @@ class Sweep:
         """The run's config, as train.py will build it, validated; SweepError names the run and field."""
         try:
             config = cli.config_from_arguments(self.train_arguments(overrides))
-            registry.validate(config)
+            validate(config)
         except ValueError as error:
             raise SweepError(f'run {run} of {self.function.__name__} ({self.config}): {error}') from None
         return config

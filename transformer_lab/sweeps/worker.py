@@ -290,11 +290,12 @@ def _count_parameters(workdir: str) -> int:
     import jax
     from flax import nnx
 
-    from transformer_lab import registry, runs
+    from transformer_lab import runs
+    from transformer_lab.models.catalog import build_model
     try:
         config = runs.load_config(workdir)
         vocab_size = runs.load_tokenizer(config, workdir).vocab_size
     except (OSError, ValueError):
         return 0
-    model = nnx.eval_shape(lambda: registry.build_model(config.model, vocab_size, seed=0))
+    model = nnx.eval_shape(lambda: build_model(config.model, vocab_size, seed=0))
     return int(sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))))

@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from transformer_lab import library_log
-from transformer_lab.config import one_of, positive
+from transformer_lab.config import UserError, one_of, positive
 
 CORRUPT_DIRECTORY = 'checkpoints_unreadable'
 
@@ -31,7 +31,7 @@ def check_checkpoint(checkpoint) -> None:
     one_of('checkpoint.best_mode', checkpoint.best_mode, ('min', 'max'))
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be written, or no checkpoint of a workdir can be read."""
 
 

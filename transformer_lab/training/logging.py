@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+import warnings
 import wave
 
 import jax
@@ -34,6 +35,13 @@ class MetricsWriter:
         if self.active:
             self.path = os.path.join(workdir, 'metrics.jsonl')
             self.tensorboard_dir = os.path.join(workdir, 'tensorboard')
+            if resume_step == 0 and (logged := last_logged_step(workdir)):
+                # A fresh start over a run's record (its checkpoints lost, or killed before the first):
+                # the record is kept beside the new one.
+                kept = f'{self.path}.to_step_{logged}'
+                os.replace(self.path, kept)
+                warnings.warn(f'{self.path} held a record up to step {logged} and no checkpoint was there to '
+                              f'resume: this run starts at step 0; the old record is kept as {kept}')
             _drop_records_after(self.path, resume_step)
             self.jsonl = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self.tensorboard = SummaryWriter(self.tensorboard_dir, purge_step=resume_step + 1)
@@ -167,24 +175,40 @@ class MetricsWriteError(OSError):
     """metrics.jsonl or the TensorBoard events could not be written (a full disk, a lost mount)."""
 
 
-def _record_step(line: str) -> float:
-    """A record's step; a line torn by a crash mid-write counts as after every step."""
+def _record_step(line: str) -> float | None:
+    """A record's step; None for a line that is not a record (torn by a crash mid-write, or damaged)."""
     try:
-        return json.loads(line)['step']
-    except (ValueError, KeyError):
-        return float('inf')
+        return float(json.loads(line)['step'])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _drop_records_after(path: str, step: int) -> None:
+    """Keeps the records up to ``step``. Lines that are not records are dropped too: one torn last line
+    silently (a crash mid-write), any more with a warning naming the file (it was damaged)."""
     if not os.path.exists(path):
         return
-    with open(path) as f:
+    with open(path, encoding='utf-8', errors='replace') as f:
         lines = f.readlines()
-    kept = [line for line in lines if _record_step(line) <= step]
+    steps = [_record_step(line) for line in lines]
+    kept = [line for line, record_step in zip(lines, steps) if record_step is not None and record_step <= step]
+    damaged = sum(record_step is None for record_step in steps[:-1])
+    if damaged:
+        warnings.warn(f'{path}: {damaged} of its {len(lines)} lines are not metrics records (the file was damaged); '
+                      f'dropped, the records that could be read are kept')
     if len(kept) < len(lines):
         with open(path + '.tmp', 'w') as f:
             f.writelines(kept)
         os.replace(path + '.tmp', path)
+
+
+def last_logged_step(workdir: str) -> int:
+    """The last step ``WORKDIR/metrics.jsonl`` holds a record of (0: none, or no file)."""
+    path = os.path.join(workdir, 'metrics.jsonl')
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding='utf-8', errors='replace') as f:
+        return int(max(filter(None, map(_record_step, f)), default=0))
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -18,11 +18,13 @@ import time
 import jax
 import numpy as np
 
-from transformer_lab import library_log, registry
-from transformer_lab.config import with_added_fields
+from transformer_lab import library_log, tasks
+from transformer_lab.config import UserError
 from transformer_lab.data.source import in_workers
+from transformer_lab.models.catalog import build_model
 from transformer_lab.training import checkpoints, evaluators, logging, parallel, preemption, samples, steps
 from transformer_lab.training import workdir as workdir_lib
+from transformer_lab.training.validation import validate
 
 # Config fields that may change when a run resumes: cadences, lengths, evaluation, topology, how attention
 # is computed (the same function).
@@ -36,11 +38,11 @@ SAFE_ON_RESUME = ('model.attention_implementation', 'model.attention_query_block
 LOG_FILE = 'train.log'   # the libraries' detail: orbax and TFDS logs, tracebacks (library_log)
 
 
-class WorkdirConflictError(ValueError):
+class WorkdirConflictError(UserError, ValueError):
     """The workdir holds a run that this config cannot continue."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss or gradient became NaN or infinite; nothing after the last good checkpoint was saved."""
 
 
@@ -56,11 +58,9 @@ def config_drift(saved: dict, new: dict) -> list[str]:
 def check_workdir_compatible(config, workdir: str) -> None:
     """Refuses (before writing anything) a config that differs from the run in workdir in a field
     that is not safe to change on resume."""
-    saved_path = os.path.join(workdir, 'config.json')
-    if not os.path.exists(saved_path):
+    saved = workdir_lib.saved_config(workdir)
+    if saved is None:
         return
-    with open(saved_path) as f:
-        saved = with_added_fields(json.load(f))
     drift = config_drift(saved, json.loads(config.to_json_best_effort()))
     if drift:
         raise WorkdirConflictError(
@@ -71,10 +71,10 @@ def check_workdir_compatible(config, workdir: str) -> None:
 
 def setup(config, workdir: str | None = None, *, tokenizer=None):
     """Validated config -> (pipeline, model). Nothing is written anywhere."""
-    registry.validate(config)
-    pipeline = registry.build_pipeline(config.data, tokenizer=tokenizer)
-    registry.task_for(config.data.name).check_prepared(config, pipeline)
-    model = registry.build_model(config.model, pipeline.tokenizer.vocab_size, seed=config.seed)
+    validate(config)
+    pipeline = tasks.build_pipeline(config.data, tokenizer=tokenizer)
+    tasks.task_for(config.data.name).check_prepared(config, pipeline)
+    model = build_model(config.model, pipeline.tokenizer.vocab_size, seed=config.seed)
     if workdir is not None:
         check_workdir_compatible(config, workdir)
     return pipeline, model
@@ -84,7 +84,7 @@ def _write_run_files(config, workdir: str, pipeline) -> None:
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() != 0:
         return
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    with open(os.path.join(workdir, workdir_lib.CONFIG_FILE), 'w') as f:
         f.write(config.to_json_best_effort(indent=2))
     model_path = getattr(pipeline.tokenizer, 'model_path', None)
     if model_path:

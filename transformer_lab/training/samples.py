@@ -16,8 +16,8 @@ import time
 import jax
 from flax import nnx
 
-from transformer_lab import registry, sampling
-from transformer_lab.runs import Run
+from transformer_lab import sampling, tasks
+from transformer_lab.sampling import Run
 
 
 class LoopSamples:
@@ -25,7 +25,7 @@ class LoopSamples:
 
     def __init__(self, config, workdir: str, tokenizer, graphdef, report):
         self.config, self.workdir, self.tokenizer, self.graphdef = config, workdir, tokenizer, graphdef
-        self.task = registry.task_for(config.data.name)
+        self.task = tasks.task_for(config.data.name)
         self.every = config.sample.every_steps if jax.process_count() == 1 else 0
         if config.sample.every_steps and not self.every:
             report(f'notice: no samples every sample.every_steps={config.sample.every_steps} steps in a run of '

@@ -24,11 +24,33 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from transformer_lab.config import UserError, with_added_fields
+
 LOCK_FILE = 'lock'
+CONFIG_FILE = 'config.json'
 
 
 class WorkdirError(OSError):
     """The workdir cannot be used: not a directory, not writable, or in use by another run."""
+
+
+class DamagedRunError(UserError):
+    """A file of a run directory cannot be read; the message names it and what would mend it."""
+
+
+def saved_config(workdir: str) -> dict | None:
+    """The config a run saved (WORKDIR/config.json, with the fields it predates filled in); None where
+    there is none. A file that is not the JSON mapping train.py wrote is a DamagedRunError naming it."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        return with_added_fields(saved)
+    except (ValueError, TypeError, AttributeError) as error:   # not JSON, not UTF-8, or not a mapping
+        raise DamagedRunError(f'{path} is damaged ({type(error).__name__}: {str(error)[:100]}): it is not the config '
+                              f'scripts/train.py wrote; restore it from a copy of the run') from None
 
 
 def check_usable(workdir: str) -> None:

@@ -1,33 +1,16 @@
-"""Names -> models, datasets, tasks, evaluators, attention variants: the loop only ever sees names.
+"""The dataset catalog: every ``data.name`` a config may give, by its TFDS builder (data/builders/).
 
-A new model is a module plus a line in ``MODELS``; a new dataset a builder plus a line in
-``DATASETS``; a new evaluator a function plus a line in ``training/evaluators.py``.
+A new dataset is a builder plus a line in ``DATASETS``; its ``modality`` chooses the Task (and with it
+the pipeline) that reads it (transformer_lab/tasks/). Nothing here imports a model: ``prepare_data.py``
+reads this table alone.
 """
 
 from __future__ import annotations
 
 import re
 
-from flax import nnx
-
-from transformer_lab.config import ConfigError, one_of, require
+from transformer_lab.config import ConfigError
 from transformer_lab.data.source import DEFAULT_NAME, Dataset
-from transformer_lab.models.heads import head_class
-from transformer_lab.models.image_transformer import ImageTransformer
-from transformer_lab.models.stacks import check_stack
-from transformer_lab.models.transformer import DecoderOnly, EncoderDecoder
-from transformer_lab.sampling import check_sample
-from transformer_lab.tasks import TASKS, Task
-from transformer_lab.training.checkpoints import check_checkpoint
-from transformer_lab.training.evaluators import check_eval
-from transformer_lab.training.optim import check_train
-from transformer_lab.training.parallel import check_parallel
-
-MODELS = {
-    'encoder_decoder': EncoderDecoder,
-    'decoder_only': DecoderOnly,
-    'image_transformer': ImageTransformer,
-}
 
 DATASETS = {
     'bible_translation': Dataset(
@@ -85,39 +68,9 @@ DATASETS = {
 
 USER_DATASET_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
 
-# Tokenizers that need nothing but their name (not sentencepiece, which is trained on a dataset).
-FIXED_TOKENIZERS = {name: tokenizer for task in TASKS.values()
-                    for name, tokenizer in task.pipeline.TOKENIZERS.items() if tokenizer is not None}
-
-
-def check_model(config) -> None:
-    """The model by name, its own fields, its stacks' and its head's."""
-    model = config.model
-    one_of('model.name', model.name, MODELS)
-    MODELS[model.name].check_config(model)
-    check_stack(model)
-    require(head_class(model).smooths_labels or not config.train.label_smoothing, 'train.label_smoothing',
-            f'must be 0 with model.head={model.head} (it has no classes to smooth over)')
-
-
-def validate(config) -> None:
-    """Asks the owner of each config section to check it, before anything touches the disk: the first
-    problem raises config.ConfigError naming the field and what would be valid."""
-    check_model(config)
-    task_for(config.data.name).check_config(config)
-    check_train(config.train)
-    check_eval(config)
-    check_checkpoint(config.checkpoint)
-    check_parallel(config.parallel)
-    check_sample(config.sample)
-
-
-def build_model(model_config, vocab_size: int, *, seed: int) -> nnx.Module:
-    return MODELS[model_config.name](model_config, vocab_size, rngs=nnx.Rngs(params=seed))
-
 
 def dataset_named(name: str) -> Dataset:
-    """The dataset that ``data.name`` names: a registry entry, or ``BUILDER/NAME`` for one prepared from a
+    """The dataset that ``data.name`` names: an entry of DATASETS, or ``BUILDER/NAME`` for one prepared from a
     user's files (``BUILDER`` alone is ``BUILDER/default``). Raises ConfigError for any other name."""
     builder, _, config_name = name.partition('/')
     if builder not in DATASETS:
@@ -132,13 +85,3 @@ def dataset_named(name: str) -> Dataset:
         raise ConfigError('data.name', f'{name!r}: the name after {builder}/ is letters, digits, _ . - '
                                      f'(as given to prepare_data.py --name)')
     return entry.named(config_name)
-
-
-def task_for(data_name: str) -> Task:
-    """The Task of the modality of the dataset ``data.name`` names (transformer_lab/tasks/)."""
-    return TASKS[dataset_named(data_name).modality]
-
-
-def build_pipeline(data_config, *, tokenizer=None):
-    dataset = dataset_named(data_config.name)
-    return TASKS[dataset.modality].pipeline(data_config, dataset, tokenizer=tokenizer)
