@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 WORKDIR ?= workdirs/bible_enes
 CONFIG ?= configs/transformer_bible_enes.py
 # XLA's CPU runtime allocates a step's temporaries anew at every step and the kernel hands them back in 4 KiB
-# pages each time (a sixth of a CPU step's time); glibc's transparent huge pages for large blocks make that
-# ~100x fewer faults: the small Transformer's CPU step 1.19x, the same peak memory (docs/benchmarks.md).
+# pages each time; glibc's transparent huge pages for large blocks make that far fewer faults: a faster CPU
+# step at the same peak memory (docs/benchmarks.md).
 # Export it for the scripts run directly too; a GLIBC_TUNABLES of your own takes its place.
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 # postgresql: the sweep tests start a server of their own (tests/test_sweeps.py); fluidsynth and its General MIDI

@@ -127,8 +127,7 @@ def use_compilation_cache() -> None:
     """Keeps compiled programs between commands in JAX's persistent compilation cache, in
     ``$XDG_CACHE_HOME/transformer_lab/jax`` (default ``~/.cache/transformer_lab/jax``): a command that
     compiles what an earlier one compiled (a resumed or repeated run, a second evaluation) loads it
-    instead (the small Transformer's first CPU step, compilation included, 7.7 -> 3.6 s;
-    docs/benchmarks.md). ``$JAX_COMPILATION_CACHE_DIR``, JAX's own setting, names another folder, or,
+    instead (what the first step saves: docs/benchmarks.md). ``$JAX_COMPILATION_CACHE_DIR``, JAX's own setting, names another folder, or,
     set empty, turns the cache off. Programs compiled in under a second are not kept (JAX's default)."""
     if 'JAX_COMPILATION_CACHE_DIR' in os.environ:
         return

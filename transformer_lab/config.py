@@ -303,9 +303,9 @@ def apply_common_variants(config: ConfigDict, arg: ConfigDict) -> ConfigDict:
 def for_accelerators(config: ConfigDict) -> ConfigDict:
     """The paper configs' compute, for a GPU or TPU: bfloat16 (parameters stay float32; softmax and
     losses run in float32), cuDNN's fused attention where it can run (XLA's elsewhere, after a
-    one-line notice) and dropout masks from XLA's bit generator (``rbg``; threefry's bits took 7% of
-    the base Transformer's step on an H200 with one 32-bit word per unit, docs/benchmarks.md; masks now
-    take half as many words, ``models/layers.py:dropout_keep_mask``). ``--config.model.dtype=float32``,
+    one-line notice) and dropout masks from XLA's bit generator (``rbg``: threefry's bits are a visible
+    share of a GPU step, docs/benchmarks.md; masks take half as many words,
+    ``models/layers.py:dropout_keep_mask``). ``--config.model.dtype=float32``,
     ``--config.model.attention_implementation=xla`` and ``--config.train.dropout_rng=threefry2x32``
     undo it. Batches are made in 4 grain worker processes (``data.workers``)."""
     config.model.dtype, config.model.attention_implementation = 'bfloat16', 'cudnn'

@@ -80,7 +80,7 @@ def skewed_logits(query: Array, embeddings: Array) -> Array:
 
     Computed, and differentiated, in blocks of ``QUERY_ROWS_PER_BLOCK`` query rows. Plain autodiff of
     ``skew`` keeps a second [heads, q_len, k_len] tensor alive in the backward pass (the un-skewed
-    gradient of Q E^T), 1.27x the memory of plain attention at L = 2048; blocks shrink it to
+    gradient of Q E^T), more memory than plain attention (docs/benchmarks.md); blocks shrink it to
     [heads, block, k_len], and a block skips the keys after its last query (half the FLOPs of Q E^T).
     The residuals are Q and E only, O(L d_h).
     """

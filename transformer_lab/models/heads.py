@@ -48,9 +48,9 @@ def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: float) 
 
     The smoothed form is written out rather than taken from optax.softmax_cross_entropy of smoothed
     one-hot targets (optax has no integer-label form with smoothing): neither the one-hot
-    [batch, length, K] nor the log-probabilities are materialised. Measured on the peer's small
-    shapes (docs/benchmarks.md): the train step 1.08x faster, its temporaries 0.79x. (Picking z_y by a
-    comparison with the class index instead of optax's gather was slower: 1.04x.) The NLL is what gets
+    [batch, length, K] nor the log-probabilities are materialised (faster and smaller temporaries than
+    the one-hot form, and than picking z_y by a comparison with the class index: docs/benchmarks.md).
+    The NLL is what gets
     reported: the paper's perplexities and every likelihood number of this project are unsmoothed.
     """
     logits = logits.astype(jnp.float32)
@@ -63,9 +63,9 @@ def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: float) 
 
 def first_argmax(logits: jax.Array) -> jax.Array:
     """``jnp.argmax`` over the last axis (the first maximum; the first NaN where there is one) -> int32,
-    as two plain reductions, the maximum and the least index that holds it: XLA:CPU's paired
-    (value, index) reduction of ``jnp.argmax`` took 160 us of a 2.5 ms greedy decoding step of the
-    small Transformer (8 rows x 8192 logits); this way the step runs 1.02-1.05x as fast."""
+    as two plain reductions, the maximum and the least index that holds it. CPU only pays: XLA:CPU's
+    paired (value, index) reduction of ``jnp.argmax`` is a visible share of a greedy decoding step
+    (docs/benchmarks.md); on a GPU either form is fine."""
     peak = logits.max(axis=-1, keepdims=True)
     holds_it = (logits == peak) | jnp.isnan(logits)
     indices = jnp.arange(logits.shape[-1], dtype=jnp.int32)

@@ -27,8 +27,8 @@ def float32_result_dot_general(lhs: Array, rhs: Array, dimension_numbers, precis
 
     Why by hand: a bfloat16 product with a bfloat16 result, what ``nnx.Linear(dtype=bfloat16)`` emits,
     is converted back to float32 by XLA's CPU compiler, and the backward products of a float32-result
-    forward take float32 cotangents: a bfloat16 train step ran every product in float32 (0.97x float32's
-    speed, docs/benchmarks.md). Written so, all three products of a projection reach the CPU's bfloat16
+    forward take float32 cotangents: a bfloat16 train step ran every product in float32 (no faster than
+    float32, docs/benchmarks.md). Written so, all three products of a projection reach the CPU's bfloat16
     matrix unit; x^T is made a row-major copy first, since XLA:CPU runs a bfloat16 product whose left
     operand is contracted on its first axis in float32 too. Other contractions, and operands that are
     not bfloat16, fall back to ``lax.dot_general``.

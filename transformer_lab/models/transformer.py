@@ -147,8 +147,8 @@ class EncoderDecoder(Decoding):
         positions = jnp.broadcast_to(jnp.arange(inputs.shape[1]), inputs.shape)
         encoded = self.encode(inputs, positions, None, None)
         # The barrier hands the encoder-decoder keys and values to the decoding loop as computed,
-        # heads-major: without it XLA moves their layout change into the loop body, where it ran at
-        # every step (6 transposes, 17% of a greedy decoding step of the small Transformer on a CPU).
+        # heads-major: without it XLA moves their layout change into the loop body, where it runs at
+        # every step (6 transposes per step on a CPU; docs/benchmarks.md).
         return jax.lax.optimization_barrier({'caches': self.decoder.init_caches(batch_size, max_length, encoded),
                                              'cross_mask': (inputs > 0)[:, None, None, :]})
 

@@ -229,8 +229,8 @@ class Progress:
     timed from the end of the first step (which compiles) and without the evaluation pauses
     (``paused``); the ETA is the remaining steps at that rate plus the remaining evaluations at the
     last one's duration. Until an evaluation has been timed the bar says how many are left out
-    (``eta=04:16 + 2 evals``) rather than guess their length: measured on a full ``make run``, they
-    were 6-8% of the time left at the first minute (docs/benchmarks.md).
+    (``eta=04:16 + 2 evals``) rather than guess their length (their share of a full ``make run``:
+    docs/benchmarks.md).
 
     Where the console is not a terminal (a batch job's log, a sweep run's console.log, ``make run > log``)
     there is no bar, whose ``\r`` redraws would fill the log: one plain line per logged step instead
