@@ -260,10 +260,10 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                     progress.done(step)
                     in_flight = None
                     with progress.paused():
+                        global_state = strategy.to_global(state)
                         if due:
-                            eval_metrics = evaluate_state(context, strategy.to_global(state),
-                                                          config.data.eval_split, due)
-                        written = loop_samples.write(step, strategy.to_global(state).params) if sampling_due else {}
+                            eval_metrics = evaluate_state(context, global_state, config.data.eval_split, due)
+                        written = loop_samples.write(step, global_state.params) if sampling_due else {}
                     if due:
                         log(step, eval_metrics)
                         report(f'step {step}: ' + logging.format_metrics(eval_metrics))
