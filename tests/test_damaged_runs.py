@@ -1,17 +1,21 @@
 """Each file of a tiny run's directory removed, truncated or garbled in turn, then the commands that read
 it: one ``error:`` line naming the file and nothing written, or (where the command does not need the
-file) a warning and success. Never a traceback.
+file) a warning and success. Never a traceback. The same for a file of a prepared dataset: training
+answers in one ``error:`` line naming it and the command that prepares the dataset again.
 
-About 25 commands of a few seconds each: run after the suite by ``make damaged`` (.ci/run), not by
+About 30 commands of a few seconds each: run after the suite by ``make damaged`` (.ci/run), not by
 ``make test``.
 """
 
 import os
+import pathlib
 import shutil
 
 import pytest
 
 from helpers import run_script
+from transformer_lab.data.catalog import DATASETS
+from transformer_lab.data.source import resolve_data_dir
 
 pytestmark = pytest.mark.damaged
 
@@ -93,3 +97,30 @@ def test_a_damaged_run_directory_is_answered_in_one_line(trained, tmp_path, file
     assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
     assert os.path.join(workdir, file.split('/')[0]) in lines[0] or file in lines[0], lines[0]
     assert snapshot(workdir) == before
+
+
+# (file of the prepared bach_chorales, damage): a shard cut short, overwritten or removed (the dataset's
+# other splits whole), the description of the dataset overwritten or removed
+DATASET_CASES = [('bach_chorales-train.array_record-00000-of-00001', 'truncated'),
+                 ('bach_chorales-train.array_record-00000-of-00001', 'garbled'),
+                 ('bach_chorales-validation.array_record-00000-of-00001', 'removed'),
+                 ('dataset_info.json', 'garbled'),
+                 ('dataset_info.json', 'removed')]
+
+
+@pytest.mark.parametrize('file,how', DATASET_CASES, ids=['-'.join(case) for case in DATASET_CASES])
+def test_a_damaged_prepared_dataset_is_answered_in_one_line(tmp_path, file, how):
+    prepared = DATASETS['bach_chorales'].prepared_dir(resolve_data_dir())
+    copy = DATASETS['bach_chorales'].prepared_dir(str(tmp_path / 'data'))
+    shutil.copytree(prepared, copy, ignore=shutil.ignore_patterns('token_ids'))
+    damage(pathlib.Path(copy, file), how)
+    before = snapshot(tmp_path / 'data')
+    result = run_script('train.py', '--config=configs/music_transformer_bach_chorales.py:tiny',
+                        f'--config.data.data_dir={tmp_path / "data"}', f'--workdir={tmp_path / "run"}')
+    assert 'Traceback' not in result.stderr + result.stdout, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+    assert "data.name='bach_chorales'" in lines[0] and os.path.join(copy, file) in lines[0], lines[0]
+    assert lines[0].endswith(f'python scripts/prepare_data.py --dataset=bach_chorales --data_dir={tmp_path / "data"} '
+                             f'--overwrite'), lines[0]
+    assert snapshot(tmp_path / 'data') == before

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 from helpers import load_config, run_script, train_losses
 from test_cli_failures import assert_one_error_line, tree_checksums
 from test_text_folders import write
-from transformer_lab.data import midi, prepare
+from transformer_lab.data import midi, prepare, provenance
 from transformer_lab.data.builders.folders import DataSourceError, by_split
 from transformer_lab.data.builders.pieces import split_of
 from transformer_lab.data.catalog import DATASETS
@@ -284,13 +285,19 @@ def test_the_source_record_counts_only_the_files_a_builder_reads(tmp_path):
     (source / 'notes.md').write_text('about my pictures')
     (source / '.DS_Store').write_bytes(b'\0\1')
     (source / 'dogs' / '.hidden.png').write_bytes(b'\0')
-    assert prepare.stale(done.path) == []
+    assert provenance.stale(done.path) == []
     Image.new('RGB', (5, 5)).save(source / 'cats' / 'new.png')
-    assert 'changed since it was prepared' in prepare.stale(done.path)[0]
+    assert 'changed since it was prepared' in provenance.stale(done.path)[0]
     (source / 'cats' / 'new.png').unlink()
-    assert prepare.stale(done.path) == []
+    assert provenance.stale(done.path) == []
     (source / 'top.png').write_bytes((source / 'top.png').read_bytes() + b'edited')
-    assert prepare.stale(done.path)
+    assert provenance.stale(done.path)
+
+
+def test_an_unreadable_source_record_is_a_change_not_a_failure(tmp_path):
+    done = prepared('image_folder', tmp_path / 'data', image_folder(tmp_path / 'images'), image_size=4)
+    pathlib.Path(done.path, provenance.SOURCE_RECORD).write_bytes(b'\xcd garbled')
+    assert 'cannot be read' in provenance.stale(done.path)[0]
 
 
 def test_a_data_dir_inside_the_source_folder_is_refused(tmp_path):

@@ -6,8 +6,10 @@ The pipelines of each modality build on ``TfdsPipeline``: data/text.py, data/ima
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import importlib
+import json
 import os
 import warnings
 
@@ -15,12 +17,17 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from transformer_lab.config import ConfigError, positive, require
-from transformer_lab.data.prepare import stale
+from transformer_lab.config import ConfigError, UserError, positive, require
+from transformer_lab.data.provenance import stale
 
 
 class DatasetNotPreparedError(FileNotFoundError):
     """The dataset is not in the data dir; the message names the command that prepares it."""
+
+
+class DamagedDatasetError(UserError):
+    """A file of a prepared dataset is missing or cannot be read (cut short, overwritten); the message
+    names it and the command that prepares the dataset again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +55,11 @@ class Dataset:
         """What ``data.name`` says: ``bible_translation``, ``image_folder/mine``."""
         return f'{self.tfds_name}/{self.config_name}' if self.config_name else self.tfds_name
 
-    def prepare_command(self, data_dir: str) -> str:
+    def prepare_command(self, data_dir: str, *, overwrite: bool = False) -> str:
         name = f' --name={self.config_name}' if self.config_name else ''
         manual_dir = ' --manual_dir=DIR' if self.manual_dir else ''
-        command = f'python scripts/prepare_data.py --dataset={self.tfds_name}{name}{manual_dir} --data_dir={data_dir}'
+        command = (f'python scripts/prepare_data.py --dataset={self.tfds_name}{name}{manual_dir} --data_dir={data_dir}'
+                   + (' --overwrite' if overwrite else ''))
         return f'{command} (DIR: {self.manual_dir})' if self.manual_dir else command
 
     def prepared_dir(self, data_dir: str) -> str:
@@ -61,19 +69,27 @@ class Dataset:
         return os.path.join(data_dir, self.name, version)
 
     def builder(self, data_dir: str) -> tfds.core.DatasetBuilder:
-        """The prepared dataset's builder, to read it; DatasetNotPreparedError (naming the command that
-        prepares it) when it is not in ``data_dir``. A user's dataset is read from its files alone."""
-        importlib.import_module(self.builder_module)
-        if self.user_files:
-            path = self.prepared_dir(data_dir)
-            builder = tfds.builder_from_directory(path) if os.path.exists(
-                os.path.join(path, 'dataset_info.json')) else None
-        else:
-            builder = tfds.builder(self.tfds_name, data_dir=data_dir)
-        if builder is None or not builder.is_prepared():
+        """The prepared dataset's builder, to read it: DatasetNotPreparedError (naming the command that
+        prepares it) when it is not in ``data_dir``, DamagedDatasetError when a file that describes it is
+        missing or not JSON. A user's dataset is read from its files alone (its features.json too)."""
+        path = self.prepared_dir(data_dir)
+        if not os.path.isdir(path):   # preparing moves a dataset in only once it is whole
             raise DatasetNotPreparedError(f'data.name={self.name!r} is not prepared in {data_dir}. '
                                           f'Prepare it with: {self.prepare_command(data_dir)}')
-        return builder
+        for name in ('dataset_info.json', 'features.json') if self.user_files else ('dataset_info.json',):
+            try:
+                with open(os.path.join(path, name), 'rb') as file:
+                    json.load(file)
+            except (FileNotFoundError, ValueError):
+                raise self.damaged(data_dir, os.path.join(path, name), 'not JSON') from None
+        return tfds.builder_from_directory(path) if self.user_files else tfds.builder(self.tfds_name, data_dir=data_dir)
+
+    def damaged(self, data_dir: str, path: str, problem: str) -> DamagedDatasetError:
+        """The error for ``path``, a file of this dataset prepared in ``data_dir``: missing, or unreadable
+        for ``problem``."""
+        state = f'cannot be read ({problem})' if os.path.exists(path) else 'is missing'
+        return DamagedDatasetError(f'data.name={self.name!r}: {path} {state}; prepare it again: '
+                                   f'{self.prepare_command(data_dir, overwrite=True)}')
 
 
 DEFAULT_NAME = 'default'
@@ -119,16 +135,58 @@ class TfdsPipeline:
         self.data_dir = resolve_data_dir(data_config.data_dir)
         self.builder = dataset.builder(self.data_dir)
         for change in stale(os.fspath(self.builder.data_dir)):
-            warnings.warn(f'data.name={dataset.name!r}: {change}; to prepare it again, add --overwrite to '
-                          f'{dataset.prepare_command(self.data_dir)}')
+            warnings.warn(f'data.name={dataset.name!r}: {change}; to prepare it again: '
+                          f'{dataset.prepare_command(self.data_dir, overwrite=True)}')
+        for split in self.builder.info.splits:   # damage found now: not mid-run, nor hidden by kept token ids
+            self.source(split).check()
 
-    def source(self, split: str):
-        """The random-access TFDS source of a split (a clear error for unknown splits)."""
+    def source(self, split: str) -> Records:
+        """The records of a split (a clear error for unknown splits)."""
         splits = self.builder.info.splits
         if split not in splits:
             raise ConfigError('data.train_split/eval_split', f'split {split!r} of {self.dataset.name} '
                               f'does not exist; valid: {sorted(splits)}')
-        return self.builder.as_data_source(split=split)
+        info = splits[split]
+        held = [(start, path) for start, length, path in
+                zip(np.cumsum([0, *info.shard_lengths]).tolist(), info.shard_lengths, info.filepaths) if length]
+        return Records(self.builder.as_data_source(split=split), self.dataset, self.data_dir,
+                       [start for start, _ in held], [os.fspath(path) for _, path in held])
+
+
+@dataclasses.dataclass
+class Records:
+    """The records of one split of a prepared dataset, read from its random-access TFDS source; a shard
+    that cannot be read (cut short, overwritten, removed) raises DamagedDatasetError, naming it."""
+    source: object      # the split's random-access TFDS source
+    dataset: Dataset
+    data_dir: str
+    starts: list[int]   # the index of the first record of each shard that holds any
+    paths: list[str]    # those shards' files
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.source[index]
+        except RuntimeError as error:   # array_record's, for a shard it cannot open or read
+            path = self.paths[bisect.bisect_right(self.starts, index) - 1]
+            raise self.dataset.damaged(self.data_dir, path, str(error).split(':')[0]) from None
+
+    def __getitems__(self, indices: list[int]) -> list:
+        try:
+            return self.source.__getitems__(indices)
+        except RuntimeError:   # one at a time, to name the shard at fault
+            return [self[index] for index in indices]
+
+    def __iter__(self):
+        return (self[index] for index in range(len(self)))
+
+    def check(self) -> None:
+        """Reads the first record of every shard, which opens it: a shard cut short, overwritten or
+        removed is found without reading the data."""
+        for start in self.starts:
+            self[start]
 
 
 def in_workers(batches: grain.IterDataset, workers: int) -> grain.IterDataset:

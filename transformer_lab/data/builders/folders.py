@@ -78,7 +78,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     @property
     def read_suffixes(self) -> tuple[str, ...]:
         """The suffixes of every file in a source folder that the builder reads: what makes a prepared
-        dataset stale when such a file is added, removed or changed (prepare.py ``record``)."""
+        dataset stale when such a file is added, removed or changed (provenance.py ``record``)."""
         return self.SUFFIXES
 
     @property
