@@ -34,8 +34,7 @@ def get_config(arg=None):
         model.num_decoder_layers, model.d_model, model.num_heads, model.d_ff = 14, 256, 8, 1024
     if arg['2d']:
         model.num_decoder_layers, model.num_heads = 8, 8
-        model.attention = ConfigDict({'type': 'local_2d', 'image_shape': (32, 32 if arg.dmol else 96),
-                                      'query_shape': (8, 32), 'memory_flange': (8, 32)})
+        model.attention = ConfigDict({'type': 'local_2d', 'query_shape': (8, 32), 'memory_flange': (8, 32)})
 
     config.train.num_steps = 500_000
     config.train.learning_rate, config.train.warmup_steps = 0.5, 4000

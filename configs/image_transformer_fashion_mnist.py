@@ -20,7 +20,7 @@ IMAGE_SHAPE = (28, 28, 1)
 ATTENTION = {
     'full': {'type': 'dot_product'},
     '1d': {'type': 'local_1d', 'block_length': 112},
-    '2d': {'type': 'local_2d', 'image_shape': (28, 28), 'query_shape': (7, 7), 'memory_flange': (7, 7)},
+    '2d': {'type': 'local_2d', 'query_shape': (7, 7), 'memory_flange': (7, 7)},
 }
 
 

@@ -22,8 +22,7 @@ def get_config(arg=None):
         model.input_shape = (8, 8, 3)
         model.num_encoder_layers, model.num_decoder_layers = 4, 8
         model.d_model, model.num_heads, model.d_ff, model.dropout_rate = 512, 8, 2048, 0.1
-        model.attention = ConfigDict({'type': 'local_2d', 'image_shape': (32, 96), 'query_shape': (8, 32),
-                                      'memory_flange': (8, 16)})
+        model.attention = ConfigDict({'type': 'local_2d', 'query_shape': (8, 32), 'memory_flange': (8, 16)})
         config.data.batch_size = 32
         config.train.num_steps, config.train.learning_rate, config.train.warmup_steps = 200_000, 0.5, 4000
         config.eval.every_steps = config.checkpoint.every_steps = config.sample.every_steps = 10_000
@@ -33,8 +32,7 @@ def get_config(arg=None):
         model.input_shape = (7, 7, 1)
         model.num_encoder_layers, model.num_decoder_layers = 2, 4
         model.d_model, model.num_heads, model.d_ff, model.dropout_rate = 128, 4, 256, 0.0
-        model.attention = ConfigDict({'type': 'local_2d', 'image_shape': (28, 28), 'query_shape': (7, 7),
-                                      'memory_flange': (7, 7)})
+        model.attention = ConfigDict({'type': 'local_2d', 'query_shape': (7, 7), 'memory_flange': (7, 7)})
         config.data.batch_size = 16
         config.train.num_steps, config.train.learning_rate, config.train.warmup_steps = 3000, 1.0, 500
         config.eval.every_steps = config.checkpoint.every_steps = 1000

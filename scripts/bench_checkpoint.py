@@ -22,8 +22,8 @@ from absl import flags
 from transformer_lab import cli, tasks
 from transformer_lab.benchmarking import heading, publish
 from transformer_lab.models.catalog import build_model
-from transformer_lab.training import checkpoints, parallel
-from transformer_lab.training.steps import initial_state
+from transformer_lab.training import checkpoints
+from transformer_lab.training.state import assemble
 
 FLAGS = flags.FLAGS
 cli.define_config_flag()
@@ -43,8 +43,7 @@ def main(argv):
     tokenizer = config.data.tokenizer
     vocab_size = tasks.FIXED_TOKENIZERS[tokenizer]().vocab_size if tokenizer in tasks.FIXED_TOKENIZERS else config.data.vocab_size
     model = build_model(config.model, vocab_size, seed=config.seed)
-    _, state, _, _ = initial_state(config, model)
-    state = jax.device_put(state, parallel.replicated(parallel.make_mesh()))
+    state = assemble(config, model).placed()
     megabytes = sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20
     blocking, pending = [], []
     with tempfile.TemporaryDirectory() as workdir:

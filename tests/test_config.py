@@ -1,11 +1,12 @@
 """Config variants (big_vision style), the shipped configs' paper values, and validation errors."""
 
+import json
 import re
 
 import pytest
 
 from helpers import load_config
-from transformer_lab.config import ConfigError, parse_arg, with_added_fields
+from transformer_lab.config import ConfigError, parse_arg
 from transformer_lab.training.validation import validate
 
 
@@ -76,25 +77,19 @@ def test_validation_names_the_field(field, value, message):
         validate(config)
 
 
-def test_a_run_saved_before_a_field_existed_loads_with_its_own_behaviour():
-    saved = load_config('configs/transformer_lm_kjv.py:tiny').to_dict()
-    del saved['parallel']['stop_check_every_steps']   # runs before it agreed on a stop at every step
-    assert with_added_fields(saved)['parallel']['stop_check_every_steps'] == 1
-    saved['parallel']['stop_check_every_steps'] = 7
-    assert with_added_fields(saved)['parallel']['stop_check_every_steps'] == 7
-
-
-def test_a_run_saved_before_the_newest_fields_resumes_without_drift():
-    import json
-
-    from transformer_lab.config import ADDED_FIELDS
-    from transformer_lab.training.loop import config_drift
+def test_a_run_saved_before_a_field_existed_is_refused_in_one_line(tmp_path):
+    """No release yet, so no shims: a config.json without a field of today's configs names the file and
+    the missing field, and is not read; the config as saved today is."""
+    from transformer_lab.training.workdir import DamagedRunError, saved_config
     config = load_config('configs/transformer_lm_kjv.py:tiny')
-    saved = json.loads(config.to_json_best_effort())      # as config.json holds it
-    for path in ADDED_FIELDS:
-        section, name = path.split('.')
-        del saved[section][name]
-    assert config_drift(with_added_fields(saved), json.loads(config.to_json_best_effort())) == []
+    saved = json.loads(config.to_json_best_effort())
+    (tmp_path / 'config.json').write_text(json.dumps(saved))
+    assert saved_config(str(tmp_path)) == saved
+    del saved['parallel']['stop_check_every_steps']
+    (tmp_path / 'config.json').write_text(json.dumps(saved))
+    with pytest.raises(DamagedRunError, match=r'config.json was written by an earlier version of transformer_lab '
+                                              r'\(it has no parallel.stop_check_every_steps\)'):
+        saved_config(str(tmp_path))
 
 
 def test_each_evaluator_runs_on_its_own_cadence_and_all_of_them_at_the_end():

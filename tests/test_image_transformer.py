@@ -24,9 +24,9 @@ IMAGE_SHAPE = (5, 4, 3)   # 60 sub-pixels; 2D blocks do not divide it
 ATTENTION = {
     'full': {'type': 'dot_product'},
     '1d': {'type': 'local_1d', 'block_length': 8},
-    '2d': {'type': 'local_2d', 'image_shape': (5, 12), 'query_shape': (2, 4), 'memory_flange': (1, 4)},
+    '2d': {'type': 'local_2d', 'query_shape': (2, 4), 'memory_flange': (1, 4)},
     # DMOL: a pixel per position, so local 2D runs over the (5, 4) grid of pixels.
-    '2d_pixels': {'type': 'local_2d', 'image_shape': (5, 4), 'query_shape': (2, 2), 'memory_flange': (1, 1)},
+    '2d_pixels': {'type': 'local_2d', 'query_shape': (2, 2), 'memory_flange': (1, 1)},
 }
 VARIANTS = [('categorical', 'full'), ('categorical', '1d'), ('categorical', '2d'), ('dmol', 'full'),
             ('dmol', '2d_pixels')]
@@ -237,7 +237,7 @@ def test_downsampling_averages_blocks():
 ENCODER_ATTENTION = {
     'full': {'type': 'dot_product'},
     # Unmasked local 2D over the (2, 6) sub-pixel image of the 2x2x3 input.
-    'local_2d': {'type': 'local_2d', 'image_shape': (2, 6), 'query_shape': (1, 3), 'memory_flange': (1, 3)},
+    'local_2d': {'type': 'local_2d', 'query_shape': (1, 3), 'memory_flange': (1, 3)},
 }
 
 

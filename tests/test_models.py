@@ -243,7 +243,7 @@ def test_float32_result_products_and_their_gradients_are_the_bfloat16_products_i
     are those of that product with the cotangent rounded to bfloat16; on this CPU all three products
     stay bfloat16 x bfloat16 -> float32 in the compiled program (what plain bfloat16 loses to XLA)."""
     from transformer_lab.benchmarking import dot_operand_types
-    from transformer_lab.models.layers import float32_result_dot_general
+    from transformer_lab.backends import float32_result_dot_general
     rng = np.random.default_rng(0)
     x, w = (jnp.asarray(rng.normal(size=shape), jnp.bfloat16) for shape in (x_shape, w_shape))
     contracted = len(x_shape) - 2

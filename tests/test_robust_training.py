@@ -42,7 +42,7 @@ def test_a_moving_average_of_the_parameters_resumes_exactly_and_is_evaluated_bes
     from transformer_lab import tasks
     from transformer_lab.config import ConfigError
     from transformer_lab.models.catalog import build_model
-    from transformer_lab.training.steps import initial_state
+    from transformer_lab.training.state import assemble
     options = dict(train__ema_decay=0.9, checkpoint__every_steps=4)
     metrics = train_and_evaluate(tiny_lm(num_steps=14, **options), str(tmp_path / 'straight'))
     assert metrics['validation_ema/nll'] != metrics['validation/nll'] and np.isfinite(metrics['validation_ema/nll'])
@@ -58,7 +58,7 @@ def test_a_moving_average_of_the_parameters_resumes_exactly_and_is_evaluated_bes
     train_and_evaluate(config, str(tmp_path / 'one'))
     model = build_model(config.model, tasks.FIXED_TOKENIZERS[config.data.tokenizer]().vocab_size,
                                  seed=config.seed)
-    initial = jax.tree.leaves(initial_state(config, model)[1].params)
+    initial = jax.tree.leaves(assemble(config, model).initial.params)
     for first, start, updated in zip(averaged(tmp_path / 'one'), initial, params_of(tmp_path / 'one')):
         np.testing.assert_allclose(first, 0.9 * np.asarray(start) + 0.1 * updated, rtol=1e-5, atol=1e-7)
     train_and_evaluate(tiny_lm(num_steps=1), str(tmp_path / 'plain'))
@@ -237,43 +237,18 @@ def test_cadences_steps_and_topology_may_change_on_resume(tmp_path):
     assert logged_train_steps(tmp_path) == [5, 10, 12]
 
 
-def test_a_checkpoint_with_the_earlier_parameter_names_is_read_under_the_current_ones(tmp_path):
-    """Before the models shared their stacks and heads, an Image Transformer kept its parameters at the
-    top (intensity_embedding, positions, layers, final_norm, head): such a checkpoint restores, values
-    in place, into today's model (embedder/..., decoder/..., head/projection)."""
-    import orbax.checkpoint as ocp
-    from flax import nnx
-
-    from test_image_transformer import image_model_config
-    from transformer_lab.config import base_config
-    from transformer_lab.models.image_transformer import ImageTransformer
-    from transformer_lab.training.checkpoints import Checkpoints, abstract_like
-    from transformer_lab.training.steps import initial_state
-    config = base_config()
-    config.model = image_model_config('1d')
-    graphdef, state, _, _ = initial_state(config, ImageTransformer(config.model, 256, rngs=nnx.Rngs(3)))
-    current = Checkpoints(str(tmp_path / 'current'), max_to_keep=1)
-    current.save(1, state)
-    current.close()
-    saved = Checkpoints(str(tmp_path / 'current'), max_to_keep=1, read_only=True)
-    raw = saved.manager.restore(1, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
-
-    earlier_names = {'intensity_embedding': ('embedder', 'intensity_embedding'), 'layers': ('decoder', 'layers'),
-                     'final_norm': ('decoder', 'final_norm'), 'head': ('head', 'projection')}
-
-    def earlier(tree):   # today's names -> the earlier ones, as the earlier model saved them
-        return {old: tree[outer][inner] for old, (outer, inner) in earlier_names.items()}
-    raw['params'] = earlier(raw['params'])
-    for adam in raw['opt_state']:
-        if isinstance(adam, dict) and 'mu' in adam:
-            adam['mu'], adam['nu'] = earlier(adam['mu']), earlier(adam['nu'])
-    old = Checkpoints(str(tmp_path / 'old'), max_to_keep=1)
-    old.save(1, raw)
-    old.close()
-    shardings = jax.tree.map(lambda x: x.sharding, state)
-    with pytest.warns(UserWarning, match='names its parameters as an earlier version'):
-        restored, _ = Checkpoints(str(tmp_path / 'old'), max_to_keep=1, read_only=True).restore(
-            abstract_like(state, shardings), 1)
-    for expected, got in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+def test_read_only_commands_read_the_parameters_without_the_optimizer_state(tmp_path):
+    """runs.load reads only a checkpoint's parameters (orbax's partial restore): a checkpoint whose
+    optimizer state no optimizer of this config would make still loads, its parameters exact."""
+    from transformer_lab.training.checkpoints import Checkpoints
+    train_and_evaluate(tiny_lm(num_steps=2), str(tmp_path / 'run'))
+    trained = transformer_lab.load(str(tmp_path / 'run'))
+    (tmp_path / 'other').mkdir()
+    shutil.copy(tmp_path / 'run' / 'config.json', tmp_path / 'other' / 'config.json')
+    store = Checkpoints(str(tmp_path / 'other'), max_to_keep=1)
+    store.save(2, {'step': np.int32(2), 'params': trained.params, 'opt_state': {'another_optimizer': np.ones(3)}})
+    store.close()
+    loaded = transformer_lab.load(str(tmp_path / 'other'))
+    assert loaded.step == 2
+    for expected, got in zip(jax.tree.leaves(trained.params), jax.tree.leaves(loaded.params), strict=True):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
-

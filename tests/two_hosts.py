@@ -19,7 +19,8 @@ import jax
 import numpy as np
 
 from helpers import load_config
-from transformer_lab.training import evaluators, loop, parallel, preemption, steps
+from transformer_lab.training import evaluators, loop, parallel, preemption
+from transformer_lab.training import state as state_lib
 
 NUM_STEPS = 10
 
@@ -68,10 +69,9 @@ def reference(output: str):
     config = tiny_lm()
     pipeline, model = loop.setup(config)
     mesh = parallel.make_mesh()
-    strategy = parallel.make_parallel(config.parallel, mesh)
-    graphdef, state, optimizer, _ = steps.initial_state(config, model)
-    state = jax.device_put(state, strategy.state_shardings(state))
-    train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
+    assembly = state_lib.assemble(config, model, mesh)
+    graphdef, state, strategy = assembly.graphdef, assembly.placed(), assembly.strategy
+    train_step = assembly.train_step(config.train)
     streams = [iter(pipeline.train_batches(config.data.batch_size // 2, seed=config.data.shuffle_seed,
                                            shard_index=index, shard_count=2)) for index in range(2)]
     losses = []

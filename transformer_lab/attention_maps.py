@@ -16,11 +16,6 @@ from flax import nnx
 
 from transformer_lab.attention.core import capturing_weights
 
-# (stack, attention module) -> the kind of attention, as the model's state names them.
-KINDS = {('encoder', 'self_attention'): 'encoder_self', ('decoder', 'self_attention'): 'decoder_self',
-         ('decoder', 'cross_attention'): 'encoder_decoder'}
-
-
 def attention_weights(run_or_model, batch: dict, example: int = 0) -> dict[str, np.ndarray]:
     """The attention probabilities of row ``example`` of ``batch`` (as the run's pipeline yields it):
     per kind, float32 [layers, heads, q_len, k_len]. ``run_or_model``: a loaded run
@@ -28,11 +23,10 @@ def attention_weights(run_or_model, batch: dict, example: int = 0) -> dict[str, 
     (``model.order[t]`` is the raster index of position t). All layers and heads are kept: for long
     sequences pass a batch of one row (a 3072-position image: 38 MB per layer and head)."""
     model = getattr(run_or_model, 'model', run_or_model)
-    with capturing_weights():
-        _, intermediates = nnx.capture(model, nnx.Intermediate)(batch)
-    layers: dict[str, dict[int, np.ndarray]] = {}
-    for path, variable in nnx.to_flat_state(intermediates):
-        stack, _, layer, attention, _ = path
-        (weights,) = variable.get_value()
-        layers.setdefault(KINDS[stack, attention], {})[layer] = np.asarray(weights[example])
-    return {kind: np.stack([by_layer[layer] for layer in sorted(by_layer)]) for kind, by_layer in layers.items()}
+    try:
+        with capturing_weights():
+            model(batch)     # each attention module sows its probabilities on itself
+        return {kind: np.stack([np.asarray(module.attention_weights.get_value()[0][example]) for module in modules])
+                for kind, modules in model.attention_layers().items()}
+    finally:
+        nnx.pop(model, nnx.Intermediate)     # the model as it was

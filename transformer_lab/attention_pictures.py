@@ -151,7 +151,7 @@ def draw_image(run, batch: dict, maps: dict[str, np.ndarray], choice: Choice, fo
     decoder_maps = maps['decoder_self']
     layer = choice.layer_of(decoder_maps)
     heads = choice.heads_of(decoder_maps)
-    core = model.decoder.layers[layer].self_attention.core
+    core = model.attention_layers()['decoder_self'][layer].core
     structure = np.asarray(core.structure(len(order), len(order)))
     step_of = np.argsort(order)                      # raster index -> generation step
     spread = [(height // 4, width // 2), (height // 2, width // 4), (height // 2, 3 * width // 4),

@@ -41,19 +41,17 @@ def train_step_on(config, *, batches: int = 4, vocab_size: int | None = None, ho
     from transformer_lab import tasks   # the heading alone needs none of the training stack
     from transformer_lab.models.catalog import build_model
     from transformer_lab.training import parallel
-    from transformer_lab.training.steps import initial_state
+    from transformer_lab.training import state as state_lib
     if host_batches is None:
         pipeline = tasks.build_pipeline(config.data)
         vocab_size = pipeline.tokenizer.vocab_size
         layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
         iterator = iter(pipeline.train_batches(layout.host_rows, seed=0))
         host_batches = [next(iterator) for _ in range(batches)]
-    model = build_model(config.model, vocab_size, seed=config.seed)
-    strategy = parallel.make_parallel(config.parallel, parallel.make_mesh())
-    graphdef, state, optimizer, _ = initial_state(config, model)
-    state = jax.device_put(state, strategy.state_shardings(state))
-    train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
-    return train_step, strategy.from_global(state), [strategy.put_batch(batch) for batch in host_batches]
+    assembly = state_lib.assemble(config, build_model(config.model, vocab_size, seed=config.seed))
+    strategy = assembly.strategy
+    return (assembly.train_step(config.train), strategy.from_global(assembly.placed()),
+            [strategy.put_batch(batch) for batch in host_batches])
 
 
 def compiled_train_step(config, *, batches: int = 4):

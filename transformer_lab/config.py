@@ -319,26 +319,6 @@ def for_accelerators(config: ConfigDict) -> ConfigDict:
 COMMON_VARIANTS = dict(tiny=False, steps=0, layers=0)
 
 
-# Fields added to the config after runs had been trained, with the values that give those runs' own
-# behaviour: a run directory written before a field existed still loads, evaluates and resumes.
-ADDED_FIELDS = {'model.head': 'categorical', 'model.attention_implementation': 'xla',
-                **{f'model.{name}': value for name, value in BLOCKWISE_BLOCKS.items()},
-                'train.dropout_rng': 'threefry2x32', 'model.activation_dtype': '',
-                'parallel.stop_check_every_steps': 1, 'data.workers': 0, 'eval.evaluator_every_steps': {},
-                'train.profile_steps': [], 'train.ema_decay': 0.0, 'sample.every_steps': 0}
-
-
-def with_added_fields(saved: dict) -> dict:
-    """A run's saved config (config.json, as a dict) with the ``ADDED_FIELDS`` it predates filled in."""
-    for path, value in ADDED_FIELDS.items():
-        *sections, name = path.split('.')
-        section = saved
-        for part in sections:
-            section = section.setdefault(part, {})
-        section.setdefault(name, value)
-    return saved
-
-
 def require(condition: bool, field: str, message: str) -> None:
     """Raises ConfigError(field, message) unless ``condition``: the one step of every config check."""
     if not condition:

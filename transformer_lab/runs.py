@@ -7,7 +7,6 @@ import os
 import shutil
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
@@ -18,7 +17,7 @@ from transformer_lab.models.catalog import build_model
 from transformer_lab.sampling import Run
 from transformer_lab.training import checkpoints, parallel
 from transformer_lab.training import workdir as workdir_lib
-from transformer_lab.training.steps import initial_state
+from transformer_lab.training import state as state_lib
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -49,22 +48,43 @@ def load_tokenizer(config, workdir: str):
 
 
 def load(workdir: str, step: int | None = None, *, average_last: int = 0, ema: bool = False) -> Run:
-    """Restores the latest (or the given) checkpoint of ``workdir``; needs no prepared dataset and
-    writes nothing (``workdir`` may be a read-only copy of a run).
+    """Reads the parameters of the latest (or the given) checkpoint of ``workdir``, not its optimizer's
+    state; needs no prepared dataset and writes nothing (``workdir`` may be a read-only copy of a run).
 
     ``average_last=N``: the parameters are the element-wise mean of the last N checkpoints' (up to
     ``step`` if given), the checkpoint averaging of Vaswani et al. (2017, Sec. 6.1: the last 5 for
     base models, 20 for big, written 10 minutes apart); ``step`` is then the newest of them.
     ``ema``: the run's moving average of its parameters instead (``train.ema_decay``).
     """
-    config, tokenizer, graphdef, state = _restore(workdir, step, average_last)
-    params = state.params
-    if ema:
-        if state.ema_params is None:
-            raise ConfigError('train.ema_decay', f'0 in {workdir}: the run kept no moving average of its parameters; '
-                                                 f'--ema reads a run trained with train.ema_decay > 0')
-        params = state.ema_params
-    return Run(config, tokenizer, nnx.merge(graphdef, params), graphdef, params, int(state.step))
+    config = load_config(workdir)
+    if ema and not config.train.ema_decay > 0:
+        raise ConfigError('train.ema_decay', f'0 in {workdir}: the run kept no moving average of its parameters; '
+                                             f'--ema reads a run trained with train.ema_decay > 0')
+    tokenizer = load_tokenizer(config, workdir)
+    graphdef, params = nnx.split(build_model(config.model, tokenizer.vocab_size, seed=config.seed))
+    replicated = parallel.replicated(parallel.make_mesh())
+    abstract = checkpoints.abstract_like(params, jax.tree.map(lambda _: replicated, params))
+    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep, read_only=True)
+    try:
+        params, step = state_lib.read_params(store, abstract, 'ema_params' if ema else 'params',
+                                             chosen_steps(store, step, average_last))
+    finally:
+        store.close()
+    return Run(config, tokenizer, nnx.merge(graphdef, params), graphdef, params, step)
+
+
+def chosen_steps(store: checkpoints.Checkpoints, step: int | None, average_last: int) -> list[int] | None:
+    """The checkpoints a read-only command reads: the last ``average_last`` up to ``step``, or ``step``
+    alone, or None for the newest readable one."""
+    if not average_last:
+        return None if step is None else [step]
+    steps = [s for s in store.all_steps() if step is None or s <= step][-average_last:]
+    if len(steps) < average_last:
+        raise FileNotFoundError(
+            f'--average_last={average_last}, but {store.directory} holds {len(steps)} checkpoints'
+            f'{"" if step is None else f" up to step {step}"} ({steps}); train with '
+            f'checkpoint.max_to_keep >= {average_last} to keep them')
+    return steps
 
 
 def lengthened(run: Run, length: int) -> Run:
@@ -81,11 +101,24 @@ def lengthened(run: Run, length: int) -> Run:
 
 def save_averaged(workdir: str, output: str, last: int) -> int:
     """Writes ``output``, a workdir like ``workdir`` (its config and tokenizer) whose one checkpoint
-    holds the mean parameters of ``workdir``'s last ``last`` checkpoints, at the newest one's step
-    (with its optimizer state). Returns that step. Refuses an ``output`` that holds anything."""
+    holds the mean parameters (and moving averages) of ``workdir``'s last ``last`` checkpoints, at the
+    newest one's step, with that step's optimizer state. Returns that step. Refuses an ``output`` that
+    holds anything."""
     if os.path.exists(output) and os.listdir(output):
         raise FileExistsError(f'--output={output} is not empty; name a new directory for the averaged run')
-    config, _, _, state = _restore(workdir, None, last)
+    config = load_config(workdir)
+    tokenizer = load_tokenizer(config, workdir)
+    model = build_model(config.model, tokenizer.vocab_size, seed=config.seed)
+    assembly = state_lib.assemble(config, model, parallel.make_mesh())
+    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep, read_only=True)
+    try:
+        steps = chosen_steps(store, None, last)
+        state = store.restore(assembly.abstract(), steps[-1])[0]
+        averaged = {field: state_lib.read_params(store, getattr(assembly.abstract(), field), field, steps)[0]
+                    for field in ('params', 'ema_params') if getattr(state, field) is not None}
+    finally:
+        store.close()
+    state = state.replace(**averaged)
     os.makedirs(output, exist_ok=True)
     for name in ('config.json', 'tokenizer.model'):
         if os.path.exists(os.path.join(workdir, name)):
@@ -96,43 +129,3 @@ def save_averaged(workdir: str, output: str, last: int) -> int:
     finally:
         store.close()
     return int(state.step)
-
-
-def _restore(workdir: str, step: int | None, average_last: int):
-    """(config, tokenizer, graphdef, train state) of a checkpoint, its parameters averaged over the last
-    ``average_last`` checkpoints if > 0."""
-    config = load_config(workdir)
-    tokenizer = load_tokenizer(config, workdir)
-    model = build_model(config.model, tokenizer.vocab_size, seed=config.seed)
-    mesh = parallel.make_mesh()
-    graphdef, state, _, _ = initial_state(config, model)
-    abstract = checkpoints.abstract_like(state, jax.tree.map(lambda _: parallel.replicated(mesh), state))
-    store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep, read_only=True)
-    try:
-        if average_last:
-            steps = [s for s in store.all_steps() if step is None or s <= step][-average_last:]
-            if len(steps) < average_last:
-                raise FileNotFoundError(
-                    f'--average_last={average_last}, but {store.directory} holds {len(steps)} checkpoints'
-                    f'{"" if step is None else f" up to step {step}"} ({steps}); train with '
-                    f'checkpoint.max_to_keep >= {average_last} to keep them')
-            return config, tokenizer, graphdef, average_checkpoints(store, abstract, steps)
-        if step is not None:
-            return config, tokenizer, graphdef, store.restore(abstract, step)[0]
-        if (restored := store.restore_latest(abstract, set_aside_unreadable=False)) is not None:
-            return config, tokenizer, graphdef, restored[0]
-        raise FileNotFoundError(f'{store.directory} holds no checkpoint')
-    finally:
-        store.close()
-
-
-def average_checkpoints(store: checkpoints.Checkpoints, abstract_state, steps: list[int]):
-    """The newest of ``steps``' train states with the mean of their parameters (and of their moving
-    averages), restoring one checkpoint at a time so that memory holds two sets, not len(steps)."""
-    total = None
-    for step in steps:
-        state, _ = store.restore(abstract_state, step)
-        kept = (state.params, state.ema_params)
-        total = kept if total is None else jax.tree.map(jnp.add, total, kept)
-    params, ema_params = jax.tree.map(lambda summed: summed / len(steps), total)
-    return state.replace(params=params, ema_params=ema_params)

@@ -20,8 +20,9 @@ CORES = {
     'relative_local_1d': RelativeLocal1DCore,
 }
 
-# Arguments every core takes from the model rather than from `model.attention`.
-MODEL_ARGUMENTS = ('num_heads', 'head_dim', 'causal', 'rngs', 'implementation')
+# Arguments cores take from the model rather than from `model.attention` (``image_shape``: the position
+# grid that image models give the cores that see their sequence as an image).
+MODEL_ARGUMENTS = ('num_heads', 'head_dim', 'causal', 'rngs', 'implementation', 'image_shape')
 
 
 def check_attention(field: str, attention_config) -> None:

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from transformer_lab.attention.skewing import DistanceLogits, skew_window, unskew_window
+from transformer_lab.backends import float32_product
 
 Array = jax.Array
 FLOAT32 = jnp.float32
@@ -100,14 +101,6 @@ class _Plan:
         return visible
 
 
-def _product(spec: str, a: Array, b: Array) -> Array:
-    """``jnp.einsum`` with a float32 result. On a CPU the operands are float32 first: XLA:CPU's dot has no
-    bfloat16 x bfloat16 = float32 for every layout (the window's gradient product raised UNIMPLEMENTED)."""
-    if jax.default_backend() == 'cpu':
-        a, b = a.astype(FLOAT32), b.astype(FLOAT32)
-    return jnp.einsum(spec, a, b, preferred_element_type=FLOAT32)
-
-
 def _block(x: Array, index: Array, size: int) -> Array:
     """Block ``index`` of ``size`` rows along axis 2 of a heads-major [batch, heads, length, d]."""
     return jax.lax.dynamic_slice_in_dim(x, index * size, size, axis=2)
@@ -129,9 +122,9 @@ def _window(plan: _Plan, embeddings: Array | None, query_block: Array, key_block
 def _block_scores(plan: _Plan, query: Array, key: Array, window: Array | None) -> Array:
     """S = Q_b K_j^T / sqrt(d) + skew_window(Q_b W^T) x relative scale, float32 [batch, heads, b_q, b_k]
     for query [batch, heads, b_q, d], key [batch, heads, b_k, d], window [heads, b_q + b_k - 1, d]."""
-    scores = _product('bhqd,bhkd->bhqk', query, key) * plan.scale
+    scores = float32_product('bhqd,bhkd->bhqk', query, key) * plan.scale
     if window is not None:
-        relative = _product('bhqd,hwd->bhqw', query, window)
+        relative = float32_product('bhqd,hwd->bhqw', query, window)
         scores = scores + skew_window(relative, plan.key_block) * plan.relative_scale
     return scores
 
@@ -149,7 +142,7 @@ def _forward_query_block(plan: _Plan, query, key, value, embeddings, mask, query
         finite_peak = jnp.where(jnp.isfinite(new_peak), new_peak, 0.0)   # rows that have seen no key yet
         weights = jnp.exp(scores - finite_peak[..., None])
         correction = jnp.exp(peak - finite_peak)
-        accumulated = accumulated * correction[..., None] + _product(
+        accumulated = accumulated * correction[..., None] + float32_product(
             'bhqk,bhkd->bhqd', weights.astype(value.dtype), _block(value, key_block, plan.key_block))
         return new_peak, total * correction + weights.sum(-1), accumulated
 
@@ -202,18 +195,18 @@ def _backward_block_pair(plan: _Plan, residuals, query_block: Array, key_block: 
     window = _window(plan, embeddings, query_block, key_block)
     scores = _block_scores(plan, block_query, block_key, window)
     weights = jnp.where(plan.visible(mask, query_block, key_block), jnp.exp(scores - block_lse), 0.0)
-    value_part = _product('bhqk,bhqd->bhkd', weights.astype(block_gradient.dtype), block_gradient)
-    score_gradient = weights * (_product('bhqd,bhkd->bhqk', block_gradient, block_value) - block_dots)
+    value_part = float32_product('bhqk,bhqd->bhkd', weights.astype(block_gradient.dtype), block_gradient)
+    score_gradient = weights * (float32_product('bhqd,bhkd->bhqk', block_gradient, block_value) - block_dots)
     scaled = (score_gradient * plan.scale).astype(query.dtype)
-    query_gradient = query_gradient + _product('bhqk,bhkd->bhqd', scaled, block_key)
-    key_part = _product('bhqk,bhqd->bhkd', scaled, block_query)
+    query_gradient = query_gradient + float32_product('bhqk,bhkd->bhqd', scaled, block_key)
+    key_part = float32_product('bhqk,bhqd->bhkd', scaled, block_query)
     keys = key_block * plan.key_block
     key_gradient = _add_block(key_gradient, key_part, keys, axis=2)
     value_gradient = _add_block(value_gradient, value_part, keys, axis=2)
     if window is not None:
         unskewed = unskew_window(score_gradient * plan.relative_scale, plan.query_block).astype(query.dtype)
-        query_gradient = query_gradient + _product('bhqw,hwd->bhqd', unskewed, window)
-        window_part = _product('bhqw,bhqd->bhwd', unskewed, block_query)
+        query_gradient = query_gradient + float32_product('bhqw,hwd->bhqd', unskewed, window)
+        window_part = float32_product('bhqw,bhqd->bhwd', unskewed, block_query)
         embeddings_gradient = _add_block(embeddings_gradient, window_part, plan.window_start(query_block, key_block),
                                          axis=2)
     return query_gradient, key_gradient, value_gradient, embeddings_gradient

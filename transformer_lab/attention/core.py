@@ -150,10 +150,20 @@ class AttentionCore(nnx.Module):
     for whole sequences and ``added_logits_at`` for one decoding query (relative attention).
     """
 
+    sees_an_image = False   # True: the core is given the grid of its sequence seen as an image (``image_shape``)
+
     def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
                  implementation: Implementation = XLA):
         del num_heads, head_dim, rngs  # no parameters: the projections belong to MultiHeadAttention
         self.causal, self.implementation = causal, implementation
+
+    @classmethod
+    def generation_order(cls, grid: tuple[int, int], options) -> np.ndarray:
+        """int [rows * columns]: the order in which a causal core with ``options`` (its ``model.attention``)
+        generates a sequence seen as an image of ``grid`` = (rows, columns), as raster indices. Raster
+        order, unless the core's causality follows another (local 2D)."""
+        del options
+        return np.arange(grid[0] * grid[1])
 
     def attention(self, query: Array, key: Array, value: Array, mask: Array | None,
                   bias: Array | DistanceLogits | None = None,

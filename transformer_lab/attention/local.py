@@ -272,9 +272,11 @@ class Local2DCore(AttentionCore):
     flanges, 1280 keys at most instead of 3072.
     """
 
-    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs,
-                 implementation: Implementation = XLA, image_shape: tuple[int, int] = (32, 96),
-                 query_shape: tuple[int, int] = (8, 32),
+    sees_an_image = True         # its model gives it the position grid, ``image_shape``
+    QUERY_SHAPE = (8, 32)        # the paper's query blocks on CIFAR-10's 32 x 96 sub-pixels
+
+    def __init__(self, *, num_heads: int, head_dim: int, causal: bool, rngs: nnx.Rngs, image_shape: tuple[int, int],
+                 implementation: Implementation = XLA, query_shape: tuple[int, int] = QUERY_SHAPE,
                  memory_flange: tuple[int, int] = (8, 32)):
         super().__init__(num_heads=num_heads, head_dim=head_dim, causal=causal, rngs=rngs,
                          implementation=implementation)
@@ -284,6 +286,11 @@ class Local2DCore(AttentionCore):
                 raise ValueError(f'{name} must be two integers >= {least}, got {shape}')
         self.image_shape, self.query_shape = tuple(image_shape), tuple(query_shape)
         self.memory_flange = tuple(memory_flange)
+
+    @classmethod
+    def generation_order(cls, grid: tuple[int, int], options) -> np.ndarray:
+        """Block-raster order (``block_raster_order``) over ``grid`` in query blocks of ``query_shape``."""
+        return block_raster_order(grid, tuple(options.get('query_shape', cls.QUERY_SHAPE)))
 
     def plan(self) -> Local2DPlan:
         return local_2d_plan(self.image_shape, self.query_shape, self.memory_flange, self.causal)

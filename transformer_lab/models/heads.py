@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from transformer_lab.backends import first_argmax
 from transformer_lab.config import ConfigError
 
 Array = jax.Array
@@ -59,17 +60,6 @@ def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: float) 
         return nll, nll
     uniform_cross_entropy = jax.nn.logsumexp(logits, axis=-1) - logits.mean(axis=-1)
     return (1 - label_smoothing) * nll + label_smoothing * uniform_cross_entropy, nll
-
-
-def first_argmax(logits: jax.Array) -> jax.Array:
-    """``jnp.argmax`` over the last axis (the first maximum; the first NaN where there is one) -> int32,
-    as two plain reductions, the maximum and the least index that holds it. CPU only pays: XLA:CPU's
-    paired (value, index) reduction of ``jnp.argmax`` is a visible share of a greedy decoding step
-    (docs/benchmarks.md); on a GPU either form is fine."""
-    peak = logits.max(axis=-1, keepdims=True)
-    holds_it = (logits == peak) | jnp.isnan(logits)
-    indices = jnp.arange(logits.shape[-1], dtype=jnp.int32)
-    return jnp.min(jnp.where(holds_it, indices, logits.shape[-1]), axis=-1)
 
 
 def choose_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_k: int) -> jax.Array:

@@ -19,20 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from transformer_lab.attention.local import block_raster_order
+from transformer_lab.attention import CORES
 from transformer_lab.config import ConfigError, one_of
 from transformer_lab.models.heads import INTENSITIES, head_class, make_head
 from transformer_lab.models.layers import Dropout, TokenEmbedding, sinusoidal_position_encoding
-from transformer_lab.models.stacks import DecoderStack, EncoderStack, activation_dtype, dtypes, projection_dtypes
+from transformer_lab.models.stacks import (DecoderStack, EncoderStack, activation_dtype, attention_layers, dtypes,
+                                          projection_dtypes)
 
 Array = jax.Array
-
-
-@functools.lru_cache(maxsize=None)
-def _generation_order(grid: tuple[int, int], attention_type: str, query_shape: tuple[int, int] | None) -> np.ndarray:
-    if attention_type == 'local_2d':
-        return block_raster_order(grid, query_shape)
-    return np.arange(grid[0] * grid[1])
 
 
 def position_shape(model_config) -> tuple[int, int, int]:
@@ -48,16 +42,39 @@ def position_grid(model_config) -> tuple[int, int]:
     return height, width * channels
 
 
+def with_position_grids(model_config):
+    """``model_config`` as the model is built from it: attention cores that see their sequence as an image
+    (local 2D) are given its position grid as ``image_shape``, the image's for the decoder and the
+    low-resolution input's for a super-resolution encoder. Derived here, never written in a config."""
+    config = model_config.copy_and_resolve_references()
+    grids = {'attention': position_grid(config)}
+    if config.get('input_shape'):
+        height, width, channels = config.input_shape
+        grids['encoder_attention'] = (height, width * channels)
+    for section, grid in grids.items():
+        if section in config and CORES[config[section].type].sees_an_image:
+            with config.unlocked():
+                config[section].image_shape = grid
+    return config
+
+
 def _order_key(model_config) -> tuple:
-    attention = model_config.attention
-    query_shape = tuple(attention.get('query_shape', (8, 32))) if attention.type == 'local_2d' else None
-    return position_grid(model_config), attention.type, query_shape
+    """(position grid, the decoder's attention options as a tuple): what the generation order depends on."""
+    options = tuple(sorted((name, tuple(value) if isinstance(value, (list, tuple)) else value)
+                           for name, value in model_config.attention.items()))
+    return position_grid(model_config), options
+
+
+@functools.lru_cache(maxsize=None)
+def _generation_order(grid: tuple[int, int], options: tuple) -> np.ndarray:
+    options = dict(options)
+    return CORES[options['type']].generation_order(grid, options)
 
 
 def generation_order(model_config) -> np.ndarray:
     """int [positions]: step t of generation produces the position (sub-pixel, or pixel for DMOL) of
-    raster index order[t]. Raster order, except for local 2D attention: block-raster over the position
-    grid (see attention/local.py)."""
+    raster index order[t], as the decoder's attention core generates (``AttentionCore.generation_order``:
+    raster order, block-raster for local 2D)."""
     return _generation_order(*_order_key(model_config))
 
 
@@ -173,10 +190,8 @@ class ImageTransformer(nnx.Module):
     def __init__(self, config, vocab_size: int, *, rngs: nnx.Rngs):
         if vocab_size != INTENSITIES:
             raise ConfigError('data.tokenizer', "the Image Transformer models 256 intensities; use 'pixels'")
+        config = with_position_grids(config)
         grid = position_grid(config)
-        if config.attention.type == 'local_2d' and tuple(config.attention.image_shape) != grid:
-            raise ConfigError('model.attention.image_shape', f'{tuple(config.attention.image_shape)} must be the '
-                                                             f'{config.head} head\'s grid of positions {grid}')
         if config.max_length < grid[0] * grid[1]:
             raise ConfigError('model.max_length', f'{config.max_length} < the {grid[0] * grid[1]} positions of '
                                                   f'an image')
@@ -190,6 +205,10 @@ class ImageTransformer(nnx.Module):
     @property
     def order(self) -> np.ndarray:
         return self.embedder.order
+
+    def attention_layers(self) -> dict[str, list]:
+        """Its attention modules by kind and layer (stacks.attention_layers)."""
+        return attention_layers(self.encoder, self.decoder)
 
     def encode(self, inputs: Array, rngs: nnx.Rngs | None) -> Array:
         """Super-resolution: low-resolution sub-pixels [batch, h w C] -> encoder output [batch, h w C, d]."""

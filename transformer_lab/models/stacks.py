@@ -13,7 +13,8 @@ from flax import nnx
 
 from transformer_lab.attention import IMPLEMENTATIONS, Implementation, MultiHeadAttention, check_attention, make_core
 from transformer_lab.config import one_of, positive, require
-from transformer_lab.models.layers import FeedForward, Residual, float32_result_dot_general
+from transformer_lab.backends import float32_result_dot_general
+from transformer_lab.models.layers import FeedForward, Residual
 
 Array = jax.Array
 
@@ -59,7 +60,7 @@ def activation_dtype(config):
 def projection_dtypes(config) -> dict:
     """``dtypes`` plus the product of the projections (attention, feed-forward, embeddings as output
     weights, heads): ``lax.dot_general`` in the compute dtype, or, with ``model.activation_dtype=
-    'float32'``, ``layers.float32_result_dot_general`` (bfloat16 operands, float32 results and
+    'float32'``, ``backends.float32_result_dot_general`` (bfloat16 operands, float32 results and
     gradients: what makes bfloat16 pay on a CPU)."""
     products = float32_result_dot_general if config.activation_dtype else jax.lax.dot_general
     return dict(dtypes(config), dot_general=products)
@@ -198,3 +199,14 @@ class DecoderStack(_Stack):
             x, cache = layer.decode_step(x, cache, position, cross_mask)
             updated.append(cache)
         return self.finish(x), updated
+
+
+def attention_layers(encoder: EncoderStack | None, decoder: DecoderStack) -> dict[str, list[MultiHeadAttention]]:
+    """A model's attention modules by kind, one per layer: 'decoder_self', and with an encoder
+    'encoder_self' and 'encoder_decoder'. What code outside the models looks into (attention maps and
+    pictures: each module's ``core`` and the probabilities it sows), so that none walks their attributes."""
+    kinds = {'decoder_self': [layer.self_attention for layer in decoder.layers]}
+    if encoder is not None:
+        kinds['encoder_self'] = [layer.self_attention for layer in encoder.layers]
+        kinds['encoder_decoder'] = [layer.cross_attention for layer in decoder.layers]
+    return kinds

@@ -10,10 +10,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from transformer_lab.attention import padding_mask, segment_mask
+from transformer_lab.backends import keep_as_computed
 from transformer_lab.config import one_of, require
 from transformer_lab.models.heads import make_head
 from transformer_lab.models.layers import Dropout, PositionEncoding, TokenEmbedding, shift_right
-from transformer_lab.models.stacks import DecoderStack, EncoderStack, dtypes, projection_dtypes
+from transformer_lab.models.stacks import DecoderStack, EncoderStack, attention_layers, dtypes, projection_dtypes
 
 Array = jax.Array
 
@@ -75,6 +76,7 @@ class Decoding(nnx.Module):
     """The target side shared by both models: embedder, decoder stack and head, full and cached."""
 
     stops_at_eos = True   # a generated sequence ends at EOS (decoding/)
+    encoder = None        # the encoder-decoder's encoder stack
 
     @staticmethod
     def check_config(model) -> None:
@@ -96,6 +98,10 @@ class Decoding(nnx.Module):
         self.decoder = DecoderStack(config, cross_attention=cross_attention, rngs=rngs)
         self.head = make_head(config, vocab_size, tied_embedding=embedding if config.tie_output else None,
                               **projection_dtypes(config), rngs=rngs)
+
+    def attention_layers(self) -> dict[str, list]:
+        """Its attention modules by kind and layer (stacks.attention_layers)."""
+        return attention_layers(self.encoder, self.decoder)
 
     def decode(self, batch: dict, encoded: Array | None, cross_mask: Array | None,
                rngs: nnx.Rngs | None) -> Array:
@@ -146,11 +152,8 @@ class EncoderDecoder(Decoding):
             raise ValueError(f'{batch_size} decoding rows cannot share {inputs.shape[0]} sources evenly')
         positions = jnp.broadcast_to(jnp.arange(inputs.shape[1]), inputs.shape)
         encoded = self.encode(inputs, positions, None, None)
-        # The barrier hands the encoder-decoder keys and values to the decoding loop as computed,
-        # heads-major: without it XLA moves their layout change into the loop body, where it runs at
-        # every step (6 transposes per step on a CPU; docs/benchmarks.md).
-        return jax.lax.optimization_barrier({'caches': self.decoder.init_caches(batch_size, max_length, encoded),
-                                             'cross_mask': (inputs > 0)[:, None, None, :]})
+        return keep_as_computed({'caches': self.decoder.init_caches(batch_size, max_length, encoded),
+                                 'cross_mask': (inputs > 0)[:, None, None, :]})
 
 
 class DecoderOnly(Decoding):

@@ -14,7 +14,6 @@ import warnings
 
 import grain
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
@@ -73,7 +72,7 @@ class Checkpoints:
         now; no iterator for a checkpoint made to be evaluated, e.g. averaged); first raises
         CheckpointError if the previous save failed."""
         self.wait()
-        items = {'state': ocp.args.StandardSave(state)}
+        items = {'state': ocp.args.PyTreeSave(state)}
         if data_iterator is not None:
             items['data'] = grain.checkpoint.CheckpointSave(data_iterator)
         self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
@@ -96,17 +95,15 @@ class Checkpoints:
         finally:
             self._saving_step = None
 
-    def restore(self, abstract_state, step: int, data_iterator=None):
+    def restore(self, abstract_state, step: int, data_iterator=None, *, fields_only: bool = False):
         """The state of ``step`` on ``abstract_state``'s shapes and shardings (any device layout); with
         ``data_iterator``, also moves the iterator to its saved position. Returns (state, data_restored):
-        an iterator position saved by another number of hosts or data.workers cannot be restored (False)."""
-        try:
-            state = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state)))['state']
-        except ValueError as error:
-            if 'tree structures do not match' not in str(error):
-                raise
-            state = self._restore_renamed(step, abstract_state, error)
+        an iterator position saved by another number of hosts or data.workers cannot be restored (False).
+        ``fields_only``: ``abstract_state`` is a dict of some of the state's fields ({'params': ...}), and
+        only those are read (orbax's partial restore): the parameters without the optimizer's state."""
+        state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
+            partial_restore=fields_only)))['state']
         if data_iterator is None:
             return state, False
         own_file = os.path.join(self.directory, str(step), 'data',
@@ -125,26 +122,8 @@ class Checkpoints:
             return state, False
         return state, True
 
-    def _restore_renamed(self, step: int, abstract_state, error: ValueError):
-        """A checkpoint whose parameters carry the names of an earlier version of the models
-        (``LEGACY_NAMES``), read as saved and placed where the current model keeps each of them; the
-        original error when some parameter has no counterpart of its shape."""
-        raw = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
-        saved = {path_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(raw)[0]}
-        targets, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
-        leaves = []
-        for path, target in targets:
-            name = path_name(path)
-            found = next((old for old in legacy_names(name)
-                          if old in saved and tuple(saved[old].shape) == tuple(target.shape)), None)
-            if found is None:
-                raise error
-            leaves.append(jax.device_put(np.asarray(saved[found]).astype(target.dtype), target.sharding))
-        warnings.warn(f'checkpoint {step} names its parameters as an earlier version of transformer_lab did; '
-                      f'they are read under their current names')
-        return jax.tree_util.tree_unflatten(treedef, leaves)
-
-    def restore_latest(self, abstract_state, data_iterator=None, *, set_aside_unreadable: bool = True):
+    def restore_latest(self, abstract_state, data_iterator=None, *, set_aside_unreadable: bool = True,
+                       fields_only: bool = False):
         """Restores the newest readable checkpoint, as ``restore``; None when there is none.
 
         A newer checkpoint that cannot be read (a save cut off by a crash, a truncated or deleted file)
@@ -155,7 +134,7 @@ class Checkpoints:
         failures = []
         for step in reversed(self.all_steps()):
             try:
-                restored = self.restore(abstract_state, step, data_iterator)
+                restored = self.restore(abstract_state, step, data_iterator, fields_only=fields_only)
             except Exception as error:  # orbax raises ValueError, FileNotFoundError, KeyError or Exception
                 library_log.write_exception(error)
                 warnings.warn(f'checkpoint {step} in {self.directory} is unreadable ({summary(error)}); '
@@ -191,42 +170,6 @@ class Checkpoints:
             self.wait()
         finally:
             self.manager.close()
-
-
-# Where parameters lived before the models shared their stacks and heads (2026-12-04): current name
-# prefix -> the earlier names, tried in turn (the token table shared by encoder, decoder and output was
-# saved under the decoder's name).
-LEGACY_NAMES = {
-    'head/tied_embedding': ('decoder/embedding',),
-    'head/projection': ('output', 'head'),
-    'source_embedder/embedding': ('encoder/embedding', 'decoder/embedding'),
-    'source_embedder/position_encoding': ('encoder/position_encoding',),
-    'target_embedder/embedding': ('decoder/embedding',),
-    'target_embedder/position_encoding': ('decoder/position_encoding',),
-    'target_embedder/voice_embedding': ('decoder/voice_embedding',),
-    'embedder/intensity_embedding': ('intensity_embedding',),
-    'embedder/positions': ('positions',),
-    'embedder/class_embedding': ('class_embedding',),
-    'embedder/input_positions': ('input_positions',),
-    'encoder/layers': ('encoder_layers',),
-    'encoder/final_norm': ('encoder_norm',),
-    'decoder/layers': ('layers',),
-    'decoder/final_norm': ('final_norm',),
-}
-
-
-def path_name(path) -> str:
-    """A pytree key path as 'params/decoder/layers/0/...' (attribute, dict and sequence keys alike)."""
-    return '/'.join(str(getattr(key, 'name', getattr(key, 'key', getattr(key, 'idx', key)))) for key in path)
-
-
-def legacy_names(name: str) -> list[str]:
-    """``name`` itself, then the names ``LEGACY_NAMES`` says the same parameter had before."""
-    candidates = [name]
-    for current, earlier in LEGACY_NAMES.items():
-        if f'/{current}/' in f'/{name}/':
-            candidates += [f'/{name}/'.replace(f'/{current}/', f'/{old}/', 1).strip('/') for old in earlier]
-    return candidates
 
 
 def summary(error: BaseException, limit: int = 160) -> str:

@@ -22,7 +22,8 @@ from transformer_lab import library_log, tasks
 from transformer_lab.config import UserError
 from transformer_lab.data.source import in_workers
 from transformer_lab.models.catalog import build_model
-from transformer_lab.training import checkpoints, evaluators, logging, parallel, preemption, samples, steps
+from transformer_lab.training import checkpoints, evaluators, logging, parallel, preemption, samples
+from transformer_lab.training import state as state_lib
 from transformer_lab.training import workdir as workdir_lib
 from transformer_lab.training.validation import validate
 
@@ -176,9 +177,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str, float]:
     layout = parallel.batch_layout(config.data.batch_size, config.train.grad_accum_steps)
     mesh = parallel.make_mesh()
-    strategy = parallel.make_parallel(config.parallel, mesh)
-    graphdef, state, optimizer, schedule = steps.initial_state(config, model)
-    shardings = strategy.state_shardings(state)
+    assembly = state_lib.assemble(config, model, mesh)
+    graphdef, strategy = assembly.graphdef, assembly.strategy
 
     store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep,
                                     best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
@@ -188,14 +188,14 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                                                       shard_count=jax.process_count()), config.data.workers))
 
     train_batches = open_train_batches(config.data.shuffle_seed)
-    restored = store.restore_latest(checkpoints.abstract_like(state, shardings), train_batches)
-    state, data_restored = restored if restored is not None else (jax.device_put(state, shardings), True)
+    restored = store.restore_latest(assembly.abstract(), train_batches)
+    state, data_restored = restored if restored is not None else (assembly.placed(), True)
     first_step = int(state.step)
     if not data_restored:  # a position saved by another number of hosts or workers: a fresh order, not a replay
         train_batches = open_train_batches(config.data.shuffle_seed + first_step)
     _write_run_files(config, workdir, pipeline)
 
-    train_step = strategy.compile_train_step(graphdef, optimizer, config.train, state)
+    train_step = assembly.train_step(config.train)
     state = strategy.from_global(state)
     writer = logging.MetricsWriter(workdir, resume_step=first_step)
     if first_step == 0:
@@ -243,7 +243,7 @@ def _train_in_locked_workdir(config, workdir: str, pipeline, model) -> dict[str,
                 stop_signal = signals.requested(step)   # many hosts: agreed every few steps, stopping all at once
                 if step % config.train.log_every_steps == 0 or step == num_steps or stop_signal:
                     window.check()
-                    metrics = window.summary(float(schedule(step - 1)))
+                    metrics = window.summary(float(assembly.schedule(step - 1)))
                     log(step, metrics)
                     store.poll()
                     progress.set(step, loss=f'{metrics["train/loss"]:.3f}',

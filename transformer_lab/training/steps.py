@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from transformer_lab.training import optim
 
 
 @flax.struct.dataclass
@@ -44,14 +43,6 @@ def new_train_state(params, optimizer: optax.GradientTransformation, seed: int,
     return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
                       rng=jax.random.key_data(jax.random.key(seed, impl=dropout_rng)), skipped_steps=jnp.int32(0),
                       ema_params=jax.tree.map(lambda x: jnp.array(x, copy=True), params) if ema else None)
-
-
-def initial_state(config, model):
-    """(graphdef, TrainState at step 0 on the default device, optimizer, schedule) for ``model``."""
-    graphdef, params = nnx.split(model)
-    optimizer, schedule = optim.make_optimizer(config.train, config.model.d_model)
-    state = new_train_state(params, optimizer, config.seed, config.train.dropout_rng, ema=config.train.ema_decay > 0)
-    return graphdef, state, optimizer, schedule
 
 
 def moving_average(params, average, decay: float):

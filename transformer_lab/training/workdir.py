@@ -24,7 +24,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from transformer_lab.config import UserError, with_added_fields
+from transformer_lab.config import UserError, base_config
+from transformer_lab.training.logging import flat_config
 
 LOCK_FILE = 'lock'
 CONFIG_FILE = 'config.json'
@@ -39,18 +40,24 @@ class DamagedRunError(UserError):
 
 
 def saved_config(workdir: str) -> dict | None:
-    """The config a run saved (WORKDIR/config.json, with the fields it predates filled in); None where
-    there is none. A file that is not the JSON mapping train.py wrote is a DamagedRunError naming it."""
+    """The config a run saved (WORKDIR/config.json); None where there is none. A file that is not the JSON
+    mapping train.py wrote is a DamagedRunError naming it, and so is one written before a field of today's
+    configs existed (runs of earlier versions are not read: there has been no release)."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
             saved = json.load(f)
-        return with_added_fields(saved)
+        missing = sorted(set(flat_config(base_config().to_dict())) - set(flat_config(saved)))
     except (ValueError, TypeError, AttributeError) as error:   # not JSON, not UTF-8, or not a mapping
         raise DamagedRunError(f'{path} is damaged ({type(error).__name__}: {str(error)[:100]}): it is not the config '
                               f'scripts/train.py wrote; restore it from a copy of the run') from None
+    if missing:
+        raise DamagedRunError(f'{path} was written by an earlier version of transformer_lab (it has no '
+                              f'{", ".join(missing[:3])}{", ..." if len(missing) > 3 else ""}); runs of earlier '
+                              f'versions are not read: train it again with this one')
+    return saved
 
 
 def check_usable(workdir: str) -> None:
