@@ -16,8 +16,8 @@ Variants:
 The batch (data.batch_size = 32 images) is this project's choice; add train.grad_accum_steps on small machines.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, for_accelerators, image_config,
-                                    parse_arg, shrink_image_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, for_accelerators, image_config, shrink_image_to_tiny
+from transformer_lab.config import ConfigDict, parse_arg
 
 
 def get_config(arg=None):

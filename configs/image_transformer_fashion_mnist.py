@@ -13,8 +13,8 @@ Variants (the attention of the decoder; same model, data and budget otherwise):
 Default: 1d. data.md's baselines on this data: independent pixels 4.59 bits/dim, previous pixel 3.90.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_image_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, image_config, shrink_image_to_tiny
+from transformer_lab.config import ConfigDict, parse_arg
 
 IMAGE_SHAPE = (28, 28, 1)
 ATTENTION = {

@@ -16,8 +16,8 @@ The model is the Fashion-MNIST one (configs/image_transformer_fashion_mnist.py):
 masked local 1D attention over query blocks of 4 image rows with the previous block as memory.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_image_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, image_config, shrink_image_to_tiny
+from transformer_lab.config import ConfigDict, parse_arg
 
 
 def get_config(arg=None):

@@ -9,8 +9,8 @@ Model: 12 layers, d 512, 8 heads, d_ff 2048, categorical over 3072 sub-pixels, m
 ``tiny``, ``steps=N``, ``layers=N``.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, for_accelerators, image_config,
-                                    parse_arg, shrink_image_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, for_accelerators, image_config, shrink_image_to_tiny
+from transformer_lab.config import ConfigDict, parse_arg
 
 
 def get_config(arg=None):

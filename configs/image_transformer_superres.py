@@ -10,8 +10,8 @@ paper's CelebA 8x8 -> 32x32 needs CelebA), decoder local 2D with query blocks 8x
 16x64 (flanges (8, 16)), the paper's 2D configuration (NLL 2.61 on CelebA). ``tiny`` for tests.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, image_config, parse_arg,
-                                    shrink_image_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, image_config, shrink_image_to_tiny
+from transformer_lab.config import ConfigDict, parse_arg
 
 
 def get_config(arg=None):

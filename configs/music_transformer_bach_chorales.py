@@ -13,8 +13,8 @@ Also ``tiny``, ``steps=N``, ``layers=N``. Windows of 256 tokens (64 sixteenth no
 1024), training pieces transposed by up to +-3 semitones.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_music_config,
-                                    parse_arg)
+from configs.common import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_music_config
+from transformer_lab.config import parse_arg
 
 
 def get_config(arg=None):

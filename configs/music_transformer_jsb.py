@@ -12,8 +12,8 @@ attention 0.357, + concat + instrument 0.347. Variants: ``baseline`` (the defaul
 ``local``, ``concat``, ``voices`` (e.g. ``relative,concat,voices``), ``tiny``, ``steps=N``, ``layers=N``.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, for_accelerators,
-                                    music_config, parse_arg)
+from configs.common import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, for_accelerators, music_config
+from transformer_lab.config import parse_arg
 
 
 def get_config(arg=None):

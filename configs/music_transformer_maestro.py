@@ -15,8 +15,8 @@ stretched in time by a factor of {0.95, 0.975, 1.0, 1.025, 1.05}. Also ``tiny``,
 The paper does not give its batch size and schedule; these are the defaults here.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, for_accelerators,
-                                    music_config, parse_arg)
+from configs.common import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, for_accelerators, music_config
+from transformer_lab.config import parse_arg
 
 
 def get_config(arg=None):

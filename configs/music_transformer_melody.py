@@ -16,8 +16,8 @@ are random crops of 512 events of the augmented performances (the melody augment
 and 3 decoder layers of d_model 128.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, ConfigDict, apply_music_variants,
-                                    cpu_music_config, parse_arg)
+from configs.common import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_music_config
+from transformer_lab.config import ConfigDict, parse_arg
 
 
 def get_config(arg=None):

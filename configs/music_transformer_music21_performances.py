@@ -12,8 +12,8 @@ Variants: ``baseline`` (the default: absolute sinusoids), ``relative`` (relative
 512 events; training pieces transposed by up to +-3 semitones and stretched by {0.95, ..., 1.05}.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_music_config,
-                                    parse_arg)
+from configs.common import COMMON_VARIANTS, MUSIC_VARIANTS, apply_music_variants, cpu_music_config
+from transformer_lab.config import parse_arg
 
 
 def get_config(arg=None):

@@ -17,8 +17,8 @@ d_model 128), and the search `schedule` (learning rate and warm-up drawn by Optu
         --workers=2 --config.train.num_steps=400 --config.eval.evaluators="('nll',)"
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, base_config, parse_arg,
-                                    shrink_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, shrink_to_tiny
+from transformer_lab.config import ConfigDict, base_config, parse_arg
 
 
 def get_config(arg=None):

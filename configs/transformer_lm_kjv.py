@@ -7,8 +7,8 @@ Held-out protocol: the last 10% of verses (data.md's n-gram baselines on this sp
 5-gram 2.00 bits/char). Variants: `tiny`, `steps=N`, `layers=N`.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
-                                    shrink_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, shrink_to_tiny
+from transformer_lab.config import base_config, parse_arg
 
 
 def get_config(arg=None):

@@ -9,8 +9,8 @@ Variants: ``name=NAME`` (the dataset prepared with --name=NAME, default ``defaul
 cut into windows of 256 bytes; the model is that of configs/transformer_lm_kjv.py, reporting bits/char.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
-                                    shrink_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, shrink_to_tiny
+from transformer_lab.config import base_config, parse_arg
 
 
 def get_config(arg=None):

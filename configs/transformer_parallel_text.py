@@ -12,8 +12,8 @@ one of configs/transformer_bible_enes.py: a shared sentencepiece vocabulary of 4
 training pairs, 2 + 2 pre-LN layers of d_model 128, greedy BLEU and NLL on the validation pairs.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, apply_common_variants, base_config, parse_arg,
-                                    shrink_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, shrink_to_tiny
+from transformer_lab.config import base_config, parse_arg
 
 
 def get_config(arg=None):

@@ -20,9 +20,8 @@ BLEU both detokenised (sacreBLEU) and tokenised as the paper's 27.3 / 28.4:
 Also `steps=N`, `layers=N`.
 """
 
-from transformer_lab.config import (COMMON_VARIANTS, ConfigDict, apply_common_variants, base_config, for_accelerators,
-                                    parse_arg,
-                                    shrink_to_tiny)
+from configs.common import COMMON_VARIANTS, apply_common_variants, for_accelerators, shrink_to_tiny
+from transformer_lab.config import ConfigDict, base_config, parse_arg
 
 
 def get_config(arg=None):

@@ -1,0 +1,1 @@
+"""The configs: ``--config=configs/NAME.py[:VARIANT]``; ``common`` holds the families' builders."""
