@@ -13,20 +13,26 @@ from transformer_lab.config import ConfigDict, ConfigError, base_config
 
 def image_config(dataset: str, image_shape: tuple[int, int, int]) -> ConfigDict:
     """``base_config`` for an Image Transformer on ``dataset``: images as sequences of sub-pixels,
-    intensities as tokens, a categorical head, no label smoothing, bits/dim evaluation."""
+    intensities as tokens, a categorical head, no label smoothing, bits/dim evaluation.
+
+    The data states the image's shape, its length in sub-pixels and the super-resolution factor once;
+    the model and the sampler hold references to those fields (ml_collections' ``get_ref``), so that a
+    config or an override sets each in one place and the sections cannot disagree."""
     config = base_config()
     height, width, channels = image_shape
-    length = height * width * channels
     data = config.data
     data.name, data.inputs_feature, data.targets_feature = dataset, '', 'image'
-    data.tokenizer, data.image_shape, data.max_length, data.packing = 'pixels', image_shape, length, False
+    data.tokenizer, data.image_shape, data.packing = 'pixels', image_shape, False
+    data.max_length = height * width * channels   # every sub-pixel of one image
+    data.downsample = 1                 # > 1: super-resolution, from the images downsampled by this factor
     model = config.model
-    model.name, model.image_shape, model.max_length = 'image_transformer', image_shape, length
+    model.name = 'image_transformer'
+    model.image_shape, model.downsample = data.get_ref('image_shape'), data.get_ref('downsample')
+    model.max_length = config.sample.max_length = data.get_ref('max_length')
     model.num_classes = 0               # > 0: class-conditional (a class embedding at every position)
     model.mixtures = 10                 # model.head='dmol': components (10 in the paper: 100 numbers per RGB pixel)
     config.train.label_smoothing = 0.0
     config.eval.evaluators = ('bits_per_dim',)
-    config.sample.max_length = length
     return config
 
 
@@ -131,9 +137,9 @@ def shrink_to_tiny(config: ConfigDict, *, num_steps: int = 20, max_examples: int
 def shrink_image_to_tiny(config: ConfigDict, *, max_examples: int, batch_size: int,
                          eval_batch_size: int = 0) -> ConfigDict:
     """``shrink_to_tiny`` for image configs: a tiny model, but the sequence stays the whole image."""
-    length = config.model.max_length
+    length = config.data.max_length
     shrink_to_tiny(config, max_examples=max_examples)
-    config.model.max_length = config.data.max_length = config.sample.max_length = length
+    config.data.max_length = length     # the model's and the sampler's too (image_config)
     config.data.batch_size = batch_size
     if eval_batch_size:
         config.eval.batch_size = eval_batch_size

@@ -18,8 +18,8 @@ def get_config(arg=None):
     arg = parse_arg(arg, cifar10=False, **COMMON_VARIANTS)
     if arg.cifar10:
         config = image_config('cifar10_files', (32, 32, 3))
+        config.data.downsample = 4      # 8x8x3 inputs
         model = config.model
-        model.input_shape = (8, 8, 3)
         model.num_encoder_layers, model.num_decoder_layers = 4, 8
         model.d_model, model.num_heads, model.d_ff, model.dropout_rate = 512, 8, 2048, 0.1
         model.attention = ConfigDict({'type': 'local_2d', 'query_shape': (8, 32), 'memory_flange': (8, 16)})
@@ -28,16 +28,14 @@ def get_config(arg=None):
         config.eval.every_steps = config.checkpoint.every_steps = config.sample.every_steps = 10_000
     else:
         config = image_config('fashion_mnist_offline', (28, 28, 1))
+        config.data.downsample = 4      # 7x7 inputs
         model = config.model
-        model.input_shape = (7, 7, 1)
         model.num_encoder_layers, model.num_decoder_layers = 2, 4
         model.d_model, model.num_heads, model.d_ff, model.dropout_rate = 128, 4, 256, 0.0
         model.attention = ConfigDict({'type': 'local_2d', 'query_shape': (7, 7), 'memory_flange': (7, 7)})
         config.data.batch_size = 16
         config.train.num_steps, config.train.learning_rate, config.train.warmup_steps = 3000, 1.0, 500
         config.eval.every_steps = config.checkpoint.every_steps = 1000
-    factor = config.model.image_shape[0] // config.model.input_shape[0]
-    config.data.downsample = factor
     model.encoder_attention = ConfigDict({'type': 'dot_product'})   # or unmasked local_2d for larger inputs
     model.norm = 'pre'
     config.eval.batch_size, config.eval.max_examples = 50, 1000

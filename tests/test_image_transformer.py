@@ -36,6 +36,7 @@ def image_model_config(attention='full', num_classes=0, image_shape=IMAGE_SHAPE,
     config = base_config().model
     config.name = 'image_transformer'
     config.image_shape, config.num_classes, config.head, config.mixtures = image_shape, num_classes, head, 4
+    config.downsample = 1
     config.num_decoder_layers, config.d_model, config.num_heads, config.d_ff = 2, 24, 2, 48
     config.max_length = int(np.prod(image_shape))
     config.norm, config.dropout_rate = 'pre', 0.0
@@ -244,7 +245,7 @@ ENCODER_ATTENTION = {
 @pytest.mark.parametrize('attention,encoder_attention', [('full', 'full'), ('2d', 'local_2d')])
 def test_super_resolution_conditions_on_the_input_and_samples_from_the_cache(attention, encoder_attention):
     config = image_model_config(attention)
-    config.input_shape, config.num_encoder_layers = (2, 2, 3), 1
+    config.downsample, config.num_encoder_layers = 2, 1     # (2, 2, 3) inputs
     config.encoder_attention = ConfigDict(ENCODER_ATTENTION[encoder_attention])
     model = ImageTransformer(config, 256, rngs=nnx.Rngs(0))
     images, inputs = random_images(2), random_images(2, shape=(2, 2, 3), seed=1)

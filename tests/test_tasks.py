@@ -17,7 +17,7 @@ from transformer_lab.training.validation import validate
 PROJECT = pathlib.Path(__file__).parents[1]
 # The fields that tell one kind of run from another: only the Tasks (and the models and pipelines that
 # the fields configure) read them.
-DATA_FIELDS = {'inputs_feature', 'num_classes', 'input_shape', 'modality'}
+DATA_FIELDS = {'inputs_feature', 'num_classes', 'downsample', 'modality'}
 CALLERS = ['scripts', 'transformer_lab/training', 'transformer_lab/decoding', 'transformer_lab/sweeps',
            'transformer_lab/sampling.py', 'transformer_lab/runs.py', 'transformer_lab/attention_pictures.py',
            'transformer_lab/attention_maps.py', 'transformer_lab/benchmarking.py']

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import grain
 import numpy as np
 
-from transformer_lab.config import ConfigError, require
+from transformer_lab.config import ConfigError
 from transformer_lab.data.batching import Batches, Order
 from transformer_lab.data.source import Dataset, TfdsPipeline, pad_to
 
@@ -37,13 +37,6 @@ class ImagePipeline(TfdsPipeline):
     image feature, e.g. 'image'; ``data.image_shape`` must match it)."""
 
     TOKENIZERS = {'pixels': PixelTokenizer}
-
-    @classmethod
-    def check_config(cls, data, model) -> None:
-        super().check_config(data, model)
-        if 'image_shape' in model:
-            require(tuple(data.image_shape) == tuple(model.image_shape), 'model.image_shape',
-                    f'{tuple(model.image_shape)} differs from data.image_shape={tuple(data.image_shape)}')
 
     def __init__(self, data_config, dataset: Dataset, *, tokenizer=None):
         super().__init__(data_config, dataset)
@@ -63,7 +56,7 @@ class ImagePipeline(TfdsPipeline):
         return features['label'].num_classes if 'label' in features.keys() else 0
 
     def _rows(self, split: str, rows: int) -> ImageRows:
-        return ImageRows(self.source(split), self.config.targets_feature, rows, self.config.get('downsample', 1))
+        return ImageRows(self.source(split), self.config.targets_feature, rows, self.config.downsample)
 
     def train_batches(self, rows: int, *, seed: int, shard_index: int = 0,
                       shard_count: int = 1) -> grain.IterDataset:

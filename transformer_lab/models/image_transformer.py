@@ -42,14 +42,24 @@ def position_grid(model_config) -> tuple[int, int]:
     return height, width * channels
 
 
+def input_shape(model_config) -> tuple[int, int, int] | None:
+    """Super-resolution (``model.downsample`` = f > 1, the data's factor): the low-resolution images'
+    shape (H / f, W / f, C); None for other models."""
+    factor = model_config.downsample
+    if factor == 1:
+        return None
+    height, width, channels = model_config.image_shape
+    return height // factor, width // factor, channels
+
+
 def with_position_grids(model_config):
     """``model_config`` as the model is built from it: attention cores that see their sequence as an image
     (local 2D) are given its position grid as ``image_shape``, the image's for the decoder and the
     low-resolution input's for a super-resolution encoder. Derived here, never written in a config."""
     config = model_config.copy_and_resolve_references()
     grids = {'attention': position_grid(config)}
-    if config.get('input_shape'):
-        height, width, channels = config.input_shape
+    if config.downsample > 1:
+        height, width, channels = input_shape(config)
         grids['encoder_attention'] = (height, width * channels)
     for section, grid in grids.items():
         if section in config and CORES[config[section].type].sees_an_image:
@@ -127,9 +137,9 @@ class PixelEmbedder(nnx.Module):
         self.class_embedding = (nnx.Embed(config.num_classes, config.d_model, **dtypes(config), rngs=rngs)
                                 if config.num_classes else None)
         self.dropout = Dropout(config.dropout_rate)
-        input_shape = config.get('input_shape')
-        self.input_positions = (PixelPositions(config.positional, tuple(input_shape), config.d_model, rngs=rngs)
-                                if input_shape else None)
+        low_resolution = input_shape(config)
+        self.input_positions = (PixelPositions(config.positional, low_resolution, config.d_model, rngs=rngs)
+                                if low_resolution else None)
 
     @property
     def order(self) -> np.ndarray:
@@ -175,7 +185,7 @@ class ImageTransformer(nnx.Module):
     """Decoder-only Image Transformer: p(image) = prod_t p(position_t | positions before it); bits/dim =
     NLL per sub-pixel / ln 2 with either head.
 
-    Super-resolution (``input_shape`` set, Parmar et al., Sec. 4.3): an encoder of
+    Super-resolution (``downsample`` > 1, Parmar et al., Sec. 4.3): an encoder of
     ``num_encoder_layers`` over the low-resolution image ``batch['inputs']`` (its sub-pixels embedded
     like the decoder's, self-attention ``model.encoder_attention``: full or unmasked local 2D), and
     encoder-decoder attention in every decoder layer: p(image | low-resolution image).
@@ -196,7 +206,7 @@ class ImageTransformer(nnx.Module):
             raise ConfigError('model.max_length', f'{config.max_length} < the {grid[0] * grid[1]} positions of '
                                                   f'an image')
         self.image_shape = tuple(config.image_shape)
-        self.input_shape = tuple(config.input_shape) if config.get('input_shape') else None
+        self.input_shape = input_shape(config)
         self.embedder = PixelEmbedder(config, rngs=rngs)
         self.encoder = EncoderStack(config, rngs=rngs) if self.input_shape is not None else None
         self.decoder = DecoderStack(config, cross_attention=self.input_shape is not None, rngs=rngs)

@@ -24,7 +24,7 @@ class ImageTask(Task):
     reads_primer_rows = True
 
     def conditioning(self, config) -> str:
-        if config.model.get('input_shape'):
+        if config.data.downsample > 1:
             return 'low_resolution'
         return 'classes' if config.model.get('num_classes', 0) else 'none'
 
@@ -128,7 +128,7 @@ def super_resolve(run, rows: int, options: dict) -> np.ndarray:
     batch = next(iter(pipeline.eval_batches(run.config.data.eval_split, rows, max_examples=rows)))
     sequence = decoding.generate(run.graphdef, run.params, batch_size=rows, inputs=batch['inputs'], **options)
     factor, image_shape = run.config.data.downsample, tuple(run.config.model.image_shape)
-    low = batch['inputs'].reshape(rows, *run.config.model.input_shape)
+    low = batch['inputs'].reshape(rows, *run.model.input_shape)
     enlarged = np.repeat(np.repeat(low, factor, axis=1), factor, axis=2).astype(np.uint8)
     originals = batch['targets'].reshape(rows, *image_shape).astype(np.uint8)
     return np.stack([enlarged, run.model.to_raster(np.asarray(sequence)), originals], axis=1).reshape(
