@@ -78,11 +78,8 @@ def main(argv):
     workdir_lib.check_usable(FLAGS.workdir)
     overrides = config_flags.get_override_values(FLAGS['config'])
     base_arguments = tuple(f'--config.{field}={spec_lib.format_value(value)}' for field, value in overrides.items())
-    try:
-        sweep = spec_lib.load(config_flags.get_config_filename(FLAGS['config']), FLAGS.sweep, base_arguments)
-        runs = launch_lib.planned_runs(sweep, FLAGS.metric)
-    except spec_lib.SweepError as error:
-        cli.fail(str(error))
+    sweep = spec_lib.load(config_flags.get_config_filename(FLAGS['config']), FLAGS.sweep, base_arguments)
+    runs = launch_lib.planned_runs(sweep, FLAGS.metric)   # a SweepError is one error: line (cli.run)
     workdir = os.path.abspath(FLAGS.workdir)
     options = worker_lib.Options(
         config=sweep.config, sweep=sweep.name, base_arguments=base_arguments, workdir=workdir,

@@ -82,7 +82,7 @@ def test_the_shipped_tables_build_every_row(tmp_path):
         table = tables.load(path)
         for scale in table.rows:
             rows = tables.scale_named(table, scale)
-            sweep = spec.load(path, scale)
+            sweep = tables.load_sweep(path, scale)
             spec.check(sweep, tables.runs(rows, 1), table.metrics[scale])
 
 
@@ -92,7 +92,7 @@ def test_smoke_rows_keep_each_rows_model_on_two_rows_of_stand_in_data(tmp_path):
     from transformer_lab import tasks
     path = 'configs/tables/music_transformer_jsb.py'
     table = tables.load(path)
-    rows, sweep = tables.scale_named(table, 'paper'), spec.load(path, 'paper')
+    rows, sweep = tables.scale_named(table, 'paper'), tables.load_sweep(path, 'paper')
 
     def config_of(row):
         return sweep.build_config(tables.runs([row], 1)[0][1], row.label)

@@ -16,7 +16,8 @@ An override is any config field by its dotted name; a value is what ``--config.F
 (a number, a string, a tuple, a dict for a whole section such as ``model.attention``). A run trains
 with ``scripts/train.py --config=FILE[:ARG] [the sweep's --config flags] [its overrides]``; the
 override ``config`` (``RUN_CONFIG``) gives a run a config file of its own, as a table's rows do
-(sweeps/tables.py: a table file is loaded as the sweep of each of its scales).
+(sweeps/tables.py builds on this module: a table file is the sweep of each of its scales, and a
+worker, whose study may be a table's, loads its sweep with ``tables.load_sweep``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import ml_collections
 import optuna
 
 from transformer_lab import cli
+from transformer_lab.config import UserError
 from transformer_lab.training import evaluators
 from transformer_lab.training.validation import validate
 
@@ -38,7 +40,7 @@ MAX_NAME_LENGTH = 120
 RUN_CONFIG = 'config'   # the override naming a run's own --config=FILE[:ARG] (no config has such a field)
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A sweep that cannot run: a missing function, a bad field or value in a run, a bad metric."""
 
 
@@ -70,23 +72,29 @@ class Sweep:
 
 
 def load(config: str, name: str, base_arguments=()) -> Sweep:
-    """The sweep ``name`` of the config file in ``config`` (FILE[:ARG])."""
+    """The sweep ``name`` of the config file in ``config`` (FILE[:ARG]): its sweep_NAME or search_NAME."""
+    return sweep_in(load_file(config), config, name, base_arguments)
+
+
+def load_file(config: str):
+    """The config file of ``config`` (FILE[:ARG]) as a module."""
     path = config.partition(':')[0]
     if not os.path.isfile(path):
         raise SweepError(f'--config={config}: {path} is not a file; name a config file such as '
                          f'configs/transformer_bible_enes.py')
-    module = load_module(path)
-    if hasattr(module, 'ROWS'):
-        from transformer_lab.sweeps import tables   # a table is a sweep per scale, made from its rows
-        table = tables.from_module(module, path)
-        return Sweep(config, name, tables.grid_function(table, name), tuple(base_arguments))
+    return load_module(path)
+
+
+def sweep_in(module, config: str, name: str, base_arguments=()) -> Sweep:
+    """The sweep ``name`` that the config file ``config`` (FILE[:ARG], loaded as ``module``) defines:
+    its ``sweep_NAME`` or ``search_NAME`` function."""
     functions = {attribute: getattr(module, attribute) for attribute in dir(module)
                  if attribute.startswith(('sweep_', 'search_')) and callable(getattr(module, attribute))}
     matches = [functions[f'{kind}_{name}'] for kind in ('sweep', 'search') if f'{kind}_{name}' in functions]
     if len(matches) != 1:
         have = ', '.join(sorted(attribute.split('_', 1)[1] for attribute in functions)) or 'none'
         problem = 'defines both sweep_ and search_' if matches else 'has no sweep_ or search_ function'
-        raise SweepError(f'--sweep={name}: {path} {problem} for {name!r}; its sweeps: {have}')
+        raise SweepError(f'--sweep={name}: {config.partition(":")[0]} {problem} for {name!r}; its sweeps: {have}')
     return Sweep(config, name, matches[0], tuple(base_arguments))
 
 

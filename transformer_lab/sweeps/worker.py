@@ -27,6 +27,7 @@ import optuna
 
 from transformer_lab.sweeps import spec as spec_lib
 from transformer_lab.sweeps import study as study_lib
+from transformer_lab.sweeps import tables
 from transformer_lab.training import preemption
 
 POLL_SECONDS = 1.0
@@ -100,7 +101,7 @@ def work(options: Options, environment: dict[str, str]) -> None:
     jax.config.update('jax_platforms', 'cpu')   # the worker only counts parameters; devices are the runs'
     stops = StopRequests()
     study = open_study(options)
-    sweep = spec_lib.load(options.config, options.sweep, options.base_arguments)
+    sweep = tables.load_sweep(options.config, options.sweep, options.base_arguments)
     while not stops.count:
         trial = study_lib.claim(study, options.storage_url)
         if trial is None:
