@@ -291,8 +291,8 @@ class MultiHeadAttention(nnx.Module):
 
         Heads-major because keys and values that are kept (decoding caches, the encoder's for
         encoder-decoder attention) are then read by every decoding step in the layout of the attention's
-        batched matrix products: stored sequence-major, XLA transposes the whole cache at every step (on
-        a CPU 7x the attention's own time). The cores take sequence-major views (``_sequence_major``),
+        batched matrix products: stored sequence-major, XLA transposes the whole cache at every step
+        (docs/benchmarks.md: the heads-major caches). The cores take sequence-major views (``_sequence_major``),
         which XLA folds into the products; for whole sequences the two transposes cancel."""
         return {'key': self.key(inputs_kv).swapaxes(1, 2), 'value': self.value(inputs_kv).swapaxes(1, 2)}
 
