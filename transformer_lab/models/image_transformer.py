@@ -58,8 +58,8 @@ def with_position_grids(model_config):
     low-resolution input's for a super-resolution encoder. Derived here, never written in a config."""
     config = model_config.copy_and_resolve_references()
     grids = {'attention': position_grid(config)}
-    if config.downsample > 1:
-        height, width, channels = input_shape(config)
+    if low_resolution := input_shape(config):
+        height, width, channels = low_resolution
         grids['encoder_attention'] = (height, width * channels)
     for section, grid in grids.items():
         if section in config and CORES[config[section].type].sees_an_image:
