@@ -14,7 +14,7 @@ export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 # soundfont: music samples as WAV beside their MIDI (data/rendering.py)
 DEBIAN_PACKAGES := sword-text-kjv sword-text-sparv dataset-fashion-mnist postgresql fluidsynth fluid-soundfont-gm
 
-.PHONY: run test damaged smoke setup debian data lock clean
+.PHONY: run test damaged workers smoke setup debian data lock clean
 
 run: setup data
 	$(BIN)/python scripts/train.py --config=$(CONFIG) --workdir=$(WORKDIR)
@@ -26,6 +26,12 @@ test: setup data
 # one error line or a warning, never a traceback. About 25 short commands, so after the suite, not in it.
 damaged: setup data
 	$(BIN)/python -m pytest -n 2 -m damaged tests/test_damaged_runs.py
+
+# A sweep's workers as separate processes and machines (tests/test_sweeps.py): two workers sharing a study, a
+# killed worker's run handed over (SQLite and PostgreSQL), two machines on one PostgreSQL. Each starts several
+# training processes, so after the suite, not in it.
+workers: setup data
+	$(BIN)/python -m pytest -n 2 -m workers tests/test_sweeps.py
 
 # Every paper-scale row of the four paper tables trained 2 steps on batches of 2 rows and evaluated once, the
 # papers' datasets replaced by random stand-ins in their layouts (scripts/reproduce.py --smoke): proof that each

@@ -141,6 +141,7 @@ def test_sweeps_expand_to_named_checked_runs_and_a_bad_field_is_refused_before_a
     assert not workdir.exists()
 
 
+@pytest.mark.workers
 def test_two_workers_train_each_run_once_and_the_same_command_again_starts_nothing(sweep_config, tmp_path):
     """The workers as submitit jobs on this machine (--launcher=local, the path of --launcher=slurm); the
     other tests start them as processes (the default)."""
@@ -207,6 +208,7 @@ def test_each_slurm_job_asks_for_its_partition_gpus_cpus_and_time(tmp_path, monk
         assert line in script, script
 
 
+@pytest.mark.workers
 @pytest.mark.parametrize('storage', ['default', 'postgresql'])
 def test_a_killed_workers_run_is_handed_over_and_resumes_from_its_checkpoint(sweep_config, tmp_path, storage,
                                                                              request):
@@ -293,6 +295,7 @@ def postgres_url():
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@pytest.mark.workers
 def test_two_machines_share_a_postgresql_storage(sweep_config, tmp_path, postgres_url):
     """The second invocation joins from a workdir of its own, as a machine with no shared filesystem.
     Runs of 1500 steps (~10 s of the tiny model) keep the first machine busy with one while the second
