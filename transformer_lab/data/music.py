@@ -218,8 +218,7 @@ class MusicPipeline(TfdsPipeline):
         melody = data_config.get('inputs_feature', '')
         if melody and melody not in self.builder.info.features.keys():
             raise ConfigError('data.inputs_feature', f'{melody!r}: {dataset.name} was prepared without it; prepare it '
-                                                     f'again: python scripts/prepare_data.py --dataset={dataset.name} '
-                                                     f'--overwrite')
+                                                     f'again: {dataset.prepare_command(self.data_dir, overwrite=True)}')
 
     def tokens(self, piece: np.ndarray) -> dict[str, np.ndarray]:
         """A piece -> its tokens ending with EOS (and each token's voice, EOS having none)."""
