@@ -113,8 +113,9 @@ def save_averaged(workdir: str, output: str, last: int) -> int:
     store = checkpoints.Checkpoints(workdir, max_to_keep=config.checkpoint.max_to_keep, read_only=True)
     try:
         steps = chosen_steps(store, None, last)
-        state = store.restore(assembly.abstract(), steps[-1])[0]
-        averaged = {field: state_lib.read_params(store, getattr(assembly.abstract(), field), field, steps)[0]
+        abstract = assembly.abstract()
+        state = store.restore(abstract, steps[-1])[0]
+        averaged = {field: state_lib.read_params(store, getattr(abstract, field), field, steps)[0]
                     for field in ('params', 'ema_params') if getattr(state, field) is not None}
     finally:
         store.close()
